@@ -1,0 +1,192 @@
+//! The scalar trait every exactflow algorithm is generic over.
+//!
+//! `Real` is `num_traits::Float` (with the compound assignments of `NumAssign`) plus the bounds a multi-threaded numerical library needs. It is
+//! implemented for `f32`, `f64` and the forward-mode dual number [`autodiff::F1`], so that an exact
+//! derivative runs through the very code that users run. Hot paths (gemm, the coupling transforms,
+//! a vectorized exp) are trait methods whose default is a plain generic loop; `f32` and `f64`
+//! override them with faer's gemm and the SIMD kernels of [`crate::simd`].
+
+use std::fmt::Debug;
+
+use autodiff::F1;
+use num_traits::{Float, FromPrimitive, NumAssign};
+
+use crate::gemm::{self, MatSlice, MatSliceMut, Parallelism};
+use crate::simd::{Backend, SimdFloat};
+
+/// A real scalar: `f32`, `f64` or a forward-mode dual number.
+///
+/// The fast-path methods (`gemm_kernel`, `exp_kernel`, the coupling kernels) are the hooks the
+/// checked public functions call after validating their arguments: prefer [`crate::gemm::gemm`],
+/// [`crate::coupling`] and [`crate::simd::exp_in_place`], which return errors instead of panicking.
+pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'static {
+    /// A short name for messages and benchmark ids ("f32", "f64", "dual").
+    const NAME: &'static str;
+
+    /// The value part as `f64` (for a dual number, its value without the derivative).
+    fn as_f64(self) -> f64;
+
+    /// Converts an `f64` constant (rounded to nearest for `f32`; a constant for a dual number).
+    fn lit(x: f64) -> Self;
+
+    /// True when the value part is neither NaN nor infinite. For a dual number only the value is
+    /// looked at: a derivative may legitimately be large.
+    fn is_finite_value(self) -> bool {
+        self.as_f64().is_finite()
+    }
+
+    /// `c = alpha * op(a) * op(b) + beta * c` on validated row-major operands.
+    ///
+    /// When `beta` is zero, `c` is not read (BLAS semantics: NaN in `c` does not propagate).
+    /// The default is a straightforward loop, split over rows with rayon when `par` asks for
+    /// threads; `f32` and `f64` call faer's gemm.
+    fn gemm_kernel(
+        alpha: Self,
+        a: MatSlice<'_, Self>,
+        b: MatSlice<'_, Self>,
+        beta: Self,
+        c: MatSliceMut<'_, Self>,
+        par: Parallelism,
+    ) {
+        gemm::generic_gemm(alpha, a, b, beta, c, par);
+    }
+
+    /// `x = exp(x)` elementwise. The default calls `Float::exp`; `f32` and `f64` use the SIMD exp
+    /// of [`crate::simd`] (at most 4 ULP from std's exp).
+    fn exp_kernel(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.exp();
+        }
+    }
+
+    /// Affine coupling forward on rows of width `d`: `y = x * exp(s) + t`,
+    /// `log_det[i] += sum_j s[i, j]`. Lengths must agree (`x`, `s`, `t`, `y`: `n * d`,
+    /// `log_det`: `n`); the checked entry point is [`crate::coupling::affine_forward`].
+    ///
+    /// # Panics
+    /// If the lengths disagree.
+    fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
+        crate::coupling::generic_affine_forward(x, s, t, y, log_det);
+    }
+
+    /// Affine coupling inverse on rows: `x = (y - t) * exp(-s)`, `log_det[i] -= sum_j s[i, j]`.
+    /// The checked entry point is [`crate::coupling::affine_inverse`].
+    ///
+    /// # Panics
+    /// If the lengths disagree.
+    fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
+        crate::coupling::generic_affine_inverse(y, s, t, x, log_det);
+    }
+
+    /// Additive coupling on equal-length slices: forward `out = a + t`, inverse `out = a - t`.
+    /// The checked entry points are [`crate::coupling::additive_forward`] and
+    /// [`crate::coupling::additive_inverse`].
+    ///
+    /// # Panics
+    /// If the lengths disagree.
+    fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
+        if forward {
+            crate::coupling::generic_additive_forward(a, t, out);
+        } else {
+            crate::coupling::generic_additive_inverse(a, t, out);
+        }
+    }
+}
+
+impl Real for f64 {
+    const NAME: &'static str = "f64";
+
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self
+    }
+
+    #[inline]
+    fn lit(x: f64) -> Self {
+        x
+    }
+
+    fn gemm_kernel(
+        alpha: Self,
+        a: MatSlice<'_, Self>,
+        b: MatSlice<'_, Self>,
+        beta: Self,
+        c: MatSliceMut<'_, Self>,
+        par: Parallelism,
+    ) {
+        gemm::faer_gemm(alpha, a, b, beta, c, par);
+    }
+
+    fn exp_kernel(xs: &mut [Self]) {
+        <f64 as SimdFloat>::simd_exp(Backend::detect(), xs);
+    }
+
+    fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
+        <f64 as SimdFloat>::simd_affine(Backend::detect(), true, x, s, t, y, log_det);
+    }
+
+    fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
+        <f64 as SimdFloat>::simd_affine(Backend::detect(), false, y, s, t, x, log_det);
+    }
+
+    fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
+        <f64 as SimdFloat>::simd_additive(Backend::detect(), forward, a, t, out);
+    }
+}
+
+impl Real for f32 {
+    const NAME: &'static str = "f32";
+
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+
+    #[inline]
+    fn lit(x: f64) -> Self {
+        x as f32
+    }
+
+    fn gemm_kernel(
+        alpha: Self,
+        a: MatSlice<'_, Self>,
+        b: MatSlice<'_, Self>,
+        beta: Self,
+        c: MatSliceMut<'_, Self>,
+        par: Parallelism,
+    ) {
+        gemm::faer_gemm(alpha, a, b, beta, c, par);
+    }
+
+    fn exp_kernel(xs: &mut [Self]) {
+        <f32 as SimdFloat>::simd_exp(Backend::detect(), xs);
+    }
+
+    fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
+        <f32 as SimdFloat>::simd_affine(Backend::detect(), true, x, s, t, y, log_det);
+    }
+
+    fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
+        <f32 as SimdFloat>::simd_affine(Backend::detect(), false, y, s, t, x, log_det);
+    }
+
+    fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
+        <f32 as SimdFloat>::simd_additive(Backend::detect(), forward, a, t, out);
+    }
+}
+
+/// The dual number runs every generic default, so that its derivative part follows exactly the
+/// arithmetic of the generic code.
+impl Real for F1 {
+    const NAME: &'static str = "dual";
+
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self.x
+    }
+
+    #[inline]
+    fn lit(x: f64) -> Self {
+        F1::cst(x)
+    }
+}

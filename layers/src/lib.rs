@@ -1,0 +1,1 @@
+//! exactflow-layers: invertible layers with verified Jacobians (filled by the layers issue).

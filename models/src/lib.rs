@@ -1,0 +1,1 @@
+//! exactflow-models: flows, training and checkpoints (filled by the models issue).
