@@ -377,7 +377,9 @@ pub(crate) fn faer_gemm<T>(
         }
         faer::Accum::Add
     };
-    let dst = faer::MatMut::from_row_major_slice_with_stride_mut(data, m, n, ld);
+    // A row-major m x n block is the transpose of a column-major n x m one. (faer 0.24.4's own
+    // `from_row_major_slice_with_stride_mut` builds a column-major view, so it is not used.)
+    let dst = faer::MatMut::from_column_major_slice_with_stride_mut(data, n, m, ld).transpose_mut();
     let fpar = match par {
         Parallelism::Sequential => faer::Par::Seq,
         Parallelism::Rayon(t) => faer::Par::rayon(t),

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::Lanes;
+use super::lanes::{Lanes, TWO_23, TWO_52};
 
 #[derive(Clone, Copy)]
 #[repr(transparent)]
@@ -78,7 +78,7 @@ impl Lanes for F64x4 {
         // k + 2^52 + 1023 holds k + 1023 in its low mantissa bits; shifting them into the
         // exponent field gives the bit pattern of 2^k.
         unsafe {
-            let biased = _mm256_add_pd(self.0, _mm256_set1_pd(4_503_599_627_371_496.0 + 1023.0));
+            let biased = _mm256_add_pd(self.0, _mm256_set1_pd(TWO_52 + 1023.0));
             F64x4(_mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_castpd_si256(
                 biased,
             ))))
@@ -158,7 +158,7 @@ impl Lanes for F32x8 {
     #[inline(always)]
     fn pow2i(self) -> Self {
         unsafe {
-            let biased = _mm256_add_ps(self.0, _mm256_set1_ps(8_388_608.0 + 127.0));
+            let biased = _mm256_add_ps(self.0, _mm256_set1_ps(TWO_23 + 127.0));
             F32x8(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(
                 biased,
             ))))

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::lanes::Lanes;
+use super::lanes::{Lanes, TWO_23, TWO_52};
 
 #[derive(Clone, Copy)]
 #[repr(transparent)]
@@ -79,7 +79,7 @@ impl Lanes for F64x8 {
     #[inline(always)]
     fn pow2i(self) -> Self {
         unsafe {
-            let biased = _mm512_add_pd(self.0, _mm512_set1_pd(4_503_599_627_371_496.0 + 1023.0));
+            let biased = _mm512_add_pd(self.0, _mm512_set1_pd(TWO_52 + 1023.0));
             F64x8(_mm512_castsi512_pd(_mm512_slli_epi64::<52>(_mm512_castpd_si512(
                 biased,
             ))))
@@ -158,7 +158,7 @@ impl Lanes for F32x16 {
     #[inline(always)]
     fn pow2i(self) -> Self {
         unsafe {
-            let biased = _mm512_add_ps(self.0, _mm512_set1_ps(8_388_608.0 + 127.0));
+            let biased = _mm512_add_ps(self.0, _mm512_set1_ps(TWO_23 + 127.0));
             F32x16(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(
                 biased,
             ))))

@@ -44,6 +44,11 @@ pub(crate) trait Lanes: Copy {
     fn reduce_sum(self) -> Self::E;
 }
 
+/// 2^52: adding it to an integer-valued f64 below 2^52 puts the integer in the low mantissa bits.
+pub(crate) const TWO_52: f64 = (1u64 << 52) as f64;
+/// 2^23: the same for f32.
+pub(crate) const TWO_23: f32 = (1u32 << 23) as f32;
+
 // fdlibm's split of ln 2: LN2_HI has trailing zero bits so that k * LN2_HI is exact for every k
 // the clamped input can produce, and x - k * LN2_HI is then exact by Sterbenz's lemma.
 const LN2_HI_64: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 6.93147180369123816490e-1
