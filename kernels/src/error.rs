@@ -85,6 +85,47 @@ pub enum Error {
         /// Why, in words.
         reason: String,
     },
+    /// A parameter of a layer or model holds NaN or an infinity.
+    #[error("parameter {name} has a non-finite entry {value} at flat index {index}")]
+    NonFiniteParameter {
+        /// The parameter's stable name (e.g. `flow.3.coupling.net.0.weight`).
+        name: String,
+        /// Flat (row-major) index of the first bad entry.
+        index: usize,
+        /// The offending value, as f64.
+        value: f64,
+    },
+    /// A configuration is impossible (zero layers, odd channel counts for a channel split, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// What went wrong, from the operating system.
+        message: String,
+    },
+    /// A file was read but its contents are malformed (corrupt, truncated, wrong format).
+    #[error("{path}: not a valid {format}: {reason}")]
+    Format {
+        /// The file involved.
+        path: String,
+        /// The format that was expected (".npy", "safetensors checkpoint", "MNIST IDX", ...).
+        format: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Training produced a non-finite loss or gradient and stopped.
+    #[error("training diverged at step {step}: {what} of {layer} is not finite")]
+    Diverged {
+        /// The optimizer step at which it happened (0-based).
+        step: u64,
+        /// The layer (stable name) whose output or gradient went non-finite first.
+        layer: String,
+        /// Which quantity: "output", "log-det", "gradient", "loss".
+        what: String,
+    },
 }
 
 impl Error {

@@ -34,6 +34,27 @@ impl Parallelism {
     }
 }
 
+static DEFAULT_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Sets the parallelism that layers and models use for their matrix products (one thread by
+/// default, which keeps results bit-for-bit reproducible). `Rayon(0)` means all of rayon's pool.
+pub fn set_default_parallelism(par: Parallelism) {
+    let n = match par {
+        Parallelism::Sequential => 1,
+        Parallelism::Rayon(0) => 0,
+        Parallelism::Rayon(n) => n.max(1),
+    };
+    DEFAULT_THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The parallelism set by [`set_default_parallelism`].
+pub fn default_parallelism() -> Parallelism {
+    match DEFAULT_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => Parallelism::Sequential,
+        n => Parallelism::Rayon(n),
+    }
+}
+
 /// A read-only strided row-major matrix view, optionally transposed.
 ///
 /// Element (i, j) of the *stored* matrix is `data[i * ld + j]`; [`MatSlice::t`] flips the view

@@ -1,0 +1,184 @@
+//! The invertible-layer trait and its training-pass plumbing.
+//!
+//! **Direction.** `forward` maps data to latent (the normalizing direction, G^-1 in the lecture's
+//! notation) and returns `log|det dz/dx|` for each sample; `inverse` maps latent to data
+//! (generation) and returns `log|det dx/dz|`, which is minus the forward log-det at the matching
+//! point. A flow scores `log p(x) = log pi(z) + sum_k logdet_k`.
+//!
+//! **Training.** [`Bijector::forward_train`] runs the training-mode map (batch statistics for
+//! batch norm, ActNorm's data-dependent initialization on its first batch) and returns a [`Cache`]
+//! holding what [`Bijector::backward`] needs, so that backward never recomputes the forward.
+//! `backward` takes dL/dz and dL/dlogdet, accumulates dL/dtheta into each [`Param::grad`] and
+//! returns dL/dx.
+//!
+//! **Memory-efficient training.** A caller may drop the caches, recompute each layer's input from
+//! its output with [`Bijector::inverse_replay`] and rebuild the cache with
+//! `forward_train(x, Pass::Replay)`, which applies the very same map without touching the layer's
+//! state. Activation memory then does not grow with depth.
+
+use std::any::Any;
+
+use exactflow_kernels::{Error, F1, Real, Result};
+
+use crate::params::Params;
+use crate::tensor::Tensor;
+
+#[allow(unused_imports)] // for the doc links
+use crate::params::Param;
+
+/// What a training forward pass may do to a layer's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// A training step: may initialize (ActNorm's first batch) and update running statistics
+    /// (batch norm); layers record whatever they need to replay the same map.
+    Train,
+    /// Recompute the map of the last `Train` pass (memory-efficient backward): same output, no
+    /// state change.
+    Replay,
+}
+
+/// Activations a layer keeps from `forward_train` for its `backward`. Opaque to callers.
+pub struct Cache {
+    layer: &'static str,
+    data: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cache({})", self.layer)
+    }
+}
+
+impl Cache {
+    /// Wraps a layer's activations.
+    pub fn new<C: Any + Send + Sync>(layer: &'static str, data: C) -> Self {
+        Cache {
+            layer,
+            data: Box::new(data),
+        }
+    }
+
+    /// Unwraps the activations of the expected type.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the cache came from another kind of layer.
+    pub fn take<C: Any>(self, layer: &'static str) -> Result<C> {
+        let from = self.layer;
+        self.data.downcast::<C>().map(|b| *b).map_err(|_| {
+            Error::invalid(
+                layer,
+                "cache",
+                format!("backward was given the cache of a {from} layer"),
+            )
+        })
+    }
+}
+
+/// Output of a forward or inverse pass: the transformed tensor and one log-det per sample.
+pub type Mapped<T> = (Tensor<T>, Vec<T>);
+
+/// An invertible layer with an exact log-determinant and a hand-written backward pass.
+///
+/// Implementations are generic over [`Real`], so the same code runs in f32, f64 and on dual
+/// numbers ([`Bijector::to_dual`]), which is how the property tests obtain exact Jacobians.
+pub trait Bijector<T: Real>: Params<T> + Send + Sync {
+    /// A short name of the layer type ("AffineCoupling", "ActNorm", ...).
+    fn kind(&self) -> &'static str;
+
+    /// True when log|det| does not depend on the input (additive couplings, permutations,
+    /// squeezes, 1x1 convolutions): callers may skip per-sample work.
+    fn constant_log_det(&self) -> bool {
+        false
+    }
+
+    /// The sample shape the layer accepts (without the batch axis), and the one it produces.
+    fn sample_shapes(&self) -> (Vec<usize>, Vec<usize>);
+
+    /// z = f(x), data -> latent, with log|det dz/dx| per sample. Inference mode (running
+    /// statistics for batch norm).
+    ///
+    /// # Errors
+    /// A wrong input shape, NaN/inf in the input or a parameter.
+    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>>;
+
+    /// x = f^-1(z), latent -> data, with log|det dx/dz| per sample. Inference mode.
+    ///
+    /// # Errors
+    /// As [`Bijector::forward`].
+    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>>;
+
+    /// The training-mode forward; returns z, the log-dets and the cache for [`Bijector::backward`].
+    ///
+    /// # Errors
+    /// As [`Bijector::forward`].
+    fn forward_train(&mut self, x: &Tensor<T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)>;
+
+    /// The inverse of the map applied by the last `forward_train(.., Pass::Train)`. Equal to
+    /// [`Bijector::inverse`] for every layer without batch statistics.
+    ///
+    /// # Errors
+    /// As [`Bijector::forward`].
+    fn inverse_replay(&self, z: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(self.inverse(z)?.0)
+    }
+
+    /// Backpropagates: given the cache of `forward_train`, dL/dz and dL/dlogdet (one per sample),
+    /// adds dL/dtheta into the parameters' gradients and returns dL/dx.
+    ///
+    /// # Errors
+    /// Shape mismatches between `dz`, `dlogdet` and the cached pass; a cache of another layer.
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>>;
+
+    /// The same layer (parameters and state) in f64.
+    fn to_f64(&self) -> Box<dyn Bijector<f64>>;
+
+    /// The same layer on forward-mode dual numbers, for exact Jacobians.
+    fn to_dual(&self) -> Box<dyn Bijector<F1>>;
+}
+
+/// Implements [`Bijector::to_f64`] and [`Bijector::to_dual`] through a `cast::<U>()` method of
+/// the layer type.
+#[macro_export]
+macro_rules! impl_cast {
+    () => {
+        fn to_f64(&self) -> Box<dyn $crate::Bijector<f64>> {
+            Box::new(self.cast::<f64>())
+        }
+        fn to_dual(&self) -> Box<dyn $crate::Bijector<exactflow_kernels::F1>> {
+            Box::new(self.cast::<exactflow_kernels::F1>())
+        }
+    };
+}
+
+/// Checks the shape and finiteness of a layer input and its parameters: the common prologue of
+/// every forward and inverse.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`], [`Error::NonFinite`] or [`Error::NonFiniteParameter`].
+pub fn check_input<T: Real, L: Params<T> + ?Sized>(
+    layer: &L,
+    op: &'static str,
+    x: &Tensor<T>,
+    sample_shape: &[usize],
+) -> Result<()> {
+    x.expect_sample_shape(op, sample_shape)?;
+    x.check_finite(op, "input")?;
+    layer.check_params_finite(op)
+}
+
+/// Checks a backward pass's incoming gradients against the batch and shape of its cached pass.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] or [`Error::LengthMismatch`].
+pub fn check_grads<T: Real>(op: &'static str, dz: &Tensor<T>, dlogdet: &[T], out_shape: &[usize]) -> Result<()> {
+    dz.expect_shape(op, out_shape)?;
+    if dlogdet.len() != out_shape[0] {
+        return Err(Error::LengthMismatch {
+            op,
+            what: "dlogdet",
+            expected: out_shape[0],
+            found: dlogdet.len(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! Elementwise activations of the conditioner networks, with their derivatives.
+
+use exactflow_kernels::Real;
+use serde::{Deserialize, Serialize};
+
+/// An elementwise nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(0, x)`.
+    Relu,
+    /// `x` for `x > 0`, `slope * x` otherwise.
+    LeakyRelu(f64),
+    /// `tanh(x)`.
+    Tanh,
+    /// `x` (no nonlinearity).
+    Identity,
+}
+
+impl Activation {
+    /// Applies the activation in place.
+    pub fn apply<T: Real>(self, xs: &mut [T]) {
+        match self {
+            Activation::Relu => xs.iter_mut().for_each(|v| {
+                if *v < T::zero() {
+                    *v = T::zero()
+                }
+            }),
+            Activation::LeakyRelu(a) => {
+                let a = T::lit(a);
+                xs.iter_mut().for_each(|v| {
+                    if *v < T::zero() {
+                        *v *= a
+                    }
+                })
+            }
+            Activation::Tanh => xs.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::Identity => {}
+        }
+    }
+
+    /// Turns `dy` (gradient w.r.t. the activation's output `y`) into the gradient w.r.t. its
+    /// input, in place. Every derivative is expressed through the output: ReLU and LeakyReLU
+    /// through its sign (which equals the input's for a positive slope), tanh as `1 - y^2`.
+    pub fn backward_in_place<T: Real>(self, y: &[T], dy: &mut [T]) {
+        match self {
+            Activation::Relu => dy.iter_mut().zip(y).for_each(|(g, &v)| {
+                if v <= T::zero() {
+                    *g = T::zero()
+                }
+            }),
+            Activation::LeakyRelu(a) => {
+                let a = T::lit(a);
+                dy.iter_mut().zip(y).for_each(|(g, &v)| {
+                    if v <= T::zero() {
+                        *g *= a
+                    }
+                })
+            }
+            Activation::Tanh => dy.iter_mut().zip(y).for_each(|(g, &v)| *g *= T::one() - v * v),
+            Activation::Identity => {}
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! A multilayer perceptron conditioner.
+
+use exactflow_kernels::{Error, Real, Result};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Activation, Conditioner};
+use crate::bijector::Cache;
+use crate::nets::linear::Linear;
+use crate::params::{Param, Params, join};
+use crate::tensor::Tensor;
+
+/// The shape of an [`Mlp`]: hidden widths, their activation, and whether the last layer starts
+/// at zero (so that a coupling built on it starts as the identity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MlpConfig {
+    /// Widths of the hidden layers, in order (may be empty: a single linear map).
+    pub hidden: Vec<usize>,
+    /// Activation after every hidden layer (none after the last layer).
+    pub activation: Activation,
+    /// Initialize the last layer's weights and bias to zero.
+    pub zero_last: bool,
+}
+
+/// `x -> Linear -> act -> ... -> Linear`, on `[N, in]` inputs. Parameters are named
+/// `{i}.weight` (`[out, in]`) and `{i}.bias` for the i-th linear layer, as in a PyTorch
+/// `nn.Sequential` of `Linear`s without the activations' indices.
+#[derive(Clone, Debug)]
+pub struct Mlp<T: Real> {
+    layers: Vec<Linear<T>>,
+    activation: Activation,
+}
+
+impl<T: Real> Mlp<T> {
+    /// An MLP from `inp` to `out` features.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zero width.
+    pub fn new(config: &MlpConfig, inp: usize, out: usize, rng: &mut impl Rng) -> Result<Self> {
+        let mut widths = vec![inp];
+        widths.extend_from_slice(&config.hidden);
+        widths.push(out);
+        if widths.contains(&0) {
+            return Err(Error::Config(format!("MLP widths must be positive, found {widths:?}")));
+        }
+        let last = widths.len() - 2;
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Linear::new(w[0], w[1], config.zero_last && i == last, rng))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Mlp {
+            layers,
+            activation: config.activation,
+        })
+    }
+
+    /// The linear layers, in order.
+    pub fn layers(&self) -> &[Linear<T>] {
+        &self.layers
+    }
+
+    /// The same network in another scalar type.
+    pub fn cast<U: Real>(&self) -> Mlp<U> {
+        Mlp {
+            layers: self.layers.iter().map(Linear::cast).collect(),
+            activation: self.activation,
+        }
+    }
+
+    fn check(&self, op: &'static str, x: &Tensor<T>) -> Result<()> {
+        x.expect_sample_shape(op, &[self.layers[0].in_dim()])
+    }
+
+    /// Runs the layers; with `keep`, returns every layer's input (the backward's cache).
+    fn run(&self, x: &Tensor<T>, keep: bool) -> Result<(Tensor<T>, Vec<Vec<T>>)> {
+        let n = x.batch();
+        let mut inputs = Vec::new();
+        let mut h = x.as_slice().to_vec();
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            let mut y = l.forward_rows(&h, n)?;
+            if i < last {
+                self.activation.apply(&mut y);
+            }
+            if keep {
+                inputs.push(std::mem::replace(&mut h, y));
+            } else {
+                h = y;
+            }
+        }
+        Ok((Tensor::new(&[n, self.layers[last].out_dim()], h)?, inputs))
+    }
+}
+
+impl<T: Real> Params<T> for Mlp<T> {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
+        for (i, l) in self.layers.iter().enumerate() {
+            l.visit(&join(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.visit_mut(&join(prefix, &i.to_string()), f);
+        }
+    }
+}
+
+struct MlpCache<T> {
+    inputs: Vec<Vec<T>>,
+    n: usize,
+}
+
+impl<T: Real> Conditioner<T> for Mlp<T> {
+    fn kind(&self) -> &'static str {
+        "Mlp"
+    }
+
+    fn in_shape(&self) -> Vec<usize> {
+        vec![self.layers[0].in_dim()]
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        vec![self.layers[self.layers.len() - 1].out_dim()]
+    }
+
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        self.check("Mlp::forward", x)?;
+        Ok(self.run(x, false)?.0)
+    }
+
+    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
+        self.check("Mlp::forward_train", x)?;
+        let (y, inputs) = self.run(x, true)?;
+        Ok((y, Cache::new("Mlp", MlpCache { inputs, n: x.batch() })))
+    }
+
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
+        let MlpCache { inputs, n } = cache.take::<MlpCache<T>>("Mlp")?;
+        let out = self.layers[self.layers.len() - 1].out_dim();
+        dy.expect_shape("Mlp::backward", &[n, out])?;
+        let mut g = dy.as_slice().to_vec();
+        for (i, (l, x)) in self.layers.iter_mut().zip(&inputs).enumerate().rev() {
+            let mut gx = l
+                .backward_rows(x, &g, n, true)?
+                .unwrap_or_else(|| unreachable!("invariant: dx was requested"));
+            if i > 0 {
+                // x is the activation output of the previous layer.
+                self.activation.backward_in_place(x, &mut gx);
+            }
+            g = gx;
+        }
+        Tensor::new(&[n, self.layers[0].in_dim()], g)
+    }
+
+    crate::impl_net_cast!();
+}

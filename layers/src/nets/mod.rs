@@ -1,0 +1,70 @@
+//! Conditioner networks: the functions of the conditioning part that parameterize a coupling.
+//!
+//! A conditioner need not be invertible; it maps the coupling's A part (shape
+//! [`Conditioner::in_shape`]) to the inner transform's parameters ([`Conditioner::out_shape`]).
+//! Every network here has a hand-written backward pass, checked against finite differences by the
+//! property tests. Weight layouts are PyTorch's (Linear `[out, in]`, Conv2d `[out, in, kh, kw]`),
+//! so weights carry across.
+
+mod activation;
+mod linear;
+mod mlp;
+
+pub use activation::Activation;
+pub use linear::Linear;
+pub use mlp::{Mlp, MlpConfig};
+
+use exactflow_kernels::{F1, Real, Result};
+
+use crate::bijector::Cache;
+use crate::params::Params;
+use crate::tensor::Tensor;
+
+/// A differentiable network with a hand-written backward pass.
+pub trait Conditioner<T: Real>: Params<T> + Send + Sync {
+    /// A short name of the network type ("Mlp", "ResNet", ...).
+    fn kind(&self) -> &'static str;
+
+    /// The sample shape of the input (without the batch axis).
+    fn in_shape(&self) -> Vec<usize>;
+
+    /// The sample shape of the output.
+    fn out_shape(&self) -> Vec<usize>;
+
+    /// `y = net(x)`.
+    ///
+    /// # Errors
+    /// A wrong input shape.
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// `y = net(x)` keeping the activations [`Conditioner::backward`] needs.
+    ///
+    /// # Errors
+    /// A wrong input shape.
+    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)>;
+
+    /// Given dL/dy, adds dL/dtheta into the parameter gradients and returns dL/dx.
+    ///
+    /// # Errors
+    /// A `dy` whose shape differs from the cached output; a foreign cache.
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>>;
+
+    /// The same network in f64.
+    fn to_f64(&self) -> Box<dyn Conditioner<f64>>;
+
+    /// The same network on dual numbers.
+    fn to_dual(&self) -> Box<dyn Conditioner<F1>>;
+}
+
+/// Implements [`Conditioner::to_f64`] and [`Conditioner::to_dual`] through a `cast::<U>()` method.
+#[macro_export]
+macro_rules! impl_net_cast {
+    () => {
+        fn to_f64(&self) -> Box<dyn $crate::nets::Conditioner<f64>> {
+            Box::new(self.cast::<f64>())
+        }
+        fn to_dual(&self) -> Box<dyn $crate::nets::Conditioner<exactflow_kernels::F1>> {
+            Box::new(self.cast::<exactflow_kernels::F1>())
+        }
+    };
+}
