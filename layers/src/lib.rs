@@ -10,6 +10,7 @@
 
 pub mod bijector;
 pub mod coupling;
+pub mod distributions;
 pub mod gradcheck;
 pub mod jacobian;
 pub mod mask;
@@ -20,6 +21,7 @@ pub mod tensor;
 
 pub use bijector::{Bijector, Cache, Mapped, Pass};
 pub use coupling::{AdditiveCoupling, AffineCoupling, Coupling, GlowCoupling};
+pub use distributions::{DiagonalGaussian, Distribution, StandardLogistic, StandardNormal};
 pub use mask::{Mask, MaskKind, Partition};
 pub use params::{Param, ParamKind, Params};
 pub use sequential::Sequential;
