@@ -32,7 +32,7 @@
 //! ```
 //! use exactflow_kernels::{log_det, Matrix};
 //! # fn main() -> exactflow_kernels::Result<()> {
-//! let a = Matrix::from_rows(&[[2.0, 1.0], [1.0, 3.0]])?;
+//! let a = Matrix::from_rows(&[[2.0f64, 1.0], [1.0, 3.0]])?;
 //! let ld = log_det(&a)?;
 //! assert_eq!(ld.sign, 1.0);
 //! assert!((ld.det() - 5.0).abs() < 1e-14);
@@ -274,5 +274,134 @@ pub(crate) fn log_det_of_diagonal<T: Real>(diag: impl Iterator<Item = T> + Clone
     LogDet {
         sign: if negatives % 2 == 1 { -T::one() } else { T::one() },
         log_abs: compensated_sum(diag.map(|d| d.abs().ln())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::Matrix;
+    use autodiff::F1;
+
+    #[test]
+    fn constructors_and_algebra() {
+        assert_eq!(
+            LogDet::<f64>::one(),
+            LogDet {
+                sign: 1.0,
+                log_abs: 0.0
+            }
+        );
+        let s = LogDet::<f64>::singular();
+        assert!(s.is_singular() && s.log_abs == f64::NEG_INFINITY && s.det() == 0.0);
+        assert_eq!(LogDet::from_value(0.0f64), s);
+        assert_eq!(LogDet::from_value(-0.0f64), s);
+        let m = LogDet::from_value(-8.0f64);
+        assert_eq!(m.sign, -1.0);
+        assert_eq!(m.log_abs, 8f64.ln());
+        // exp(ln 8) is within a couple of ulps of 8, not exactly 8.
+        assert!((m.det() + 8.0).abs() <= 4.0 * 8.0 * f64::EPSILON);
+        // det(A^-1) = 1 / det(A).
+        assert_eq!(
+            m.inv(),
+            Some(LogDet {
+                sign: -1.0,
+                log_abs: -(8f64.ln())
+            })
+        );
+        assert_eq!(s.inv(), None);
+        // det(A) det(B) = det(AB); anything times a singular matrix is singular.
+        let p = m * LogDet::from_value(0.25);
+        assert_eq!(p.sign, -1.0);
+        assert!((p.log_abs - 2f64.ln()).abs() < 1e-15);
+        assert_eq!(m * s, s);
+        assert_eq!(s * m, s);
+        // det(cA) = c^n det(A).
+        let a = LogDet::from_value(3.0f64);
+        let sc = a.scaled(-2.0, 3);
+        assert_eq!(sc.sign, -1.0);
+        assert!((sc.log_abs - 24f64.ln()).abs() < 1e-14);
+        assert_eq!(a.scaled(-2.0, 2).sign, 1.0);
+        assert_eq!(a.scaled(0.0, 2), s);
+        assert_eq!(a.scaled(0.0, 0), a, "the 0x0 matrix ignores the scale");
+        assert_eq!(s.scaled(5.0, 3), s);
+        assert_eq!(LogDet::from_value(-2.5f32).to_f64().sign, -1.0);
+    }
+
+    #[test]
+    fn det_overflows_but_the_pair_does_not() {
+        let huge = LogDet {
+            sign: 1.0f64,
+            log_abs: 1000.0,
+        };
+        assert_eq!(huge.det(), f64::INFINITY);
+        assert_eq!((huge * huge.inv().unwrap()).det(), 1.0);
+    }
+
+    #[test]
+    fn compensated_sum_keeps_small_terms() {
+        // A plain left-to-right sum gives 0 here; Neumaier's gives the exact 2.
+        assert_eq!(compensated_sum([1e16f64, 1.0, -1e16, 1.0]), 2.0);
+        assert_eq!(compensated_sum(std::iter::empty::<f64>()), 0.0);
+        // 10^6 copies of 0.1: the compensated sum is the correctly rounded 10^5 within one ulp.
+        let s = compensated_sum(std::iter::repeat_n(0.1f64, 1_000_000));
+        assert!((s - 100_000.0).abs() <= 100_000f64 * f64::EPSILON, "{s}");
+    }
+
+    #[test]
+    fn diagonal_helper_counts_negatives_and_zeros() {
+        let d = log_det_of_diagonal([2.0f64, -3.0, -0.5].into_iter());
+        assert_eq!(d.sign, 1.0);
+        assert!((d.log_abs - 3f64.ln()).abs() < 1e-15);
+        assert!(log_det_of_diagonal([2.0f64, 0.0, -1.0].into_iter()).is_singular());
+        assert_eq!(log_det_of_diagonal(std::iter::empty::<f64>()), LogDet::one());
+    }
+
+    #[test]
+    fn methods_and_what_ran() {
+        let lower = Matrix::from_rows(&[[2.0, 0.0], [5.0, -3.0]]).unwrap();
+        let upper = lower.transpose();
+        let dense = Matrix::from_rows(&[[2.0f64, 1.0], [1.0, 3.0]]).unwrap();
+        let (ld, used) = log_det_with(&lower, LogDetMethod::Auto).unwrap();
+        assert_eq!(used, UsedMethod::Triangular(Triangle::Lower));
+        assert_eq!(used.name(), "triangular-lower");
+        assert_eq!(ld.sign, -1.0);
+        assert!((ld.log_abs - 6f64.ln()).abs() < 1e-15);
+        let (ld_u, used_u) = log_det_with(&upper, LogDetMethod::Triangular).unwrap();
+        assert_eq!(used_u, UsedMethod::Triangular(Triangle::Upper));
+        assert_eq!(ld_u, ld);
+        let (ld_lu, used_lu) = log_det_with(&lower, LogDetMethod::Lu).unwrap();
+        assert_eq!(used_lu, UsedMethod::Lu);
+        assert_eq!(used_lu.name(), "lu");
+        assert_eq!(ld_lu.sign, ld.sign);
+        assert!((ld_lu.log_abs - ld.log_abs).abs() < 1e-15);
+        let (ld_d, used_d) = log_det_with(&dense, LogDetMethod::Auto).unwrap();
+        assert_eq!(used_d, UsedMethod::Lu);
+        assert!((ld_d.det() - 5.0).abs() < 1e-14);
+        assert!(matches!(
+            log_det_with(&dense, LogDetMethod::Triangular),
+            Err(Error::InvalidArgument { .. })
+        ));
+        for method in [LogDetMethod::Auto, LogDetMethod::Lu, LogDetMethod::Triangular] {
+            assert!(matches!(
+                log_det_with(&Matrix::<f64>::zeros(2, 3), method),
+                Err(Error::NotSquare { rows: 2, cols: 3, .. })
+            ));
+            assert_eq!(
+                log_det_with(&Matrix::<f64>::zeros(0, 0), method).unwrap().0,
+                LogDet::one()
+            );
+        }
+        assert_eq!(log_det(&Matrix::<f64>::zeros(0, 0)).unwrap(), LogDet::one());
+    }
+
+    #[test]
+    fn auto_does_not_mistake_a_dual_with_zero_value_for_a_zero() {
+        // Lower triangular in value, but a_01 carries a derivative: d log det / d a_01 = (A^-1)_10.
+        // A = [[1, 0], [2, 1]], A^-1 = [[1, 0], [-2, 1]].
+        let a = Matrix::from_rows(&[[F1::cst(1.0), F1::var(0.0)], [F1::cst(2.0), F1::cst(1.0)]]).unwrap();
+        let (ld, used) = log_det_with(&a, LogDetMethod::Auto).unwrap();
+        assert_eq!(used, UsedMethod::Lu);
+        assert_eq!(ld.log_abs.dx, -2.0);
     }
 }

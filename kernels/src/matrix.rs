@@ -426,3 +426,132 @@ pub(crate) fn check_finite<T: Real>(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Matrix<f64> {
+        Matrix::from_rows(&[[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]]).unwrap()
+    }
+
+    #[test]
+    fn construction_and_access() {
+        let m = sample();
+        assert_eq!(m.shape(), (2, 3));
+        assert!(!m.is_square());
+        assert_eq!(m[(1, 2)], -6.0);
+        assert_eq!(m.get(1, 2), Some(-6.0));
+        assert_eq!(m.get(2, 0), None);
+        assert_eq!(m.row(1), Some(&[4.0, 5.0, -6.0][..]));
+        assert_eq!(m.row(2), None);
+        assert_eq!(Matrix::new(2, 3, m.as_slice().to_vec()).unwrap(), m);
+        assert!(matches!(
+            Matrix::new(2, 2, vec![1.0; 3]),
+            Err(Error::LengthMismatch {
+                expected: 4,
+                found: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Matrix::<f64>::new(usize::MAX, 2, vec![]),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            Matrix::from_rows(&[vec![1.0, 2.0], vec![3.0]]),
+            Err(Error::LengthMismatch {
+                expected: 2,
+                found: 1,
+                ..
+            })
+        ));
+        assert_eq!(Matrix::<f64>::from_rows::<[f64; 0]>(&[]).unwrap().shape(), (0, 0));
+        assert_eq!(
+            Matrix::<f64>::identity(3).as_slice(),
+            &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        );
+        assert_eq!(Matrix::<f32>::zeros(2, 1).into_vec(), vec![0.0; 2]);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of range")]
+    fn indexing_out_of_range_panics_with_a_message() {
+        let _ = sample()[(2, 0)];
+    }
+
+    #[test]
+    fn transforms() {
+        let m = sample();
+        let t = m.transpose();
+        assert_eq!(t.shape(), (3, 2));
+        assert_eq!(t[(2, 1)], -6.0);
+        assert_eq!(t.transpose(), m);
+        assert_eq!(m.scale(-2.0)[(0, 1)], 4.0);
+        assert_eq!(m.map(|v| v as f32)[(1, 0)], 4.0f32);
+        // 1-norm: the largest absolute column sum, |3| + |-6| = 9.
+        assert_eq!(m.norm_1(), 9.0);
+        assert_eq!(Matrix::<f64>::zeros(0, 0).norm_1(), 0.0);
+        let mut s = m.clone();
+        s.swap_rows(0, 1).unwrap();
+        assert_eq!(s.row(0), m.row(1));
+        assert_eq!(s.row(1), m.row(0));
+        s.swap_rows(1, 1).unwrap();
+        assert_eq!(s.row(1), m.row(0));
+        assert!(matches!(s.swap_rows(0, 2), Err(Error::InvalidArgument { .. })));
+    }
+
+    #[test]
+    fn matmul_matches_the_definition() {
+        let a = sample();
+        let b = a.transpose();
+        let p = a.matmul(&b).unwrap();
+        // Small integers: exact.
+        assert_eq!(p.as_slice(), &[14.0, -24.0, -24.0, 77.0]);
+        assert!(matches!(a.matmul(&a), Err(Error::ShapeMismatch { .. })));
+        let e = Matrix::<f64>::zeros(2, 0).matmul(&Matrix::zeros(0, 3)).unwrap();
+        assert_eq!(e, Matrix::zeros(2, 3));
+    }
+
+    #[test]
+    fn interop_round_trips_and_non_finite_search() {
+        let m = sample();
+        let na = m.to_nalgebra();
+        assert_eq!(na[(1, 2)], -6.0);
+        assert_eq!(Matrix::from_input(&na), m);
+        let fa = m.to_faer();
+        assert_eq!(*fa.get(0, 2), 3.0);
+        assert_eq!(Matrix::from_input(&fa), m);
+        assert_eq!(Matrix::from_input(&fa.as_ref()), m);
+        assert_eq!(Matrix::from_input(&m.view()), m);
+        assert_eq!(Matrix::from_input(&m.view().t()), m.transpose());
+        assert_eq!(m.view().t().row_major(), None);
+        let strided = [1.0, 2.0, 9.0, 3.0, 4.0, 9.0];
+        let v = MatSlice::strided(&strided, 2, 2, 3).unwrap();
+        assert_eq!(v.row_major(), None);
+        assert_eq!(
+            Matrix::from_input(&v),
+            Matrix::from_rows(&[[1.0, 2.0], [3.0, 4.0]]).unwrap()
+        );
+        assert_eq!(m.first_non_finite(), None);
+        let mut bad = m.clone();
+        bad[(1, 1)] = f64::INFINITY;
+        bad[(1, 2)] = f64::NAN;
+        assert_eq!(bad.first_non_finite(), Some(((1, 1), f64::INFINITY)));
+        assert_eq!(first_non_finite(&bad.to_nalgebra()), Some(((1, 1), f64::INFINITY)));
+        assert_eq!(first_non_finite(&bad.view().t()), Some(((1, 1), f64::INFINITY)));
+        assert!(matches!(
+            check_finite("t", "m", &bad),
+            Err(Error::NonFinite { index: (1, 1), .. })
+        ));
+        assert!(matches!(
+            check_square("t", &m, true),
+            Err(Error::NotSquare { rows: 2, cols: 3, .. })
+        ));
+        assert!(matches!(
+            check_square("t", &Matrix::<f64>::zeros(0, 0), false),
+            Err(Error::Empty { .. })
+        ));
+        assert_eq!(check_square("t", &Matrix::<f64>::zeros(0, 0), true).unwrap(), 0);
+    }
+}

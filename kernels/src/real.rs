@@ -35,6 +35,15 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
         self.as_f64().is_finite()
     }
 
+    /// True when the number is zero in every part: the value and, for a dual number, the
+    /// derivative too. Kernels skip work only on such zeros (a zero multiplier in an
+    /// elimination, a zero entry when detecting a triangle); a dual number whose value is zero
+    /// but whose derivative is not still carries a derivative and must not be skipped (`==` on
+    /// dual numbers compares values only).
+    fn is_exact_zero(self) -> bool {
+        self == Self::zero()
+    }
+
     /// `c = alpha * op(a) * op(b) + beta * c` on validated row-major operands.
     ///
     /// When `beta` is zero, `c` is not read (BLAS semantics: NaN in `c` does not propagate).
@@ -188,5 +197,10 @@ impl Real for F1 {
     #[inline]
     fn lit(x: f64) -> Self {
         F1::cst(x)
+    }
+
+    #[inline]
+    fn is_exact_zero(self) -> bool {
+        self.x == 0.0 && self.dx == 0.0
     }
 }

@@ -66,7 +66,7 @@ fn panel<T: Real>(a: &mut [T], n: usize, c0: usize, w: usize, perm: &mut [usize]
         for row in bottom.chunks_exact_mut(n) {
             let l = row[j] / pivot;
             row[j] = l;
-            if l != T::zero() {
+            if !l.is_exact_zero() {
                 for (x, &u) in row[j + 1..c0 + w].iter_mut().zip(urow) {
                     *x -= l * u;
                 }
@@ -144,7 +144,7 @@ fn trsm_unit_lower<T: Real>(a: &mut [T], n: usize, r0: usize, m: usize, c0: usiz
             let row_i = &mut bottom[..n];
             for p in 0..i {
                 let l = row_i[r0 + p];
-                if l != T::zero() {
+                if !l.is_exact_zero() {
                     let row_p = &top[(r0 + p) * n + c0..(r0 + p) * n + c0 + k];
                     for (x, &u) in row_i[c0..c0 + k].iter_mut().zip(row_p) {
                         *x -= l * u;

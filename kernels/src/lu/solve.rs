@@ -55,7 +55,7 @@ impl<T: Real> Lu<T> {
             let xi = &mut rest[..k];
             for p in 0..i {
                 let l = f[i * n + p];
-                if l != T::zero() {
+                if !l.is_exact_zero() {
                     for (v, &u) in xi.iter_mut().zip(&done[p * k..(p + 1) * k]) {
                         *v -= l * u;
                     }
@@ -67,7 +67,7 @@ impl<T: Real> Lu<T> {
             let xi = &mut head[i * k..];
             for p in i + 1..n {
                 let u = f[i * n + p];
-                if u != T::zero() {
+                if !u.is_exact_zero() {
                     for (v, &w) in xi.iter_mut().zip(&tail[(p - i - 1) * k..(p - i) * k]) {
                         *v -= u * w;
                     }
