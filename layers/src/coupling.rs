@@ -474,8 +474,11 @@ struct CouplingCache<T> {
     shape: Vec<usize>,
 }
 
+/// A coupling pass: output, per-sample log-det and, in training, the cache.
+type CouplingRun<T> = (Tensor<T>, Vec<T>, Option<CouplingCache<T>>);
+
 impl<T: Real, I: Inner<T>> Coupling<T, I> {
-    fn run(&self, x: &Tensor<T>, train: bool) -> Result<(Tensor<T>, Vec<T>, Option<CouplingCache<T>>)> {
+    fn run(&self, x: &Tensor<T>, train: bool) -> Result<CouplingRun<T>> {
         check_input(self, I::KIND, x, &self.partition.sample_shape)?;
         let cin = self.cond_input(x)?;
         let (out, net_cache) = if train {

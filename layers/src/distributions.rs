@@ -48,14 +48,22 @@ pub trait Distribution<T: Real>: Params<T> + Send + Sync {
 
 fn check_temperature(op: &'static str, t: f64) -> Result<()> {
     if !t.is_finite() || t < 0.0 {
-        return Err(Error::invalid(op, "temperature", format!("{t} (must be finite and >= 0)")));
+        return Err(Error::invalid(
+            op,
+            "temperature",
+            format!("{t} (must be finite and >= 0)"),
+        ));
     }
     Ok(())
 }
 
 fn check_z<T: Real>(op: &'static str, z: &Tensor<T>, dlog_prob: Option<&[T]>) -> Result<()> {
     if z.rank() < 2 {
-        return Err(Error::invalid(op, "z", format!("expected a batch [N, ...], found shape {:?}", z.shape())));
+        return Err(Error::invalid(
+            op,
+            "z",
+            format!("expected a batch [N, ...], found shape {:?}", z.shape()),
+        ));
     }
     z.check_finite(op, "z")?;
     if let Some(w) = dlog_prob
@@ -102,7 +110,11 @@ crate::no_params_unit!(StandardLogistic);
 fn per_sample<T: Real>(z: &Tensor<T>, f: impl Fn(usize, T) -> T) -> Vec<T> {
     let m = z.sample_len();
     z.samples()
-        .map(|s| s.iter().enumerate().fold(T::zero(), |acc, (k, &v)| acc + f(k % m.max(1), v)))
+        .map(|s| {
+            s.iter()
+                .enumerate()
+                .fold(T::zero(), |acc, (k, &v)| acc + f(k % m.max(1), v))
+        })
         .collect()
 }
 

@@ -30,7 +30,11 @@ fn check_square_map(op: &'static str, in_len: usize, out_len: usize) -> Result<(
 ///
 /// # Errors
 /// Whatever `f` returns; [`Error::InvalidArgument`] for a non-positive step.
-pub fn jacobian_fd(f: impl Fn(&Tensor<f64>) -> Result<Tensor<f64>>, x: &Tensor<f64>, h: f64) -> Result<Vec<Matrix<f64>>> {
+pub fn jacobian_fd(
+    f: impl Fn(&Tensor<f64>) -> Result<Tensor<f64>>,
+    x: &Tensor<f64>,
+    h: f64,
+) -> Result<Vec<Matrix<f64>>> {
     if h.is_nan() || h <= 0.0 {
         return Err(Error::invalid("jacobian_fd", "step", format!("{h} (must be positive)")));
     }

@@ -8,21 +8,38 @@
 
 #![warn(missing_docs)]
 
+pub mod actnorm;
+pub mod batchnorm;
 pub mod bijector;
+pub mod conv1x1;
 pub mod coupling;
 pub mod distributions;
 pub mod gradcheck;
+pub mod image_coupling;
 pub mod jacobian;
+pub mod logit;
 pub mod mask;
 pub mod nets;
 pub mod params;
+pub mod permutation;
+pub mod scaling;
 pub mod sequential;
+pub mod split;
+pub mod squeeze;
 pub mod tensor;
 
+pub use actnorm::ActNorm;
+pub use batchnorm::BatchNorm;
 pub use bijector::{Bijector, Cache, Mapped, Pass};
+pub use conv1x1::{Conv1x1, Conv1x1Lu};
 pub use coupling::{AdditiveCoupling, AffineCoupling, Coupling, GlowCoupling};
 pub use distributions::{DiagonalGaussian, Distribution, StandardLogistic, StandardNormal};
+pub use logit::Logit;
 pub use mask::{Mask, MaskKind, Partition};
 pub use params::{Param, ParamKind, Params};
+pub use permutation::Permutation;
+pub use scaling::Scaling;
 pub use sequential::Sequential;
+pub use split::Split;
+pub use squeeze::{Squeeze, Unsqueeze};
 pub use tensor::Tensor;

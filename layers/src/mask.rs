@@ -98,7 +98,9 @@ impl Mask {
         let (cond_in_shape, a_src, cond_out_shape, out_idx) = if spatial {
             let (c, h, w) = (sample_shape[0], sample_shape[1], sample_shape[2]);
             let size = c * h * w;
-            let out_idx = (0..parts).flat_map(|p| b_idx.iter().map(move |&j| p * size + j)).collect();
+            let out_idx = (0..parts)
+                .flat_map(|p| b_idx.iter().map(move |&j| p * size + j))
+                .collect();
             (
                 sample_shape.to_vec(),
                 a_idx.iter().map(|&i| (i, i)).collect(),

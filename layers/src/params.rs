@@ -67,7 +67,11 @@ impl<T: Real> Param<T> {
     /// # Panics
     /// When `g` does not have as many elements as the parameter (a broken layer invariant).
     pub fn accumulate(&mut self, g: &[T]) {
-        assert_eq!(g.len(), self.grad.len(), "invariant: gradient length equals parameter length");
+        assert_eq!(
+            g.len(),
+            self.grad.len(),
+            "invariant: gradient length equals parameter length"
+        );
         for (a, &b) in self.grad.as_mut_slice().iter_mut().zip(g) {
             *a += b;
         }

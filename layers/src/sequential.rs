@@ -144,7 +144,11 @@ impl<T: Real> Bijector<T> for Sequential<T> {
     fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
         let caches: Vec<Cache> = cache.take("Sequential")?;
         if caches.len() != self.layers.len() {
-            return Err(Error::invalid("Sequential::backward", "cache", "layer count changed since forward_train"));
+            return Err(Error::invalid(
+                "Sequential::backward",
+                "cache",
+                "layer count changed since forward_train",
+            ));
         }
         // Every member's log-det enters the sum with weight 1, so each receives the same dlogdet.
         let mut g = dz.clone();

@@ -29,7 +29,11 @@ impl<T: Real> Tensor<T> {
     /// [`Error::InvalidArgument`] for an empty shape.
     pub fn new(shape: &[usize], data: Vec<T>) -> Result<Self> {
         if shape.is_empty() {
-            return Err(Error::invalid("Tensor::new", "shape", "a tensor needs at least one axis"));
+            return Err(Error::invalid(
+                "Tensor::new",
+                "shape",
+                "a tensor needs at least one axis",
+            ));
         }
         let n = numel("Tensor::new", shape)?;
         if data.len() != n {
@@ -287,7 +291,9 @@ impl<T: Real> Tensor<T> {
 
     /// The batch as an `[N, sample_len]` matrix (copies).
     pub fn to_matrix(&self) -> Matrix<T> {
-        Matrix::from_fn(self.batch(), self.sample_len(), |i, j| self.data[i * self.sample_len() + j])
+        Matrix::from_fn(self.batch(), self.sample_len(), |i, j| {
+            self.data[i * self.sample_len() + j]
+        })
     }
 
     /// An `[N, D]` tensor from a matrix.
@@ -313,7 +319,11 @@ impl<T: Real> Tensor<T> {
     /// [`Error::ShapeMismatch`] when the tensor is not of rank 2.
     pub fn to_nalgebra(&self) -> Result<nalgebra::DMatrix<T>> {
         self.expect_rank("Tensor::to_nalgebra", 2)?;
-        Ok(nalgebra::DMatrix::from_row_slice(self.shape[0], self.shape[1], &self.data))
+        Ok(nalgebra::DMatrix::from_row_slice(
+            self.shape[0],
+            self.shape[1],
+            &self.data,
+        ))
     }
 
     /// An `[N, D]` tensor from a `faer::Mat` (rows are samples).

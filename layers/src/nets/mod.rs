@@ -7,12 +7,18 @@
 //! so weights carry across.
 
 mod activation;
+mod conv2d;
+mod glow_net;
 mod linear;
 mod mlp;
+mod resnet;
 
 pub use activation::Activation;
+pub use conv2d::Conv2d;
+pub use glow_net::GlowNet;
 pub use linear::Linear;
 pub use mlp::{Mlp, MlpConfig};
+pub use resnet::{ResNet, ResNetConfig};
 
 use exactflow_kernels::{F1, Real, Result};
 

@@ -18,7 +18,7 @@
 
 use exactflow_layers::gradcheck::grad_check;
 use exactflow_layers::jacobian::{forward_jacobian_exact, forward_jacobian_fd, log_dets};
-use exactflow_layers::{Bijector, Param, Params, Tensor};
+use exactflow_layers::{Bijector, Param, Tensor};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -84,33 +84,55 @@ pub fn perturb_params(layer: &mut dyn Bijector<f64>, delta: &[f64]) {
 }
 
 /// Every law of an invertible layer in f64 at input `x`, with gradient weights `wz`, `wld`.
-pub fn check_laws(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>, wz: &[f64], wld: &[f64]) -> Result<(), TestCaseError> {
-    let (z, ld) = layer.forward(x).map_err(|e| TestCaseError::fail(format!("forward: {e}")))?;
+pub fn check_laws(
+    layer: &mut dyn Bijector<f64>,
+    x: &Tensor<f64>,
+    wz: &[f64],
+    wld: &[f64],
+) -> Result<(), TestCaseError> {
+    let (z, ld) = layer
+        .forward(x)
+        .map_err(|e| TestCaseError::fail(format!("forward: {e}")))?;
     prop_assert_eq!(ld.len(), x.batch(), "one log-det per sample");
     // inverse(forward(x)) = x
-    let (xr, ldi) = layer.inverse(&z).map_err(|e| TestCaseError::fail(format!("inverse: {e}")))?;
+    let (xr, ldi) = layer
+        .inverse(&z)
+        .map_err(|e| TestCaseError::fail(format!("inverse: {e}")))?;
     let e = rel_err(xr.as_slice(), x.as_slice());
     prop_assert!(e <= ROUNDTRIP_F64, "inverse(forward(x)) relative error {e:e}");
-    // forward(inverse(z)) = z, taking z = forward(x) perturbed a little so it is a fresh point
-    let (zr, _) = layer.forward(&xr).map_err(|e| TestCaseError::fail(format!("forward: {e}")))?;
+    // forward(inverse(z)) = z at z = forward(x): forward of the reconstructed input
+    let (zr, _) = layer
+        .forward(&xr)
+        .map_err(|e| TestCaseError::fail(format!("forward: {e}")))?;
     let e = rel_err(zr.as_slice(), z.as_slice());
     prop_assert!(e <= ROUNDTRIP_F64, "forward(inverse(z)) relative error {e:e}");
     // inverse log-det at z = - forward log-det at x
     for (a, b) in ld.iter().zip(&ldi) {
-        prop_assert!((a + b).abs() <= ROUNDTRIP_F64 * (1.0 + a.abs()), "inverse log-det {b} vs forward {a}");
+        prop_assert!(
+            (a + b).abs() <= ROUNDTRIP_F64 * (1.0 + a.abs()),
+            "inverse log-det {b} vs forward {a}"
+        );
     }
     // log-det vs exact dual Jacobian
     let exact = log_dets(&forward_jacobian_exact(layer, x).map_err(|e| TestCaseError::fail(format!("dual: {e}")))?)
         .map_err(|e| TestCaseError::fail(format!("slogdet: {e}")))?;
     for (s, (l, j)) in ld.iter().zip(&exact).enumerate() {
         prop_assert!(j.sign != 0.0, "Jacobian of sample {s} is singular");
-        prop_assert!((l - j.log_abs).abs() <= LOGDET_EXACT, "sample {s}: log-det {l} vs exact Jacobian {}", j.log_abs);
+        prop_assert!(
+            (l - j.log_abs).abs() <= LOGDET_EXACT,
+            "sample {s}: log-det {l} vs exact Jacobian {}",
+            j.log_abs
+        );
     }
     // log-det vs finite-difference Jacobian
     let fd = log_dets(&forward_jacobian_fd(layer, x, FD_STEP).map_err(|e| TestCaseError::fail(format!("fd: {e}")))?)
         .map_err(|e| TestCaseError::fail(format!("slogdet: {e}")))?;
     for (s, (l, j)) in ld.iter().zip(&fd).enumerate() {
-        prop_assert!((l - j.log_abs).abs() <= LOGDET_FD, "sample {s}: log-det {l} vs FD Jacobian {}", j.log_abs);
+        prop_assert!(
+            (l - j.log_abs).abs() <= LOGDET_FD,
+            "sample {s}: log-det {l} vs FD Jacobian {}",
+            j.log_abs
+        );
     }
     // backward vs finite differences (on a copy: training passes may update statistics)
     let mut copy = layer.to_f64();
@@ -125,16 +147,25 @@ pub fn check_laws(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>, wz: &[f64], wl
 /// The layer in f32 agrees with its f64 copy, and round-trips in f32.
 pub fn check_f32(layer: &dyn Bijector<f32>, x: &Tensor<f64>) -> Result<(), TestCaseError> {
     let x32: Tensor<f32> = x.cast();
-    let (z32, ld32) = layer.forward(&x32).map_err(|e| TestCaseError::fail(format!("f32 forward: {e}")))?;
+    let (z32, ld32) = layer
+        .forward(&x32)
+        .map_err(|e| TestCaseError::fail(format!("f32 forward: {e}")))?;
     let l64 = layer.to_f64();
-    let (z64, ld64) = l64.forward(&x32.cast()).map_err(|e| TestCaseError::fail(format!("f64 forward: {e}")))?;
+    let (z64, ld64) = l64
+        .forward(&x32.cast())
+        .map_err(|e| TestCaseError::fail(format!("f64 forward: {e}")))?;
     let z32f: Vec<f64> = z32.as_slice().iter().map(|&v| v as f64).collect();
     let e = rel_err(&z32f, z64.as_slice());
     prop_assert!(e <= F32_TOL, "f32 vs f64 output relative error {e:e}");
     let ld32f: Vec<f64> = ld32.iter().map(|&v| v as f64).collect();
     let scale = ld64.iter().map(|v| v.abs()).fold(1.0, f64::max);
-    prop_assert!(max_abs(&ld32f, &ld64) <= F32_TOL * scale, "f32 vs f64 log-det {ld32f:?} vs {ld64:?}");
-    let (xr, _) = layer.inverse(&z32).map_err(|e| TestCaseError::fail(format!("f32 inverse: {e}")))?;
+    prop_assert!(
+        max_abs(&ld32f, &ld64) <= F32_TOL * scale,
+        "f32 vs f64 log-det {ld32f:?} vs {ld64:?}"
+    );
+    let (xr, _) = layer
+        .inverse(&z32)
+        .map_err(|e| TestCaseError::fail(format!("f32 inverse: {e}")))?;
     let xr: Vec<f64> = xr.as_slice().iter().map(|&v| v as f64).collect();
     let x32f: Vec<f64> = x32.as_slice().iter().map(|&v| v as f64).collect();
     let e = rel_err(&xr, &x32f);

@@ -1,0 +1,186 @@
+//! Glow's coupling conditioner: three convolutions with ReLUs between.
+
+use exactflow_kernels::{Real, Result};
+use rand::Rng;
+
+use super::{Activation, Conditioner, Conv2d};
+use crate::bijector::Cache;
+use crate::params::{Param, Params, join};
+use crate::tensor::Tensor;
+
+/// Glow's conditioner network `NN()` on `[N, in, H, W]` images (the network of Kingma & Dhariwal
+/// 2018's affine coupling, without its ActNorms):
+///
+/// ```text
+/// y = conv_2(ReLU(conv_1(ReLU(conv_0(x)))))
+/// conv_0: 3x3, in -> hidden;  conv_1: 1x1, hidden -> hidden;  conv_2: 3x3, hidden -> out
+/// ```
+///
+/// every convolution with "same" zero padding. `conv_2` starts at zero, so a coupling built on
+/// the network starts as the identity (Glow's "zero initialization").
+///
+/// Parameters (PyTorch layouts, as an `nn.Sequential` indexed by convolution): `0.weight`
+/// (`[hidden, in, 3, 3]`), `0.bias`, `1.weight` (`[hidden, hidden, 1, 1]`), `1.bias`, `2.weight`
+/// (`[out, hidden, 3, 3]`), `2.bias`.
+#[derive(Clone, Debug)]
+pub struct GlowNet<T: Real> {
+    convs: [Conv2d<T>; 3],
+}
+
+impl<T: Real> GlowNet<T> {
+    /// A Glow conditioner from `in_ch` to `out_ch` channels with `hidden` channels inside, on
+    /// images of size `hw = (H, W)`. The first two convolutions have PyTorch's default
+    /// initialization, the last is zero.
+    ///
+    /// # Errors
+    /// [`exactflow_kernels::Error::Config`] for a zero channel count or image size.
+    pub fn new(in_ch: usize, hidden: usize, out_ch: usize, hw: (usize, usize), rng: &mut impl Rng) -> Result<Self> {
+        Ok(GlowNet {
+            convs: [
+                Conv2d::new(in_ch, hidden, 3, hw, false, rng)?,
+                Conv2d::new(hidden, hidden, 1, hw, false, rng)?,
+                Conv2d::new(hidden, out_ch, 3, hw, true, rng)?,
+            ],
+        })
+    }
+
+    /// The three convolutions, in order.
+    pub fn convs(&self) -> &[Conv2d<T>; 3] {
+        &self.convs
+    }
+
+    /// The hidden width.
+    pub fn hidden(&self) -> usize {
+        self.convs[0].out_channels()
+    }
+
+    /// The same network in another scalar type.
+    pub fn cast<U: Real>(&self) -> GlowNet<U> {
+        GlowNet {
+            convs: [self.convs[0].cast(), self.convs[1].cast(), self.convs[2].cast()],
+        }
+    }
+
+    fn shape_of(&self, n: usize, channels: usize) -> Vec<usize> {
+        let (h, w) = self.convs[0].hw();
+        vec![n, channels, h, w]
+    }
+
+    /// Runs the network; returns the output and the inputs of `conv_1` and `conv_2`.
+    fn run(&self, x: &[T], n: usize) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let mut a = self.convs[0].forward_batch(x, n)?;
+        Activation::Relu.apply(&mut a);
+        let mut b = self.convs[1].forward_batch(&a, n)?;
+        Activation::Relu.apply(&mut b);
+        let y = self.convs[2].forward_batch(&b, n)?;
+        Ok((y, a, b))
+    }
+}
+
+impl<T: Real> Params<T> for GlowNet<T> {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
+        for (i, c) in self.convs.iter().enumerate() {
+            c.visit(&join(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
+        for (i, c) in self.convs.iter_mut().enumerate() {
+            c.visit_mut(&join(prefix, &i.to_string()), f);
+        }
+    }
+}
+
+struct GlowNetCache<T> {
+    /// The inputs of the three convolutions.
+    inputs: [Vec<T>; 3],
+    n: usize,
+}
+
+impl<T: Real> Conditioner<T> for GlowNet<T> {
+    fn kind(&self) -> &'static str {
+        "GlowNet"
+    }
+
+    fn in_shape(&self) -> Vec<usize> {
+        self.shape_of(1, self.convs[0].in_channels())[1..].to_vec()
+    }
+
+    fn out_shape(&self) -> Vec<usize> {
+        self.shape_of(1, self.convs[2].out_channels())[1..].to_vec()
+    }
+
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        x.expect_sample_shape("GlowNet::forward", &self.in_shape())?;
+        let n = x.batch();
+        let (y, _, _) = self.run(x.as_slice(), n)?;
+        Tensor::new(&self.shape_of(n, self.convs[2].out_channels()), y)
+    }
+
+    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
+        x.expect_sample_shape("GlowNet::forward_train", &self.in_shape())?;
+        let n = x.batch();
+        let (y, a, b) = self.run(x.as_slice(), n)?;
+        let cache = GlowNetCache {
+            inputs: [x.as_slice().to_vec(), a, b],
+            n,
+        };
+        Ok((
+            Tensor::new(&self.shape_of(n, self.convs[2].out_channels()), y)?,
+            Cache::new("GlowNet", cache),
+        ))
+    }
+
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
+        let GlowNetCache { inputs, n } = cache.take::<GlowNetCache<T>>("GlowNet")?;
+        dy.expect_shape("GlowNet::backward", &self.shape_of(n, self.convs[2].out_channels()))?;
+        let mut g = dy.as_slice().to_vec();
+        for (i, (c, x)) in self.convs.iter_mut().zip(&inputs).enumerate().rev() {
+            let mut gx = c
+                .backward_batch(x, &g, n, true)?
+                .unwrap_or_else(|| unreachable!("invariant: dx was requested"));
+            if i > 0 {
+                // x is the ReLU output that fed this convolution.
+                Activation::Relu.backward_in_place(x, &mut gx);
+            }
+            g = gx;
+        }
+        Tensor::new(&self.shape_of(n, self.convs[0].in_channels()), g)
+    }
+
+    crate::impl_net_cast!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    #[test]
+    fn names_shapes_and_zero_start() {
+        let mut rng = StdRng::seed_from_u64(1);
+        let net = GlowNet::<f64>::new(2, 5, 4, (3, 2), &mut rng).unwrap();
+        assert_eq!(net.hidden(), 5);
+        assert_eq!(net.in_shape(), [2, 3, 2]);
+        assert_eq!(net.out_shape(), [4, 3, 2]);
+        let mut names = Vec::new();
+        net.visit_params("net", &mut |n, p| names.push((n.to_string(), p.value.shape().to_vec())));
+        let expect: Vec<(String, Vec<usize>)> = [
+            ("net.0.weight", vec![5, 2, 3, 3]),
+            ("net.0.bias", vec![5]),
+            ("net.1.weight", vec![5, 5, 1, 1]),
+            ("net.1.bias", vec![5]),
+            ("net.2.weight", vec![4, 5, 3, 3]),
+            ("net.2.bias", vec![4]),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        assert_eq!(names, expect);
+        let x = Tensor::from_fn(&[2, 2, 3, 2], |k| (k as f64 * 0.37).sin()).unwrap();
+        assert!(net.forward(&x).unwrap().as_slice().iter().all(|&v| v == 0.0));
+        assert!(net.forward(&Tensor::zeros(&[2, 3, 3, 2]).unwrap()).is_err());
+        assert!(GlowNet::<f64>::new(2, 0, 4, (3, 2), &mut rng).is_err());
+    }
+}
