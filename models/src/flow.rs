@@ -1,0 +1,475 @@
+//! `Flow<T>`: invertible stages and a base distribution, scored exactly by the change of variables.
+//!
+//! `log p(x) = log pi(z) + sum_k log|det dz_k / dz_{k-1}|` with z = the data pushed through every
+//! stage in the *forward* (data -> latent) direction. Multi-scale flows factor latents out part
+//! way (a split stage): those latents are scored by the split's conditional prior (Glow) or the
+//! base distribution (RealNVP), and they are kept in the [`Latent`] so that
+//! `decode(encode(x)) = x` exactly, up to rounding.
+
+use exactflow_kernels::{Error, Real, Result};
+use exactflow_layers::distributions::Distribution;
+use exactflow_layers::params::{Param, Params, join};
+use exactflow_layers::{Bijector, Cache, Pass, Split, Tensor};
+use rand::RngCore;
+
+/// One stage of a flow.
+pub enum Stage<T: Real> {
+    /// An invertible layer.
+    Layer(Box<dyn Bijector<T>>),
+    /// A multi-scale factor-out: half the channels leave the flow as a latent, scored by the
+    /// split's conditional prior (Glow) or, without one, by the flow's base distribution
+    /// (RealNVP).
+    Split(Split<T>),
+}
+
+impl<T: Real> Stage<T> {
+    /// The layer type's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stage::Layer(l) => l.kind(),
+            Stage::Split(_) => "Split",
+        }
+    }
+
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
+        match self {
+            Stage::Layer(l) => l.visit_params(prefix, f),
+            Stage::Split(sp) => sp.visit_params(prefix, f),
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
+        match self {
+            Stage::Layer(l) => l.visit_params_mut(prefix, f),
+            Stage::Split(sp) => sp.visit_params_mut(prefix, f),
+        }
+    }
+
+    fn shapes(&self) -> (Vec<usize>, Vec<usize>) {
+        match self {
+            Stage::Layer(l) => l.sample_shapes(),
+            Stage::Split(sp) => (sp.in_shape().to_vec(), sp.out_shape().to_vec()),
+        }
+    }
+}
+
+/// Everything the forward pass maps a batch to: the final latent and the factored-out ones (in
+/// the order they left the flow).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Latent<T> {
+    /// The latent at the end of the flow.
+    pub z: Tensor<T>,
+    /// Latents factored out by split stages, first split first.
+    pub factored: Vec<Tensor<T>>,
+}
+
+/// What one stage keeps for the backward pass.
+enum StageCache<T> {
+    Layer(Cache),
+    /// The split's cache and the factored-out latent (scored by the base distribution when the
+    /// split has no prior).
+    Split(Cache, Tensor<T>),
+}
+
+/// What [`Flow::backward`] needs from [`Flow::forward_train`].
+pub struct FlowCache<T> {
+    stages: Vec<StageCache<T>>,
+    z: Tensor<T>,
+}
+
+/// A normalizing flow: stages applied in the forward (data -> latent) direction, then a base
+/// distribution. Parameter names are `flow.{stage}.{...}` and `base.{...}`.
+pub struct Flow<T: Real> {
+    stages: Vec<Stage<T>>,
+    base: Box<dyn Distribution<T>>,
+    data_shape: Vec<usize>,
+}
+
+fn stage_name(i: usize) -> String {
+    format!("flow.{i}")
+}
+
+fn check_finite_out<T: Real>(name: &str, kind: &str, t: &Tensor<T>, ld: &[T]) -> Result<()> {
+    if t.first_non_finite().is_some() {
+        return Err(Error::Diverged {
+            step: 0,
+            layer: format!("{name} ({kind})"),
+            what: "output".into(),
+        });
+    }
+    if ld.iter().any(|v| !v.is_finite_value()) {
+        return Err(Error::Diverged {
+            step: 0,
+            layer: format!("{name} ({kind})"),
+            what: "log-det".into(),
+        });
+    }
+    Ok(())
+}
+
+impl<T: Real> Flow<T> {
+    /// A flow over samples of shape `data_shape`, checked so that consecutive stages agree on
+    /// their sample shapes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for no stages or mismatched shapes.
+    pub fn new(stages: Vec<Stage<T>>, base: Box<dyn Distribution<T>>, data_shape: &[usize]) -> Result<Self> {
+        if stages.is_empty() {
+            return Err(Error::Config("a flow needs at least one stage".into()));
+        }
+        let mut shape = data_shape.to_vec();
+        for (i, s) in stages.iter().enumerate() {
+            let (inp, out) = s.shapes();
+            if inp != shape {
+                return Err(Error::Config(format!(
+                    "stage {i} ({}) expects samples of shape {inp:?}, but receives {shape:?}",
+                    s.kind()
+                )));
+            }
+            shape = out;
+        }
+        Ok(Flow {
+            stages,
+            base,
+            data_shape: data_shape.to_vec(),
+        })
+    }
+
+    /// The sample shape of the data.
+    pub fn data_shape(&self) -> &[usize] {
+        &self.data_shape
+    }
+
+    /// The sample shape of the final latent.
+    pub fn latent_shape(&self) -> Vec<usize> {
+        self.stages.last().map(|s| s.shapes().1).unwrap_or_default()
+    }
+
+    /// The stages, in forward order.
+    pub fn stages(&self) -> &[Stage<T>] {
+        &self.stages
+    }
+
+    /// The base distribution.
+    pub fn base(&self) -> &dyn Distribution<T> {
+        self.base.as_ref()
+    }
+
+    /// The stable name of stage `i` (`flow.{i}`).
+    pub fn stage_name(i: usize) -> String {
+        stage_name(i)
+    }
+
+    fn check_data(&self, op: &'static str, x: &Tensor<T>) -> Result<()> {
+        x.expect_sample_shape(op, &self.data_shape)?;
+        x.check_finite(op, "data")
+    }
+
+    /// Pushes a batch through every stage (forward direction) and returns its latents and
+    /// `log p(x)` per sample.
+    ///
+    /// # Errors
+    /// A batch of the wrong shape or with NaN/inf; [`Error::Diverged`] naming the first stage
+    /// whose output is not finite.
+    pub fn encode_with_log_prob(&self, x: &Tensor<T>) -> Result<(Latent<T>, Vec<T>)> {
+        self.check_data("Flow::encode", x)?;
+        let mut log_p = vec![T::zero(); x.batch()];
+        let mut h = x.clone();
+        let mut factored = Vec::new();
+        for (i, s) in self.stages.iter().enumerate() {
+            match s {
+                Stage::Layer(l) => {
+                    let (next, ld) = l.forward(&h)?;
+                    check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
+                    add_into(&mut log_p, &ld);
+                    h = next;
+                }
+                Stage::Split(sp) => {
+                    let (rest, z_out, lp) = sp.forward(&h)?;
+                    let lp = if sp.has_prior() {
+                        lp
+                    } else {
+                        self.base.log_prob(&z_out)?
+                    };
+                    check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
+                    add_into(&mut log_p, &lp);
+                    factored.push(z_out);
+                    h = rest;
+                }
+            }
+        }
+        add_into(&mut log_p, &self.base.log_prob(&h)?);
+        Ok((Latent { z: h, factored }, log_p))
+    }
+
+    /// `log p(x)` per sample (nats).
+    ///
+    /// # Errors
+    /// As [`Flow::encode_with_log_prob`].
+    pub fn log_prob(&self, x: &Tensor<T>) -> Result<Vec<T>> {
+        Ok(self.encode_with_log_prob(x)?.1)
+    }
+
+    /// The latents of a batch.
+    ///
+    /// # Errors
+    /// As [`Flow::encode_with_log_prob`].
+    pub fn encode(&self, x: &Tensor<T>) -> Result<Latent<T>> {
+        Ok(self.encode_with_log_prob(x)?.0)
+    }
+
+    /// The data a set of latents maps back to (the inverse of [`Flow::encode`]).
+    ///
+    /// # Errors
+    /// Latents of the wrong shape or count; NaN/inf.
+    pub fn decode(&self, latent: &Latent<T>) -> Result<Tensor<T>> {
+        Ok(self.decode_with_log_det(latent)?.0)
+    }
+
+    /// The number of split stages (the number of factored-out latents).
+    pub fn num_splits(&self) -> usize {
+        self.stages.iter().filter(|s| matches!(s, Stage::Split(_))).count()
+    }
+
+    /// Decodes and returns `sum_k log|det dx/dz|` per sample along the way.
+    fn decode_with_log_det(&self, latent: &Latent<T>) -> Result<(Tensor<T>, Vec<T>)> {
+        latent.z.expect_sample_shape("Flow::decode", &self.latent_shape())?;
+        if latent.factored.len() != self.num_splits() {
+            return Err(Error::LengthMismatch {
+                op: "Flow::decode",
+                what: "factored latents",
+                expected: self.num_splits(),
+                found: latent.factored.len(),
+            });
+        }
+        let mut ld_total = vec![T::zero(); latent.z.batch()];
+        let mut h = latent.z.clone();
+        let mut factored = latent.factored.iter().rev();
+        for s in self.stages.iter().rev() {
+            match s {
+                Stage::Layer(l) => {
+                    let (prev, ld) = l.inverse(&h)?;
+                    add_into(&mut ld_total, &ld);
+                    h = prev;
+                }
+                Stage::Split(sp) => {
+                    // invariant: the count was checked against num_splits above.
+                    let z_out = factored
+                        .next()
+                        .ok_or_else(|| Error::Config("factored latent missing".into()))?;
+                    h = sp.inverse(&h, z_out)?;
+                }
+            }
+        }
+        Ok((h, ld_total))
+    }
+
+    /// `n` samples of the model at `temperature` (the base distribution's spread times T; T = 1 is
+    /// the model itself, T = 0 its mode pushed through the inverse).
+    ///
+    /// # Errors
+    /// A negative or non-finite temperature.
+    pub fn sample(&self, n: usize, temperature: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
+        Ok(self.sample_and_log_prob(n, temperature, rng)?.0)
+    }
+
+    /// Samples and their model log-density `log p(x)`, from one inverse pass:
+    /// `log p(x) = log pi(z) - sum_k log|det dx/dz|_k`.
+    ///
+    /// # Errors
+    /// A negative or non-finite temperature.
+    pub fn sample_and_log_prob(
+        &self,
+        n: usize,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Tensor<T>, Vec<T>)> {
+        let mut h = self.base.sample(n, &self.latent_shape(), temperature, rng)?;
+        let mut log_p = self.base.log_prob(&h)?;
+        for s in self.stages.iter().rev() {
+            match s {
+                Stage::Layer(l) => {
+                    let (prev, ld) = l.inverse(&h)?;
+                    for (p, d) in log_p.iter_mut().zip(&ld) {
+                        *p -= *d;
+                    }
+                    h = prev;
+                }
+                Stage::Split(sp) => {
+                    // A split with a prior draws its half from p(z_out | rest); one without draws
+                    // it from the base distribution. Either way it is scored as in encode.
+                    let z_out = if sp.has_prior() {
+                        sp.sample_out(&h, temperature, rng)?
+                    } else {
+                        self.base.sample(n, sp.out_shape(), temperature, rng)?
+                    };
+                    let x = sp.inverse(&h, &z_out)?;
+                    let lp = if sp.has_prior() {
+                        sp.forward(&x)?.2
+                    } else {
+                        self.base.log_prob(&z_out)?
+                    };
+                    add_into(&mut log_p, &lp);
+                    h = x;
+                }
+            }
+        }
+        Ok((h, log_p))
+    }
+
+    /// `steps` points on the straight line between the latents of `x_a` and `x_b` (single
+    /// samples, batch 1), decoded: row 0 is `x_a`, row `steps - 1` is `x_b` (up to rounding).
+    ///
+    /// # Errors
+    /// Inputs that are not one sample each; `steps < 2`.
+    pub fn interpolate(&self, x_a: &Tensor<T>, x_b: &Tensor<T>, steps: usize) -> Result<Tensor<T>> {
+        if x_a.batch() != 1 || x_b.batch() != 1 {
+            return Err(Error::invalid(
+                "Flow::interpolate",
+                "inputs",
+                "expected one sample each (batch 1)",
+            ));
+        }
+        if steps < 2 {
+            return Err(Error::invalid(
+                "Flow::interpolate",
+                "steps",
+                format!("{steps} (need at least 2)"),
+            ));
+        }
+        let (la, lb) = (self.encode(x_a)?, self.encode(x_b)?);
+        let lerp = |a: &Tensor<T>, b: &Tensor<T>| -> Result<Tensor<T>> {
+            let m = a.sample_len();
+            let mut data = Vec::with_capacity(steps * m);
+            for k in 0..steps {
+                let t = T::lit(k as f64 / (steps - 1) as f64);
+                data.extend(a.as_slice().iter().zip(b.as_slice()).map(|(&p, &q)| p + t * (q - p)));
+            }
+            let mut shape = a.shape().to_vec();
+            shape[0] = steps;
+            Tensor::new(&shape, data)
+        };
+        let latent = Latent {
+            z: lerp(&la.z, &lb.z)?,
+            factored: la
+                .factored
+                .iter()
+                .zip(&lb.factored)
+                .map(|(a, b)| lerp(a, b))
+                .collect::<Result<_>>()?,
+        };
+        self.decode(&latent)
+    }
+
+    /// The training-mode forward pass: `log p(x)` per sample and the cache for
+    /// [`Flow::backward`]. Batch norm uses batch statistics; ActNorm initializes on its first call.
+    ///
+    /// # Errors
+    /// As [`Flow::encode_with_log_prob`].
+    pub fn forward_train(&mut self, x: &Tensor<T>) -> Result<(Vec<T>, FlowCache<T>)> {
+        self.check_data("Flow::forward_train", x)?;
+        let mut log_p = vec![T::zero(); x.batch()];
+        let mut caches = Vec::with_capacity(self.stages.len());
+        let mut h = x.clone();
+        for (i, s) in self.stages.iter_mut().enumerate() {
+            match s {
+                Stage::Layer(l) => {
+                    let (next, ld, c) = l.forward_train(&h, Pass::Train)?;
+                    check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
+                    add_into(&mut log_p, &ld);
+                    caches.push(StageCache::Layer(c));
+                    h = next;
+                }
+                Stage::Split(sp) => {
+                    let (rest, z_out, lp, c) = sp.forward_train(&h)?;
+                    let lp = if sp.has_prior() {
+                        lp
+                    } else {
+                        self.base.log_prob(&z_out)?
+                    };
+                    check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
+                    add_into(&mut log_p, &lp);
+                    caches.push(StageCache::Split(c, z_out));
+                    h = rest;
+                }
+            }
+        }
+        add_into(&mut log_p, &self.base.log_prob(&h)?);
+        Ok((log_p, FlowCache { stages: caches, z: h }))
+    }
+
+    /// Backpropagates `dL/dlog p(x_i)` (one weight per sample) into every parameter's gradient.
+    ///
+    /// # Errors
+    /// A weight vector of the wrong length; a cache from another flow.
+    pub fn backward(&mut self, cache: FlowCache<T>, dlog_p: &[T]) -> Result<()> {
+        if dlog_p.len() != cache.z.batch() {
+            return Err(Error::LengthMismatch {
+                op: "Flow::backward",
+                what: "dlog_p",
+                expected: cache.z.batch(),
+                found: dlog_p.len(),
+            });
+        }
+        let mut g = self.base.backward(&cache.z, dlog_p)?;
+        for (s, c) in self.stages.iter_mut().zip(cache.stages).rev() {
+            g = match (s, c) {
+                (Stage::Layer(l), StageCache::Layer(c)) => l.backward(c, &g, dlog_p)?,
+                (Stage::Split(sp), StageCache::Split(c, z_out)) => {
+                    let dz_out = if sp.has_prior() {
+                        Tensor::zeros(z_out.shape())?
+                    } else {
+                        self.base.backward(&z_out, dlog_p)?
+                    };
+                    sp.backward(c, &g, &dz_out, dlog_p)?
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "Flow::backward",
+                        "cache",
+                        "the cache does not match the flow's stages",
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// The same flow (parameters and state) in f64.
+    pub fn to_f64(&self) -> Flow<f64> {
+        Flow {
+            stages: self
+                .stages
+                .iter()
+                .map(|s| match s {
+                    Stage::Layer(l) => Stage::Layer(l.to_f64()),
+                    Stage::Split(sp) => Stage::Split(sp.to_f64()),
+                })
+                .collect(),
+            base: self.base.to_f64(),
+            data_shape: self.data_shape.clone(),
+        }
+    }
+}
+
+fn add_into<T: Real>(acc: &mut [T], v: &[T]) {
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a += b;
+    }
+}
+
+impl<T: Real> Params<T> for Flow<T> {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
+        for (i, s) in self.stages.iter().enumerate() {
+            s.visit(&join(prefix, &stage_name(i)), f);
+        }
+        self.base.visit_params(&join(prefix, "base"), f);
+    }
+
+    fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
+        for (i, s) in self.stages.iter_mut().enumerate() {
+            s.visit_mut(&join(prefix, &stage_name(i)), f);
+        }
+        self.base.visit_params_mut(&join(prefix, "base"), f);
+    }
+}

@@ -1,0 +1,12 @@
+//! Maximum-likelihood training: seeded minibatches, Adam, schedules, clipping, validation,
+//! early stopping, divergence detection and checkpoints.
+
+mod adam;
+mod observer;
+mod schedule;
+mod trainer;
+
+pub use adam::{Adam, AdamConfig};
+pub use observer::{EpochReport, Observer, Silent, StepReport};
+pub use schedule::{Decay, Schedule};
+pub use trainer::{TrainConfig, TrainReport, train};
