@@ -1,13 +1,21 @@
 //! # exactflow
 //!
 //! Normalizing flows whose mathematics is verified, not trusted. This facade re-exports the
-//! member crates:
+//! member crates and adds the pictures the command line writes:
 //!
 //! - [`kernels`]: log-determinants (triangular O(n), LU O(n^3)), dense LU, gemm and SIMD coupling
-//!   kernels, generic over [`Real`].
+//!   kernels, generic over [`Real`];
+//! - [`layers`]: invertible layers with exact log-dets and hand-written backward passes,
+//!   conditioner networks, base distributions, Jacobian helpers;
+//! - [`models`]: NICE and RealNVP flows, maximum-likelihood training, checkpoints, data sets;
+//! - [`pictures`]: PNG density maps, sample scatters, image grids and log-log plots.
 //!
 //! Direction convention: `forward` maps data to latent (the normalizing direction) and returns
 //! log|det dz/dx| per sample; `inverse` maps latent to data.
 
+pub mod pictures;
+
 pub use exactflow_kernels as kernels;
 pub use exactflow_kernels::{Error, LogDet, Matrix, Real, Result};
+pub use exactflow_layers as layers;
+pub use exactflow_models as models;

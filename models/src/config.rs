@@ -72,6 +72,7 @@ pub enum ModelConfig {
     /// NICE on vectors.
     Nice(NiceConfig),
     /// RealNVP on vectors.
+    #[serde(rename = "realnvp")]
     RealNvp(RealNvpConfig),
 }
 

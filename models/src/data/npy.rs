@@ -20,9 +20,12 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// An array read from a `.npy` file, converted to f64 in C order.
 #[derive(Debug)]
-pub(crate) struct Array {
+pub struct Array {
+    /// The array's shape (any rank).
     pub shape: Vec<usize>,
+    /// The values, converted to f64, in C (row-major) order.
     pub values: Vec<f64>,
+    /// The element type stored in the file.
     pub dtype: SourceDtype,
 }
 
@@ -343,8 +346,14 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-/// Reads any `.npy` array of a supported dtype as f64 in C order; rejects non-finite values.
-pub(crate) fn read_array(path: &Path) -> Result<Array> {
+/// Reads any `.npy` array (of any rank) of a supported dtype as f64 in C order; rejects
+/// non-finite values.
+///
+/// # Errors
+/// [`exactflow_kernels::Error::Io`] when the file cannot be read;
+/// [`exactflow_kernels::Error::Format`] for every malformation (magic, header, dtype, length).
+pub fn read_array(path: impl AsRef<Path>) -> Result<Array> {
+    let path = path.as_ref();
     let bytes = read_bytes(path)?;
     parse_array(path, &bytes)
 }

@@ -1,0 +1,232 @@
+//! `exactflow train`: data, preset, training with a progress bar, evaluation, checkpoint,
+//! metrics.json and pictures.
+
+use std::path::{Path, PathBuf};
+
+use exactflow::models::checkpoint;
+use exactflow::models::data::{DataSpec, Dataset};
+use exactflow::models::train::{Decay, Schedule, TrainConfig, train};
+use exactflow::models::{Evaluation, Flow, ModelConfig, evaluate};
+use exactflow::pictures;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::args::TrainArgs;
+use super::progress::Progress;
+use super::{CliError, CliResult, write_json};
+
+/// Model families the CLI can train.
+const FAMILIES: [&str; 2] = ["nice", "realnvp"];
+
+/// Default optimizer steps for toy data.
+const TOY_STEPS: u64 = 2000;
+/// Default epochs for everything else.
+const DEFAULT_EPOCHS: usize = 40;
+
+pub fn run(a: TrainArgs) -> CliResult<()> {
+    let family = a.model.as_str();
+    if family == "glow" {
+        return Err(
+            "model glow: Glow is not part of this build yet (image flows are in progress); use nice or realnvp".into(),
+        );
+    }
+    if !FAMILIES.contains(&family) {
+        return Err(format!("unknown model '{family}': expected one of nice, realnvp").into());
+    }
+    if a.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        return Err(format!("--lr must be a positive number, found {}", a.lr).into());
+    }
+    super::set_threads(a.threads)?;
+    let spec: DataSpec = a.data.parse()?;
+    let splits = spec.load(a.seed, a.toy_samples)?;
+    let shape = splits.train.sample_shape();
+    let is_toy = matches!(spec, DataSpec::Toy(_));
+    let preset = a.preset.clone().unwrap_or_else(|| {
+        match spec {
+            DataSpec::Digits { .. } => "digits",
+            _ => "toy",
+        }
+        .to_string()
+    });
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{family}-{}", sanitize(&a.data))));
+    std::fs::create_dir_all(&out).map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
+    let ckpt = out.join("model.safetensors");
+
+    let (model_cfg, mut flow, resume) = if a.resume {
+        let loaded = checkpoint::load::<f64>(&ckpt)?;
+        if loaded.config.family() != family {
+            return Err(format!(
+                "--resume: {} holds a {} model, not {family}",
+                ckpt.display(),
+                loaded.config.family()
+            )
+            .into());
+        }
+        let state = loaded
+            .state
+            .ok_or_else(|| CliError(format!("--resume: {} has no training state", ckpt.display())))?;
+        (loaded.config, loaded.flow, Some(state))
+    } else {
+        let cfg = ModelConfig::preset(family, &preset, shape, a.seed)?;
+        let flow = cfg.build::<f64>()?;
+        (cfg, flow, None)
+    };
+
+    if flow.data_shape() != shape {
+        return Err(format!(
+            "{} has samples of shape {shape:?}, but the model in {} expects {:?}",
+            a.data,
+            ckpt.display(),
+            flow.data_shape()
+        )
+        .into());
+    }
+    let steps = match (a.steps, a.epochs) {
+        (Some(s), _) => Some(s),
+        (None, Some(_)) => None,
+        (None, None) if is_toy => Some(TOY_STEPS),
+        (None, None) => None,
+    };
+    let epochs = a.epochs.unwrap_or(DEFAULT_EPOCHS);
+    let n = splits.train.len();
+    let bs = a.batch_size.min(n.max(1));
+    let total = steps.unwrap_or((epochs * (n / bs).max(1)) as u64);
+    let train_cfg = match &resume {
+        Some(st) => st.config.clone(),
+        None => TrainConfig {
+            steps,
+            epochs,
+            batch_size: a.batch_size,
+            schedule: Schedule {
+                lr: a.lr,
+                warmup: total / 50,
+                decay: Decay::Cosine { min_ratio: 0.01 },
+            },
+            patience: a.patience,
+            seed: a.seed,
+            threads: a.threads,
+            checkpoint: Some(ckpt.clone()),
+            ..TrainConfig::default()
+        },
+    };
+    eprintln!(
+        "training {family} ({preset}) on {} ({} train / {} validation / {} test samples of shape {shape:?}), {total} steps",
+        a.data,
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len()
+    );
+    let mut progress = Progress::new(total);
+    let result = train(
+        &mut flow,
+        &model_cfg,
+        &train_cfg,
+        &splits.train,
+        Some(&splits.val),
+        &mut progress,
+        resume,
+    );
+    progress.finish();
+    let report =
+        result.map_err(|e| CliError(format!("{e}; the last good checkpoint (if any) is {}", ckpt.display())))?;
+
+    let eval = |ds: &Dataset| evaluate(&flow, ds, 1024);
+    let (tr, va, te) = (eval(&splits.train)?, eval(&splits.val)?, eval(&splits.test)?);
+    let pictures = write_pictures(&out, &flow, &splits.train, a.seed)?;
+    let metrics = json!({
+        "model": family,
+        "preset": preset,
+        "data": a.data,
+        "seed": a.seed,
+        "threads": a.threads,
+        "train": split_json(&tr),
+        "validation": split_json(&va),
+        "test": split_json(&te),
+        "steps": report.steps,
+        "epochs": report.epochs,
+        "best_epoch": report.best_epoch,
+        "stopped_early": report.stopped_early,
+        "samples_per_sec": report.samples_per_sec,
+        "wall_seconds": report.wall_seconds,
+        "config": model_cfg,
+        "train_config": train_cfg,
+        "pictures": pictures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    });
+    write_json(&out.join("metrics.json"), &metrics)?;
+
+    let bpd = |e: &Evaluation| {
+        e.bits_per_dim
+            .map(|b| format!(" ({b:.4} bits/dim)"))
+            .unwrap_or_default()
+    };
+    println!("test NLL: {:.4} nats{}", te.nll, bpd(&te));
+    println!("validation NLL: {:.4} nats{}", va.nll, bpd(&va));
+    println!(
+        "trained {} steps in {:.1} s ({:.0} samples/s)",
+        report.steps, report.wall_seconds, report.samples_per_sec
+    );
+    println!("model: {}", ckpt.display());
+    println!("metrics: {}", out.join("metrics.json").display());
+    for p in &pictures {
+        println!("picture: {}", p.display());
+    }
+    Ok(())
+}
+
+/// A data spec as a directory name.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
+fn split_json(e: &Evaluation) -> serde_json::Value {
+    json!({ "nll": e.nll, "bits_per_dim": e.bits_per_dim })
+}
+
+/// 2-D data: the density beside samples; 64-dimensional digits or image data: a grid of
+/// samples at temperatures 1.0, 0.7 and 0.5.
+pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed: u64) -> CliResult<Vec<PathBuf>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5a4d_91e5);
+    let mut written = Vec::new();
+    if flow.data_shape() == [2] {
+        let samples = flow.sample(2000, 1.0, &mut rng)?;
+        let shown = train.subset(&(0..train.len().min(2000)).collect::<Vec<_>>())?;
+        let path = out.join("density_samples.png");
+        pictures::save_density_and_samples(&path, flow, &shown.data, &samples)?;
+        written.push(path);
+    } else if let Some(image_shape) = image_shape_of(flow.data_shape()) {
+        let mut rows = Vec::new();
+        for t in [1.0, 0.7, 0.5] {
+            rows.push(flow.sample(10, t, &mut rng)?);
+        }
+        let all = exactflow::layers::Tensor::concat_batch(&rows)?;
+        let mut shape = vec![all.batch()];
+        shape.extend_from_slice(&image_shape);
+        let grid = pictures::image_grid(&all.reshape(&shape)?, 10, 4)?;
+        let path = out.join("samples.png");
+        grid.save(&path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The image shape to draw samples of this shape as: `[C, H, W]` itself, or `[1, s, s]` for a
+/// vector of a square length (the digits as 64-vectors).
+pub(crate) fn image_shape_of(shape: &[usize]) -> Option<Vec<usize>> {
+    match *shape {
+        [c, h, w] if c == 1 || c == 3 => Some(vec![c, h, w]),
+        [d] => {
+            let s = (d as f64).sqrt().round() as usize;
+            (s * s == d && s >= 4).then(|| vec![1, s, s])
+        }
+        _ => None,
+    }
+}

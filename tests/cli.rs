@@ -1,0 +1,372 @@
+//! The `exactflow` binary end to end: every command on tiny settings (exit codes, JSON keys,
+//! files written, PNGs that decode) and every user error (one line on stderr, non-zero exit, no
+//! panic).
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn exactflow() -> Command {
+    let mut c = Command::cargo_bin("exactflow").expect("the exactflow binary is built for the tests");
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    exactflow().args(args).output().expect("runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what} failed:\n{}\n{}", stdout(o), stderr(o));
+}
+
+/// A user error: non-zero exit, exactly one line on stderr starting with "error", no panic.
+fn assert_user_error(args: &[&str], needle: &str) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{args:?} panicked: {err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {err:?}");
+    assert!(lines[0].starts_with("error"), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} does not mention {needle:?}");
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let dec = png::Decoder::new(std::io::BufReader::new(file));
+    let mut r = dec.read_info().expect("a valid PNG");
+    let mut buf = vec![0; r.output_buffer_size().expect("size")];
+    let info = r.next_frame(&mut buf).expect("decodes");
+    (info.width, info.height)
+}
+
+fn json_file(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("exists")).expect("valid JSON")
+}
+
+/// Trains a tiny RealNVP on moons into `dir`.
+fn train_moons(dir: &Path) {
+    let out = dir.to_str().expect("utf-8 path");
+    let o = run(&[
+        "train",
+        "--model",
+        "realnvp",
+        "--data",
+        "moons",
+        "--steps",
+        "30",
+        "--toy-samples",
+        "512",
+        "--batch-size",
+        "64",
+        "--seed",
+        "4",
+        "--out",
+        out,
+    ]);
+    assert_ok(&o, "train");
+    assert!(stdout(&o).contains("test NLL"), "{}", stdout(&o));
+}
+
+#[test]
+fn train_eval_sample_on_moons() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("run");
+    train_moons(&dir);
+    assert!(dir.join("model.safetensors").is_file());
+    let m = json_file(&dir.join("metrics.json"));
+    for key in [
+        "train",
+        "validation",
+        "test",
+        "samples_per_sec",
+        "wall_seconds",
+        "config",
+        "seed",
+        "steps",
+    ] {
+        assert!(m.get(key).is_some(), "metrics.json lacks {key}: {m}");
+    }
+    assert!(m["test"]["nll"].as_f64().expect("number").is_finite());
+    assert_eq!(m["seed"], 4);
+    let (w, h) = png_size(&dir.join("density_samples.png"));
+    assert!(w > h && h >= 100);
+
+    // eval, as JSON, with per-sample log-likelihoods.
+    let per = tmp.path().join("ll.npy");
+    let o = run(&[
+        "eval",
+        dir.to_str().expect("utf-8"),
+        "--data",
+        "moons",
+        "--toy-samples",
+        "512",
+        "--json",
+        "--per-sample",
+        per.to_str().expect("utf-8"),
+    ]);
+    assert_ok(&o, "eval");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    let nll = v["nll"].as_f64().expect("nll");
+    assert!(
+        (nll - m["test"]["nll"].as_f64().expect("number")).abs() < 1e-12,
+        "eval agrees with training"
+    );
+    let ll = exactflow::models::data::npy::read_array(&per).expect("a .npy");
+    assert_eq!(ll.shape, vec![128]);
+    let mean = -ll.values.iter().sum::<f64>() / 128.0;
+    assert!((mean - nll).abs() < 1e-9);
+
+    // sample to each format.
+    for name in ["s.png", "s.npy", "s.csv"] {
+        let p = tmp.path().join(name);
+        let o = run(&[
+            "sample",
+            dir.to_str().expect("utf-8"),
+            "-n",
+            "50",
+            "--temperature",
+            "0.8",
+            "--out",
+            p.to_str().expect("utf-8"),
+        ]);
+        assert_ok(&o, "sample");
+        assert!(p.is_file());
+    }
+    png_size(&tmp.path().join("s.png"));
+    let s = exactflow::models::data::npy::read_array(tmp.path().join("s.npy")).expect("a .npy");
+    assert_eq!(s.shape, vec![50, 2]);
+    let csv = std::fs::read_to_string(tmp.path().join("s.csv")).expect("csv");
+    assert_eq!(csv.lines().filter(|l| !l.is_empty()).count(), 50);
+}
+
+#[test]
+fn train_digits_writes_bits_per_dim_and_a_sample_grid() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("digits");
+    let o = run(&[
+        "train",
+        "--model",
+        "nice",
+        "--data",
+        "digits",
+        "--steps",
+        "3",
+        "--batch-size",
+        "32",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_ok(&o, "train digits");
+    assert!(stdout(&o).contains("bits/dim"), "{}", stdout(&o));
+    let m = json_file(&dir.join("metrics.json"));
+    assert!(m["test"]["bits_per_dim"].as_f64().expect("bits/dim for discrete data") > 0.0);
+    png_size(&dir.join("samples.png"));
+}
+
+#[test]
+fn logdet_of_npy_and_csv_matrices() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // det [[2, 1], [4, -3]] = -10
+    let csv = tmp.path().join("a.csv");
+    std::fs::write(&csv, "2,1\n4,-3\n").expect("write");
+    let o = run(&["logdet", csv.to_str().expect("utf-8"), "--json"]);
+    assert_ok(&o, "logdet csv");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    for key in ["n", "sign", "log_abs", "method", "seconds"] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    assert_eq!(v["n"], 2);
+    assert_eq!(v["sign"].as_f64(), Some(-1.0));
+    assert!((v["log_abs"].as_f64().expect("number") - 10f64.ln()).abs() < 1e-14);
+    assert_eq!(v["method"], "lu");
+    // A lower-triangular .npy goes through the O(n) path under auto.
+    let npy = tmp.path().join("l.npy");
+    let l = exactflow::layers::Tensor::new(&[3, 3], vec![2.0, 0.0, 0.0, 1.0, -3.0, 0.0, 5.0, 7.0, 0.5]).expect("3x3");
+    exactflow::models::data::npy::write_f64(&npy, &l).expect("write");
+    let o = run(&["logdet", npy.to_str().expect("utf-8"), "--json"]);
+    assert_ok(&o, "logdet npy");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["method"], "triangular-lower");
+    assert_eq!(v["sign"].as_f64(), Some(-1.0));
+    assert!((v["log_abs"].as_f64().expect("number") - 3f64.ln()).abs() < 1e-14);
+    let o = run(&["logdet", npy.to_str().expect("utf-8"), "--method", "lu"]);
+    assert_ok(&o, "logdet text");
+    assert!(stdout(&o).contains("method   lu"));
+    // A singular matrix is not an error: sign 0, log|det| = -inf.
+    std::fs::write(&csv, "1,2\n2,4\n").expect("write");
+    let o = run(&["logdet", csv.to_str().expect("utf-8"), "--json"]);
+    assert_ok(&o, "singular");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["sign"].as_f64(), Some(0.0));
+    assert_eq!(v["log_abs"], "-inf");
+}
+
+#[test]
+fn bench_logdet_writes_a_table_json_and_plot() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("bench");
+    let o = run(&[
+        "bench",
+        "logdet",
+        "--sizes",
+        "4,8,16",
+        "--min-time",
+        "0",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_ok(&o, "bench");
+    assert!(stdout(&o).contains("log-log slope"));
+    let v = json_file(&out.join("bench.json"));
+    assert_eq!(v["sizes"].as_array().expect("array").len(), 3);
+    assert_eq!(v["lu_seconds"].as_array().expect("array").len(), 3);
+    assert!(v.get("slope_lu").is_some() && v.get("slope_triangular").is_some());
+    assert_eq!(png_size(&out.join("loglog.png")), (640, 480));
+}
+
+#[test]
+fn every_user_error_is_one_line_and_a_failure() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("x");
+    let o = out.to_str().expect("utf-8");
+    assert_user_error(
+        &["train", "--model", "flowy", "--data", "moons", "--out", o],
+        "unknown model",
+    );
+    assert_user_error(
+        &[
+            "train", "--model", "realnvp", "--data", "moons", "--preset", "huge", "--out", o,
+        ],
+        "preset",
+    );
+    assert_user_error(
+        &["train", "--model", "realnvp", "--data", "mars", "--out", o],
+        "unknown data set",
+    );
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "realnvp",
+            "--data",
+            "moons",
+            "--batch-size",
+            "0",
+            "--out",
+            o,
+        ],
+        "batch-size",
+    );
+    assert_user_error(
+        &["train", "--model", "realnvp", "--data", "moons", "--lr=-1", "--out", o],
+        "--lr",
+    );
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "realnvp",
+            "--data",
+            "csv:/nonexistent/x.csv",
+            "--out",
+            o,
+        ],
+        "x.csv",
+    );
+    assert_user_error(
+        &["train", "--model", "realnvp", "--data", "moons", "--steps", "abc"],
+        "abc",
+    );
+    let bad_csv = tmp.path().join("bad.csv");
+    std::fs::write(&bad_csv, "1,2\n3\n").expect("write");
+    assert_user_error(&["logdet", bad_csv.to_str().expect("utf-8")], "bad.csv");
+    let rect = tmp.path().join("rect.csv");
+    std::fs::write(&rect, "1,2,3\n4,5,6\n").expect("write");
+    assert_user_error(&["logdet", rect.to_str().expect("utf-8")], "not square");
+    assert_user_error(&["logdet", "/nonexistent/m.npy"], "m.npy");
+    assert_user_error(
+        &["logdet", rect.to_str().expect("utf-8"), "--method", "magic"],
+        "--method",
+    );
+    let garbage = tmp.path().join("junk.safetensors");
+    std::fs::write(&garbage, b"junk").expect("write");
+    assert_user_error(
+        &["eval", garbage.to_str().expect("utf-8"), "--data", "moons"],
+        "junk.safetensors",
+    );
+    assert_user_error(
+        &["sample", garbage.to_str().expect("utf-8"), "--out", "s.png"],
+        "junk.safetensors",
+    );
+    // Errors that need a trained model.
+    let dir = tmp.path().join("run");
+    train_moons(&dir);
+    let d = dir.to_str().expect("utf-8");
+    assert_user_error(&["sample", d, "--temperature=-1", "--out", "s.png"], "temperature");
+    assert_user_error(&["sample", d, "-n", "0", "--out", "s.png"], "-n");
+    assert_user_error(&["sample", d, "--out", "s.gif"], ".png");
+    assert_user_error(&["eval", d, "--data", "digits"], "shape");
+    assert_user_error(&["eval", d, "--data", "moons", "--split", "dev"], "--split");
+    assert_user_error(
+        &[
+            "train", "--model", "realnvp", "--data", "digits", "--resume", "--out", d,
+        ],
+        "shape",
+    );
+    assert_user_error(&["bench", "logdet", "--sizes", "0"], "--sizes");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let cases: [(&[&str], &[&str]); 6] = [
+        (&["--help"], &["train", "eval", "sample", "logdet", "bench"]),
+        (
+            &["train", "--help"],
+            &[
+                "--model",
+                "--data",
+                "--preset",
+                "--epochs",
+                "--steps",
+                "--batch-size",
+                "--lr",
+                "--seed",
+                "--threads",
+                "--out",
+                "--toy-samples",
+                "--patience",
+                "--resume",
+            ],
+        ),
+        (
+            &["eval", "--help"],
+            &["--data", "--split", "--per-sample", "--json", "--toy-samples"],
+        ),
+        (&["sample", "--help"], &["--num", "--temperature", "--seed", "--out"]),
+        (&["logdet", "--help"], &["--method", "--json"]),
+        (&["bench", "logdet", "--help"], &["--sizes", "--out", "--min-time"]),
+    ];
+    for (args, flags) in cases {
+        let o = run(args);
+        assert_ok(&o, "help");
+        let text = stdout(&o);
+        for f in flags {
+            assert!(text.contains(f), "{args:?} help lacks {f}:\n{text}");
+        }
+    }
+}
