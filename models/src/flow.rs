@@ -6,7 +6,7 @@
 //! base distribution (RealNVP), and they are kept in the [`Latent`] so that
 //! `decode(encode(x)) = x` exactly, up to rounding.
 
-use exactflow_kernels::{Error, Real, Result};
+use exactflow_kernels::{Error, F1, Real, Result};
 use exactflow_layers::distributions::Distribution;
 use exactflow_layers::params::{Param, Params, join};
 use exactflow_layers::{Bijector, Cache, Pass, Split, Tensor};
@@ -61,6 +61,26 @@ pub struct Latent<T> {
     pub z: Tensor<T>,
     /// Latents factored out by split stages, first split first.
     pub factored: Vec<Tensor<T>>,
+}
+
+impl<T: Real> Latent<T> {
+    /// Every latent of each sample in one row: `[N, len(z) + sum len(factored)]`, the final
+    /// latent first, then the factored-out ones in the order they left the flow.
+    ///
+    /// # Errors
+    /// Latents with different batch sizes.
+    pub fn flatten(&self) -> Result<Tensor<T>> {
+        let n = self.z.batch();
+        let parts: Vec<&Tensor<T>> = std::iter::once(&self.z).chain(&self.factored).collect();
+        let width: usize = parts.iter().map(|t| t.sample_len()).sum();
+        let mut data = Vec::with_capacity(n * width);
+        for i in 0..n {
+            for t in &parts {
+                data.extend_from_slice(t.sample(i)?);
+            }
+        }
+        Tensor::new(&[n, width], data)
+    }
 }
 
 /// What one stage keeps for the backward pass.
@@ -200,6 +220,33 @@ impl<T: Real> Flow<T> {
         }
         add_into(&mut log_p, &self.base.log_prob(&h)?);
         Ok((Latent { z: h, factored }, log_p))
+    }
+
+    /// The latents of a batch and `sum_k log|det dz_k/dz_{k-1}|` per sample: the log-det of the
+    /// whole map `x -> (z, factored latents)`, without the base distribution and split priors.
+    ///
+    /// # Errors
+    /// As [`Flow::encode_with_log_prob`].
+    pub fn encode_with_log_det(&self, x: &Tensor<T>) -> Result<(Latent<T>, Vec<T>)> {
+        self.check_data("Flow::encode_with_log_det", x)?;
+        let mut ld_total = vec![T::zero(); x.batch()];
+        let mut h = x.clone();
+        let mut factored = Vec::new();
+        for s in &self.stages {
+            match s {
+                Stage::Layer(l) => {
+                    let (next, ld) = l.forward(&h)?;
+                    add_into(&mut ld_total, &ld);
+                    h = next;
+                }
+                Stage::Split(sp) => {
+                    let (rest, z_out, _) = sp.forward(&h)?;
+                    factored.push(z_out);
+                    h = rest;
+                }
+            }
+        }
+        Ok((Latent { z: h, factored }, ld_total))
     }
 
     /// `log p(x)` per sample (nats).
@@ -433,6 +480,22 @@ impl<T: Real> Flow<T> {
             };
         }
         Ok(())
+    }
+
+    /// The same flow on forward-mode dual numbers, for exact Jacobians (the audit).
+    pub fn to_dual(&self) -> Flow<F1> {
+        Flow {
+            stages: self
+                .stages
+                .iter()
+                .map(|s| match s {
+                    Stage::Layer(l) => Stage::Layer(l.to_dual()),
+                    Stage::Split(sp) => Stage::Split(sp.to_dual()),
+                })
+                .collect(),
+            base: self.base.to_dual(),
+            data_shape: self.data_shape.clone(),
+        }
     }
 
     /// The same flow (parameters and state) in f64.
