@@ -131,6 +131,24 @@ fn train_eval_sample_on_moons() {
     let mean = -ll.values.iter().sum::<f64>() / 128.0;
     assert!((mean - nll).abs() < 1e-9);
 
+    // The trained model passes its own audit, as a table and as JSON.
+    let o = run(&[
+        "audit",
+        dir.to_str().expect("utf-8"),
+        "--data",
+        "moons",
+        "--toy-samples",
+        "512",
+    ]);
+    assert_ok(&o, "audit");
+    assert!(stdout(&o).contains("every layer passes"), "{}", stdout(&o));
+    let o = run(&["audit", dir.to_str().expect("utf-8"), "--samples", "3", "--json"]);
+    assert_ok(&o, "audit --json");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["pass"], true);
+    assert_eq!(v["samples"], 3);
+    assert_eq!(v["stages"].as_array().expect("stages").len(), 8);
+
     // sample to each format.
     for name in ["s.png", "s.npy", "s.csv"] {
         let p = tmp.path().join(name);
@@ -329,12 +347,14 @@ fn every_user_error_is_one_line_and_a_failure() {
         "shape",
     );
     assert_user_error(&["bench", "logdet", "--sizes", "0"], "--sizes");
+    assert_user_error(&["audit", d, "--samples", "0"], "--samples");
+    assert_user_error(&["audit", d, "--data", "digits"], "shape");
 }
 
 #[test]
 fn help_explains_every_flag() {
-    let cases: [(&[&str], &[&str]); 6] = [
-        (&["--help"], &["train", "eval", "sample", "logdet", "bench"]),
+    let cases: [(&[&str], &[&str]); 7] = [
+        (&["--help"], &["train", "eval", "sample", "logdet", "bench", "audit"]),
         (
             &["train", "--help"],
             &[
@@ -358,7 +378,11 @@ fn help_explains_every_flag() {
             &["--data", "--split", "--per-sample", "--json", "--toy-samples"],
         ),
         (&["sample", "--help"], &["--num", "--temperature", "--seed", "--out"]),
-        (&["logdet", "--help"], &["--method", "--json"]),
+        (&["logdet", "--help"], &["--method", "--json", "--audit"]),
+        (
+            &["audit", "--help"],
+            &["--data", "--samples", "--json", "--toy-samples"],
+        ),
         (&["bench", "logdet", "--help"], &["--sizes", "--out", "--min-time"]),
     ];
     for (args, flags) in cases {

@@ -2,6 +2,7 @@
 //! non-zero exit code (2 for usage errors, 1 for everything else); nothing panics on user input.
 
 mod args;
+mod audit;
 mod bench;
 mod eval;
 mod logdet;
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Sample(a) => sample::run(a),
         Command::Logdet(a) => logdet::run(a),
         Command::Bench(args::BenchCommand::Logdet(a)) => bench::run(a),
+        Command::Audit(a) => audit::run(a),
     }
 }
 
