@@ -223,7 +223,10 @@ impl StageAudit {
         if let Some(e) = self.logdet_exact_error
             && !(e <= tol.logdet_exact * scale)
         {
-            fails.push(format!("log-det vs exact Jacobian: error {e:.2e} > {:.0e} (1 + |log-det|)", tol.logdet_exact));
+            fails.push(format!(
+                "log-det vs exact Jacobian: error {e:.2e} > {:.0e} (1 + |log-det|)",
+                tol.logdet_exact
+            ));
         }
         if let Some(e) = self.logdet_exact_error_model
             && !(e <= model_logdet_tol * scale)
@@ -235,7 +238,10 @@ impl StageAudit {
         if let Some(e) = self.logdet_fd_error
             && !(e <= tol.logdet_fd * scale)
         {
-            fails.push(format!("log-det vs finite differences: error {e:.2e} > {:.0e} (1 + |log-det|)", tol.logdet_fd));
+            fails.push(format!(
+                "log-det vs finite differences: error {e:.2e} > {:.0e} (1 + |log-det|)",
+                tol.logdet_fd
+            ));
         }
         if let Some(e) = self.grad_error
             && !(e <= tol.grad)
@@ -259,7 +265,9 @@ impl StageAudit {
 /// Deterministic gradient weights in [-1, 1] (a fixed pattern: the audit must not depend on a
 /// random generator).
 fn weights(n: usize, salt: usize) -> Vec<f64> {
-    (0..n).map(|i| (((i * 7919 + salt * 104_729) % 2001) as f64 / 1000.0) - 1.0).collect()
+    (0..n)
+        .map(|i| (((i * 7919 + salt * 104_729) % 2001) as f64 / 1000.0) - 1.0)
+        .collect()
 }
 
 fn audit_layer<T: Real>(name: String, layer: &dyn Bijector<T>, h: &Tensor<T>, tol: &Tolerances) -> Result<StageAudit> {

@@ -72,7 +72,10 @@ impl<T: Real> Bijector<T> for Bent {
                 x
             })
         };
-        let ld = x.samples().map(|s| s.iter().fold(T::zero(), |acc, &v| acc - deriv(v).ln())).collect();
+        let ld = x
+            .samples()
+            .map(|s| s.iter().fold(T::zero(), |acc, &v| acc - deriv(v).ln()))
+            .collect();
         Ok((x, ld))
     }
     fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
@@ -89,7 +92,11 @@ impl<T: Real> Bijector<T> for Bent {
             let sech2 = T::one() - t * t;
             // d/dx ln(1 + sech^2 / 2) = -sech^2 tanh / (1 + sech^2 / 2)
             let dld = -sech2 * t / deriv(xv);
-            let through_logdet = if self.fault == Fault::WrongBackward { T::zero() } else { dlogdet[k / d] * dld };
+            let through_logdet = if self.fault == Fault::WrongBackward {
+                T::zero()
+            } else {
+                dlogdet[k / d] * dld
+            };
             *v = dz.as_slice()[k] * deriv(xv) + through_logdet;
         }
         Ok(dx)
@@ -103,7 +110,11 @@ impl<T: Real> Bijector<T> for Bent {
 }
 
 fn trained(model: &str) -> (ModelConfig, Flow<f64>) {
-    let data = "moons".parse::<exactflow_models::data::DataSpec>().expect("spec").load(1, 512).expect("data");
+    let data = "moons"
+        .parse::<exactflow_models::data::DataSpec>()
+        .expect("spec")
+        .load(1, 512)
+        .expect("data");
     let cfg = ModelConfig::preset(model, "toy", &[2], 3).expect("preset");
     let mut flow = cfg.build::<f64>().expect("builds");
     let opts = TrainConfig {
@@ -134,7 +145,10 @@ fn flow_with(fault: Fault) -> Flow<f64> {
     )
     .expect("coupling");
     Flow::new(
-        vec![Stage::Layer(Box::new(coupling)), Stage::Layer(Box::new(Bent { d, fault }))],
+        vec![
+            Stage::Layer(Box::new(coupling)),
+            Stage::Layer(Box::new(Bent { d, fault })),
+        ],
         Box::new(StandardNormal),
         &[d],
     )
@@ -146,7 +160,11 @@ fn trained_nice_and_realnvp_pass_their_audit() {
     for model in ["nice", "realnvp"] {
         let (_, flow) = trained(model);
         let a = audit_flow(&flow, &batch(4, 2)).expect("audits");
-        assert!(a.pass, "{model}: {:#?}", a.stages.iter().flat_map(|s| s.failures.clone()).collect::<Vec<_>>());
+        assert!(
+            a.pass,
+            "{model}: {:#?}",
+            a.stages.iter().flat_map(|s| s.failures.clone()).collect::<Vec<_>>()
+        );
         assert_eq!(a.stages.len(), flow.stages().len());
         assert!(a.flow.logdet_exact_error.expect("whole-flow log-det") < 1e-10);
         // f32 copies of the same models pass the f32 tolerances.
@@ -159,7 +177,11 @@ fn trained_nice_and_realnvp_pass_their_audit() {
         };
         let a32 = audit_flow(&f32flow, &batch(4, 2).cast()).expect("audits f32");
         assert_eq!(a32.precision, "f32");
-        assert!(a32.pass, "{model} f32: {:#?}", a32.stages.iter().flat_map(|s| s.failures.clone()).collect::<Vec<_>>());
+        assert!(
+            a32.pass,
+            "{model} f32: {:#?}",
+            a32.stages.iter().flat_map(|s| s.failures.clone()).collect::<Vec<_>>()
+        );
         let json = serde_json::to_value(&a).expect("serializes");
         for key in ["precision", "samples", "tolerances", "stages", "flow", "pass"] {
             assert!(json.get(key).is_some(), "JSON lacks {key}");
@@ -176,7 +198,11 @@ fn a_correct_custom_layer_passes() {
 fn failing_checks(fault: Fault) -> (Vec<String>, Vec<String>) {
     let a = audit_flow(&flow_with(fault), &batch(4, 3)).expect("audits");
     assert!(!a.pass, "{fault:?} not caught");
-    assert!(a.stages[0].pass, "the healthy coupling is not blamed: {:?}", a.stages[0].failures);
+    assert!(
+        a.stages[0].pass,
+        "the healthy coupling is not blamed: {:?}",
+        a.stages[0].failures
+    );
     (a.stages[1].failures.clone(), a.flow.failures.clone())
 }
 
