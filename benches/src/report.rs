@@ -341,6 +341,7 @@ pub fn render(results: &Results, machine: &Machine, source: &Path, all: bool) ->
     render_logdet(&mut out, results, &mut targets);
     render_coupling(&mut out, results, &mut targets);
     render_gemm(&mut out, results);
+    render_layers(&mut out, results, &mut targets);
     out.push_str("### Speed targets\n\n| claim | target | measured | met |\n|---|---|---|---|\n");
     for t in &targets {
         out.push_str(&t.row());
@@ -580,6 +581,76 @@ fn render_gemm(out: &mut String, r: &Results) {
         "\nours = `gemm::gemm` on row-major `MatSlice`s; faer = `faer::linalg::matmul::matmul` on the same \
          buffers; threads 2 = `Parallelism::Rayon(2)` / `Par::rayon(2)`; GFLOP/s = 2 m k n / median time.\n\n",
     );
+}
+
+fn render_layers(out: &mut String, r: &Results, targets: &mut Vec<Target>) {
+    let p = "256x784";
+    let fwd = r.median("layers", "coupling_forward_f32", p);
+    let fb = r.median("layers", "coupling_fwd_bwd_f32", p);
+    let g_fwd = r.median("layers", "gemms_forward_f32", p);
+    let g_fb = r.median("layers", "gemms_fwd_bwd_f32", p);
+    let gs = "16x12x16x16";
+    let glow_f = r.median("layers", "glow_step_forward_f32", gs);
+    let glow_fb = r.median("layers", "glow_step_fwd_bwd_f32", gs);
+    let step = r.median("train", "step_f64", "512");
+    let limit = r.median("train", "gemms_faer_f64", "512");
+    out.push_str(
+        "### layers and training steps against their bare matrix products, median time\n\n\
+         | what | layer / step | its bare products (faer) | ratio |\n|---|---:|---:|---:|\n",
+    );
+    let _ = writeln!(
+        out,
+        "| affine coupling [256, 784] f32, MLP 392-1024-1024-784: forward | {} | {} | {} |",
+        time(fwd),
+        time(g_fwd),
+        format_ratio(ratio(fwd, g_fwd))
+    );
+    let _ = writeln!(
+        out,
+        "| affine coupling [256, 784] f32: forward + backward | {} | {} | {} |",
+        time(fb),
+        time(g_fb),
+        format_ratio(ratio(fb, g_fb))
+    );
+    let _ = writeln!(
+        out,
+        "| Glow step [16, 12, 16, 16] f32, 512 channels: forward | {} | – | – |",
+        time(glow_f)
+    );
+    let _ = writeln!(
+        out,
+        "| Glow step [16, 12, 16, 16] f32: forward + backward | {} | – | – |",
+        time(glow_fb)
+    );
+    let _ = writeln!(
+        out,
+        "| moons RealNVP training step (8 couplings, MLP 1-128-128-2, batch 512, f64) | {} | {} | {} |",
+        time(step),
+        time(limit),
+        format_ratio(ratio(step, limit))
+    );
+    let _ = writeln!(
+        out,
+        "\nbare products = the matrix products the layer or step performs (forward: `X W^T` per Linear; \
+         backward: `dY^T X` and `dY W`), through `faer::linalg::matmul::matmul` directly, one thread, in \
+         the same run. The training step's compute-limit fraction is bare products / step = {}.\n",
+        format_ratio(ratio(limit, step))
+    );
+    targets.push(Target {
+        claim: "affine coupling forward / its bare gemms, f32 [256, 784]".into(),
+        bound: Bound::AtMost(1.3),
+        measured: ratio(fwd, g_fwd),
+    });
+    targets.push(Target {
+        claim: "affine coupling forward + backward / its bare gemms, f32 [256, 784]".into(),
+        bound: Bound::AtMost(1.3),
+        measured: ratio(fb, g_fb),
+    });
+    targets.push(Target {
+        claim: "moons training step: compute-limit fraction (bare gemms / step)".into(),
+        bound: Bound::AtLeast(0.6),
+        measured: ratio(limit, step),
+    });
 }
 
 #[cfg(test)]

@@ -239,10 +239,29 @@ impl<T: Real> Tensor<T> {
 
     /// The first non-finite element, as (flat index, value).
     pub fn first_non_finite(&self) -> Option<(usize, f64)> {
-        self.data
-            .iter()
-            .position(|v| !v.is_finite_value())
-            .map(|k| (k, self.data[k].as_f64()))
+        // `v * 0` is 0 for a finite v and NaN for NaN or +-inf. Summed into 8 independent
+        // accumulators per block it is branch-free and vectorizes, so the common all-finite case
+        // (every forward pass checks its input and its parameters) costs a fraction of a memory
+        // pass; only a block that turns out non-finite is searched element by element.
+        const BLOCK: usize = 512;
+        for (b, block) in self.data.chunks(BLOCK).enumerate() {
+            let mut acc = [T::zero(); 8];
+            let mut lanes = block.chunks_exact(8);
+            for c in &mut lanes {
+                for (a, &v) in acc.iter_mut().zip(c) {
+                    *a += v * T::zero();
+                }
+            }
+            let tail = lanes.remainder().iter().fold(T::zero(), |a, &v| a + v * T::zero());
+            let probe = acc.iter().fold(tail, |a, &v| a + v);
+            if !probe.is_finite_value()
+                && let Some(k) = block.iter().position(|v| !v.is_finite_value())
+            {
+                let k = b * BLOCK + k;
+                return Some((k, self.data[k].as_f64()));
+            }
+        }
+        None
     }
 
     /// Fails when an element is NaN or infinite, naming its (sample, offset in the sample).

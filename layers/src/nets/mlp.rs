@@ -76,10 +76,14 @@ impl<T: Real> Mlp<T> {
     fn run(&self, x: &Tensor<T>, keep: bool) -> Result<(Tensor<T>, Vec<Vec<T>>)> {
         let n = x.batch();
         let mut inputs = Vec::new();
-        let mut h = x.as_slice().to_vec();
+        let mut h: Vec<T> = Vec::new();
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
-            let mut y = l.forward_rows(&h, n)?;
+            // The first layer reads the caller's tensor directly; a copy is kept only for backward.
+            let mut y = l.forward_rows(if i == 0 { x.as_slice() } else { &h }, n)?;
+            if i == 0 && keep {
+                h = x.as_slice().to_vec();
+            }
             if i < last {
                 self.activation.apply(&mut y);
             }
