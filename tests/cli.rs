@@ -194,6 +194,8 @@ fn train_digits_writes_bits_per_dim_and_a_sample_grid() {
     let m = json_file(&dir.join("metrics.json"));
     assert!(m["test"]["bits_per_dim"].as_f64().expect("bits/dim for discrete data") > 0.0);
     png_size(&dir.join("samples.png"));
+    let (w, h) = png_size(&dir.join("interpolation.png"));
+    assert!(w > 4 * h, "a strip of 10 images: {w} x {h}");
 }
 
 #[test]

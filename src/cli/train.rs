@@ -192,7 +192,8 @@ fn split_json(e: &Evaluation) -> serde_json::Value {
 }
 
 /// 2-D data: the density beside samples; 64-dimensional digits or image data: a grid of
-/// samples at temperatures 1.0, 0.7 and 0.5.
+/// samples at temperatures 1.0, 0.7 and 0.5, and a strip interpolating in latent space between
+/// two training images.
 pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed: u64) -> CliResult<Vec<PathBuf>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5a4d_91e5);
     let mut written = Vec::new();
@@ -214,6 +215,24 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
         let path = out.join("samples.png");
         grid.save(&path)?;
         written.push(path);
+        // The Glow paper's figure: a straight line in latent space between two real images,
+        // decoded. Discrete data are shown at the centre of their dequantization bins.
+        if train.len() >= 2 {
+            let to_input = |i: usize| -> CliResult<exactflow::layers::Tensor<f64>> {
+                let x = train.data.slice_batch(i..i + 1)?;
+                Ok(match train.levels {
+                    Some(k) => x.map(|v| (v + 0.5) / k as f64),
+                    None => x,
+                })
+            };
+            let (a, b) = (to_input(0)?, to_input(train.len() / 2)?);
+            let strip = flow.interpolate(&a, &b, 10)?;
+            let mut shape = vec![strip.batch()];
+            shape.extend_from_slice(&image_shape);
+            let path = out.join("interpolation.png");
+            pictures::image_grid(&strip.reshape(&shape)?, 10, 4)?.save(&path)?;
+            written.push(path);
+        }
     }
     Ok(written)
 }
