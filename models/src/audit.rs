@@ -204,16 +204,21 @@ fn logdet_checks(ld64: &[f64], ld_model: &[f64], exact: &[Matrix<f64>], fd: &[Ma
     })
 }
 
+/// `value > bound`, with NaN counting as exceeding (a NaN error must never pass).
+fn exceeds(value: f64, bound: f64) -> bool {
+    value.is_nan() || value > bound
+}
+
 impl StageAudit {
     fn judge(&mut self, tol: &Tolerances, model_logdet_tol: f64) {
         let mut fails = Vec::new();
-        if !(self.inverse_f64.max_rel <= tol.inverse_rel_f64) {
+        if exceeds(self.inverse_f64.max_rel, tol.inverse_rel_f64) {
             fails.push(format!(
                 "round trip in f64: relative error {:.2e} > {:.0e}",
                 self.inverse_f64.max_rel, tol.inverse_rel_f64
             ));
         }
-        if !(self.inverse.max_rel <= tol.inverse_rel_model) {
+        if exceeds(self.inverse.max_rel, tol.inverse_rel_model) {
             fails.push(format!(
                 "round trip in model precision: relative error {:.2e} > {:.0e}",
                 self.inverse.max_rel, tol.inverse_rel_model
@@ -221,7 +226,7 @@ impl StageAudit {
         }
         let scale = 1.0 + self.logdet_scale.unwrap_or(0.0);
         if let Some(e) = self.logdet_exact_error
-            && !(e <= tol.logdet_exact * scale)
+            && exceeds(e, tol.logdet_exact * scale)
         {
             fails.push(format!(
                 "log-det vs exact Jacobian: error {e:.2e} > {:.0e} (1 + |log-det|)",
@@ -229,14 +234,14 @@ impl StageAudit {
             ));
         }
         if let Some(e) = self.logdet_exact_error_model
-            && !(e <= model_logdet_tol * scale)
+            && exceeds(e, model_logdet_tol * scale)
         {
             fails.push(format!(
                 "log-det in model precision vs exact Jacobian: error {e:.2e} > {model_logdet_tol:.0e} (1 + |log-det|)"
             ));
         }
         if let Some(e) = self.logdet_fd_error
-            && !(e <= tol.logdet_fd * scale)
+            && exceeds(e, tol.logdet_fd * scale)
         {
             fails.push(format!(
                 "log-det vs finite differences: error {e:.2e} > {:.0e} (1 + |log-det|)",
@@ -244,7 +249,7 @@ impl StageAudit {
             ));
         }
         if let Some(e) = self.grad_error
-            && !(e <= tol.grad)
+            && exceeds(e, tol.grad)
         {
             fails.push(format!(
                 "backward vs finite differences: mixed error {e:.2e} > {:.0e} at {}",

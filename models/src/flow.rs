@@ -91,10 +91,28 @@ enum StageCache<T> {
     Split(Cache, Tensor<T>),
 }
 
-/// What [`Flow::backward`] needs from [`Flow::forward_train`].
+/// What [`Flow::backward`] needs from [`Flow::forward_train`] (every stage's cache) or from
+/// [`Flow::forward_train_memory_efficient`] (only the latents: the stages' inputs are recomputed
+/// from their outputs during the backward pass).
 pub struct FlowCache<T> {
-    stages: Vec<StageCache<T>>,
+    stages: CachedStages<T>,
     z: Tensor<T>,
+}
+
+/// The per-stage part of a [`FlowCache`].
+enum CachedStages<T> {
+    /// Every stage's cache, in forward order.
+    Full(Vec<StageCache<T>>),
+    /// Memory-efficient mode: no stage caches, only the factored-out latents (first split
+    /// first), which are outputs of the flow and cannot be recomputed from `z`.
+    Recompute(Vec<Tensor<T>>),
+}
+
+impl<T> FlowCache<T> {
+    /// Whether the cache is a memory-efficient one (no per-stage activations kept).
+    pub fn is_memory_efficient(&self) -> bool {
+        matches!(self.stages, CachedStages::Recompute(_))
+    }
 }
 
 /// A normalizing flow: stages applied in the forward (data -> latent) direction, then a base
@@ -442,10 +460,82 @@ impl<T: Real> Flow<T> {
             }
         }
         add_into(&mut log_p, &self.base.log_prob(&h)?);
-        Ok((log_p, FlowCache { stages: caches, z: h }))
+        Ok((
+            log_p,
+            FlowCache {
+                stages: CachedStages::Full(caches),
+                z: h,
+            },
+        ))
+    }
+
+    /// The training-mode forward pass of the memory-efficient mode: the same map and `log p(x)`
+    /// as [`Flow::forward_train`] (the same `Pass::Train` of every layer: batch statistics,
+    /// ActNorm's initialization), but each stage's cache is dropped as soon as it is made. The
+    /// returned cache holds only the latents (the final one and the factored-out ones);
+    /// [`Flow::backward`] then walks the stages in reverse, recomputes each layer's input from
+    /// its output with [`Bijector::inverse_replay`] (a split's input as `concat(rest, z_out)`),
+    /// rebuilds that layer's cache with `forward_train(x, Pass::Replay)` and backpropagates
+    /// through it. Activation memory is then that of one stage, whatever the depth, for about
+    /// one extra inverse and forward pass of compute. The gradients equal those of the cached
+    /// mode up to the rounding of the inverses.
+    ///
+    /// # Errors
+    /// As [`Flow::forward_train`].
+    pub fn forward_train_memory_efficient(&mut self, x: &Tensor<T>) -> Result<(Vec<T>, FlowCache<T>)> {
+        self.check_data("Flow::forward_train_memory_efficient", x)?;
+        let mut log_p = vec![T::zero(); x.batch()];
+        let mut factored = Vec::new();
+        let mut h = x.clone();
+        for (i, s) in self.stages.iter_mut().enumerate() {
+            match s {
+                Stage::Layer(l) => {
+                    // The cache is dropped here: backward rebuilds it from a replay.
+                    let (next, ld, _) = l.forward_train(&h, Pass::Train)?;
+                    check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
+                    add_into(&mut log_p, &ld);
+                    h = next;
+                }
+                Stage::Split(sp) => {
+                    let (rest, z_out, lp) = sp.forward(&h)?;
+                    let lp = if sp.has_prior() {
+                        lp
+                    } else {
+                        self.base.log_prob(&z_out)?
+                    };
+                    check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
+                    add_into(&mut log_p, &lp);
+                    factored.push(z_out);
+                    h = rest;
+                }
+            }
+        }
+        add_into(&mut log_p, &self.base.log_prob(&h)?);
+        Ok((
+            log_p,
+            FlowCache {
+                stages: CachedStages::Recompute(factored),
+                z: h,
+            },
+        ))
+    }
+
+    /// [`Flow::forward_train_memory_efficient`] when `memory_efficient`, else
+    /// [`Flow::forward_train`]; either cache goes to [`Flow::backward`].
+    ///
+    /// # Errors
+    /// As [`Flow::forward_train`].
+    pub fn forward_train_with(&mut self, x: &Tensor<T>, memory_efficient: bool) -> Result<(Vec<T>, FlowCache<T>)> {
+        if memory_efficient {
+            self.forward_train_memory_efficient(x)
+        } else {
+            self.forward_train(x)
+        }
     }
 
     /// Backpropagates `dL/dlog p(x_i)` (one weight per sample) into every parameter's gradient.
+    /// A cache of [`Flow::forward_train_memory_efficient`] recomputes each stage's activations
+    /// from its output on the way (see there); one of [`Flow::forward_train`] uses the stored ones.
     ///
     /// # Errors
     /// A weight vector of the wrong length; a cache from another flow.
@@ -459,7 +549,18 @@ impl<T: Real> Flow<T> {
             });
         }
         let mut g = self.base.backward(&cache.z, dlog_p)?;
-        for (s, c) in self.stages.iter_mut().zip(cache.stages).rev() {
+        let caches = match cache.stages {
+            CachedStages::Full(c) => c,
+            CachedStages::Recompute(factored) => return self.backward_recompute(cache.z, factored, g, dlog_p),
+        };
+        if caches.len() != self.stages.len() {
+            return Err(Error::invalid(
+                "Flow::backward",
+                "cache",
+                "the cache does not match the flow's stages",
+            ));
+        }
+        for (s, c) in self.stages.iter_mut().zip(caches).rev() {
             g = match (s, c) {
                 (Stage::Layer(l), StageCache::Layer(c)) => l.backward(c, &g, dlog_p)?,
                 (Stage::Split(sp), StageCache::Split(c, z_out)) => {
@@ -478,6 +579,53 @@ impl<T: Real> Flow<T> {
                     ));
                 }
             };
+        }
+        Ok(())
+    }
+
+    /// The backward pass of the memory-efficient mode: from the last stage to the first,
+    /// recompute the stage's input from its output (`inverse_replay`, or `concat(rest, z_out)`
+    /// for a split), rebuild its cache by a `Pass::Replay` forward, backpropagate `g` through it.
+    fn backward_recompute(
+        &mut self,
+        z: Tensor<T>,
+        mut factored: Vec<Tensor<T>>,
+        mut g: Tensor<T>,
+        dlog_p: &[T],
+    ) -> Result<()> {
+        let mismatch = || {
+            Error::invalid(
+                "Flow::backward",
+                "cache",
+                "the memory-efficient cache does not match the flow's splits",
+            )
+        };
+        if factored.len() != self.num_splits() {
+            return Err(mismatch());
+        }
+        let mut h = z;
+        for s in self.stages.iter_mut().rev() {
+            match s {
+                Stage::Layer(l) => {
+                    let x = l.inverse_replay(&h)?;
+                    let (_, _, c) = l.forward_train(&x, Pass::Replay)?;
+                    g = l.backward(c, &g, dlog_p)?;
+                    h = x;
+                }
+                Stage::Split(sp) => {
+                    // invariant: the count was checked against num_splits above.
+                    let z_out = factored.pop().ok_or_else(mismatch)?;
+                    let x = sp.inverse(&h, &z_out)?;
+                    let (_, _, _, c) = sp.forward_train(&x)?;
+                    let dz_out = if sp.has_prior() {
+                        Tensor::zeros(z_out.shape())?
+                    } else {
+                        self.base.backward(&z_out, dlog_p)?
+                    };
+                    g = sp.backward(c, &g, &dz_out, dlog_p)?;
+                    h = x;
+                }
+            }
         }
         Ok(())
     }

@@ -15,11 +15,16 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod flow;
+pub mod glow;
+pub mod multiscale;
 pub mod nice;
 pub mod realnvp;
 pub mod train;
 
-pub use config::{ModelConfig, NiceConfig, Prior, RealNvpConfig};
+pub use config::{
+    GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, MultiScaleRealNvpConfig, NiceConfig, Prior,
+    RealNvpConfig,
+};
 pub use eval::{Evaluation, evaluate};
-pub use flow::{Flow, Latent, Stage};
+pub use flow::{Flow, FlowCache, Latent, Stage};
 pub use train::{TrainConfig, TrainReport, train};

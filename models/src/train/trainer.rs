@@ -57,6 +57,12 @@ pub struct TrainConfig {
     pub eval_batch: usize,
     /// Where to write the checkpoint after every epoch and at the end.
     pub checkpoint: Option<PathBuf>,
+    /// Memory-efficient backward ([`Flow::forward_train_memory_efficient`]): recompute each
+    /// layer's input from its output instead of keeping every layer's activations, so activation
+    /// memory does not grow with depth (about one extra inverse and forward pass per step).
+    /// Same gradients up to rounding. Default false.
+    #[serde(default)]
+    pub memory_efficient: bool,
 }
 
 impl Default for TrainConfig {
@@ -77,6 +83,7 @@ impl Default for TrainConfig {
             threads: 1,
             eval_batch: 1024,
             checkpoint: None,
+            memory_efficient: false,
         }
     }
 }
@@ -243,7 +250,9 @@ fn run<T: Real>(
         let mut rng = step_rng(cfg.seed, st.step);
         let x = model_input::<T>(train, idx, &mut rng)?;
         flow.zero_grad();
-        let (log_p, cache) = flow.forward_train(&x).map_err(|e| diverged_at(e, st.step))?;
+        let (log_p, cache) = flow
+            .forward_train_with(&x, cfg.memory_efficient)
+            .map_err(|e| diverged_at(e, st.step))?;
         let mean_lp = log_p.iter().map(|v| v.as_f64()).sum::<f64>() / bs as f64;
         let loss = -data_log_likelihood(mean_lp, dim, train.levels);
         if !loss.is_finite() {

@@ -1,0 +1,167 @@
+//! Glow (Kingma & Dhariwal, 2018) for images.
+//!
+//! Data `x` of shape `[C, H, W]` (dequantized pixels in [0, 1)) go through `L` levels. Level `l`:
+//!
+//! 1. a squeeze `[C, H, W] -> [4C, H/2, W/2]` (log-det 0);
+//! 2. `K` steps of flow, each
+//!    - ActNorm `y = (x + b) * exp(logs)` per channel, log-det `H W sum logs`, initialized on the
+//!      first training batch to zero mean and unit variance (the initialization flag is saved
+//!      with the model, so a loaded checkpoint never re-initializes);
+//!    - a channel mixing: the LU-parameterized invertible 1x1 convolution
+//!      `W = P L (U + diag(s))`, log-det `H W sum log|s|` (or, for ablations, a reversal or a
+//!      fixed shuffle of the channels, log-det 0);
+//!    - a coupling: affine `z_B = x_B * sigmoid(h + 2) + t`, log-det `sum log sigmoid(h + 2)`
+//!      (or additive `z_B = x_B + NN(x_A)`, log-det 0), with `NN` a 3x3 / 1x1 / zero-initialized
+//!      3x3 convolutional network of `hidden` channels on the first half of the channels;
+//! 3. for every level but the last, a split: the second half of the channels leaves the flow as
+//!    `z_l`, scored by a learned conditional Gaussian `p(z_l | rest) = N(mean(rest),
+//!    exp(logs(rest))^2)` (a zero-initialized 3x3 convolution of `rest`).
+//!
+//! The final latent `z` is scored by a learned diagonal Gaussian (a mean and a log standard
+//! deviation per element, starting at N(0, I)). So
+//!
+//! `log p(x) = log N(z; mu, sigma^2) + sum_l log p(z_l | rest_l) + sum_k log|det J_k|`.
+//!
+//! Sampling at temperature `T` multiplies the standard deviation of every prior (top and splits)
+//! by `T` ([`Flow::sample`]).
+//!
+//! Stage names follow the construction order (`flow.0` is the first squeeze, `flow.1` the first
+//! ActNorm, ...); [`stage_labels`] names each stage by level, step and role
+//! (`level0.step3.actnorm`).
+
+use exactflow_kernels::{Error, Real, Result};
+use exactflow_layers::distributions::DiagonalGaussian;
+use exactflow_layers::{ActNorm, AdditiveCoupling, Bijector, Conv1x1Lu, GlowCoupling, Permutation, Split, Squeeze};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{
+    GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, check_image, check_split, image_shape,
+};
+use crate::flow::{Flow, Stage};
+
+/// The presets of the "glow" family (see [`ModelConfig::preset`]).
+pub const PRESETS: [&str; 4] = ["tiny", "digits", "mnist", "cifar10"];
+
+const MODEL: &str = "glow";
+
+/// Checks a configuration without building it.
+///
+/// # Errors
+/// [`Error::Config`] naming the first impossible setting: no levels, no steps, no hidden
+/// channels, an image whose height or width is not divisible by `2^levels`.
+pub fn validate(c: &GlowConfig) -> Result<()> {
+    if c.levels == 0 {
+        return Err(Error::Config(format!("{MODEL}: needs at least one level, found L = 0")));
+    }
+    if c.steps == 0 {
+        return Err(Error::Config(format!(
+            "{MODEL}: needs at least one step per level, found K = 0"
+        )));
+    }
+    if c.hidden == 0 {
+        return Err(Error::Config(format!(
+            "{MODEL}: the coupling networks need at least one hidden channel, found 0"
+        )));
+    }
+    check_image(
+        MODEL,
+        c.shape,
+        c.levels,
+        &format!("the squeezes of L = {} levels", c.levels),
+    )?;
+    let [ch, h, w] = c.shape;
+    let mut cc = ch;
+    for l in 1..c.levels {
+        check_split(MODEL, &[4 * cc, h >> l, w >> l])?;
+        cc *= 2;
+    }
+    Ok(())
+}
+
+/// Builds Glow from its config (parameters from `c.seed`).
+///
+/// # Errors
+/// [`Error::Config`] for impossible settings (see [`validate`]).
+pub fn build<T: Real>(c: &GlowConfig) -> Result<Flow<T>> {
+    validate(c)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+    let mut stages: Vec<Stage<T>> = Vec::new();
+    let mut shape = c.shape.to_vec();
+    for level in 0..c.levels {
+        let squeeze = Squeeze::<T>::new(&shape)?;
+        shape = vec![4 * shape[0], shape[1] / 2, shape[2] / 2];
+        stages.push(Stage::Layer(Box::new(squeeze)));
+        for _ in 0..c.steps {
+            stages.push(Stage::Layer(Box::new(ActNorm::<T>::new(&shape)?)));
+            let mix: Box<dyn Bijector<T>> = match c.permutation {
+                GlowPermutation::LuConv => Box::new(Conv1x1Lu::<T>::new(&shape, &mut rng)?),
+                GlowPermutation::Reverse => Box::new(Permutation::<T>::reverse(&shape)?),
+                GlowPermutation::Shuffle => Box::new(Permutation::<T>::shuffle(&shape, rng.next_u64())?),
+            };
+            stages.push(Stage::Layer(mix));
+            let coupling: Box<dyn Bijector<T>> = match c.coupling {
+                GlowCouplingKind::Affine => Box::new(GlowCoupling::<T>::with_glow_net(&shape, c.hidden, &mut rng)?),
+                GlowCouplingKind::Additive => {
+                    Box::new(AdditiveCoupling::<T>::with_glow_net(&shape, c.hidden, &mut rng)?)
+                }
+            };
+            stages.push(Stage::Layer(coupling));
+        }
+        if level + 1 < c.levels {
+            let split = Split::<T>::glow(&shape, &mut rng)?;
+            shape = split.out_shape().to_vec();
+            stages.push(Stage::Split(split));
+        }
+    }
+    let top = DiagonalGaussian::<T>::new(&shape)?;
+    Flow::new(stages, Box::new(top), &c.shape)
+}
+
+/// A readable label for every stage of the flow [`build`] makes, in stage order (stage `i` is
+/// named `flow.{i}` in parameter names): `level0.squeeze`, `level0.step0.actnorm`,
+/// `level0.step0.permutation`, `level0.step0.coupling`, ..., `level0.split`, `level1.squeeze`, ...
+pub fn stage_labels(c: &GlowConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    for level in 0..c.levels {
+        v.push(format!("level{level}.squeeze"));
+        for k in 0..c.steps {
+            for role in ["actnorm", "permutation", "coupling"] {
+                v.push(format!("level{level}.step{k}.{role}"));
+            }
+        }
+        if level + 1 < c.levels {
+            v.push(format!("level{level}.split"));
+        }
+    }
+    v
+}
+
+/// The "glow" family's presets (see [`ModelConfig::preset`]); `digits-image` is `digits`.
+///
+/// # Errors
+/// [`Error::Config`] for an unknown preset or a shape that is not `[C, H, W]`.
+pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<ModelConfig> {
+    let (levels, steps, hidden) = match preset {
+        "tiny" => (2, 2, 8),
+        "digits" | "digits-image" => (2, 8, 64),
+        "mnist" => (2, 16, 128),
+        "cifar10" => (3, 32, 512),
+        _ => {
+            return Err(Error::Config(format!(
+                "unknown glow preset {preset:?}; known: {}",
+                PRESETS.join(", ")
+            )));
+        }
+    };
+    let shape = image_shape("glow", preset, data_shape)?;
+    Ok(ModelConfig::Glow(GlowConfig {
+        shape,
+        levels,
+        steps,
+        hidden,
+        coupling: GlowCouplingKind::Affine,
+        permutation: GlowPermutation::LuConv,
+        seed,
+    }))
+}

@@ -1,0 +1,194 @@
+//! Multi-scale RealNVP for images (Dinh, Sohl-Dickstein, Bengio, 2017, sections 3.4-3.6).
+//!
+//! Data `x` in `[0, 1]^(C x H x W)` (dequantized pixels) first go through the logit
+//! preprocessing `y = logit(alpha + (1 - 2 alpha) x)`, whose log-det
+//! `sum_i [ln(1 - 2 alpha) - ln v_i - ln(1 - v_i)]` is part of `log p(x)`. Then, at each scale
+//! but the last:
+//!
+//! 1. 3 affine couplings `z_B = x_B * exp(scale * tanh(h)) + t` with checkerboard masks
+//!    (alternating which pixels are transformed), `(h, t)` from a ResNet of the other pixels;
+//! 2. a squeeze `[C, H, W] -> [4C, H/2, W/2]`;
+//! 3. 3 affine couplings with channel masks (alternating halves of the channels);
+//! 4. a split: the last half of the channels leaves the flow as a latent `z_s`, scored by the
+//!    standard normal base distribution, and the first half goes on to the next scale.
+//!
+//! The last scale has 4 checkerboard couplings. With `batch_norm`, a batch normalization layer
+//! (per-channel statistics, its own log-det) follows every coupling. So
+//!
+//! `log p(x) = sum_s log N(z_s; 0, I) + log N(z; 0, I) + log|det logit'| + sum_k log|det J_k|`.
+//!
+//! Stage names follow the construction order (`flow.0` is the logit, `flow.1` the first
+//! coupling, ...); [`stage_labels`] names each stage by scale and role.
+
+use exactflow_kernels::{Real, Result};
+use exactflow_layers::batchnorm::BatchNorm;
+use exactflow_layers::distributions::StandardNormal;
+use exactflow_layers::logit::Logit;
+use exactflow_layers::nets::ResNetConfig;
+use exactflow_layers::{AffineCoupling, Mask, MaskKind, Split, Squeeze};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{ModelConfig, MultiScaleRealNvpConfig, check_image, check_split, image_shape};
+use crate::flow::{Flow, Stage};
+
+/// Checkerboard couplings at every scale but the last (the paper's 3).
+pub const CHECKERBOARD_COUPLINGS: usize = 3;
+/// Channel-wise couplings after each squeeze (the paper's 3).
+pub const CHANNEL_COUPLINGS: usize = 3;
+/// Checkerboard couplings of the last scale (the paper's 4).
+pub const FINAL_COUPLINGS: usize = 4;
+
+/// The image presets of the "realnvp" family (see [`ModelConfig::preset`]).
+pub const PRESETS: [&str; 3] = ["digits-image", "mnist", "cifar10"];
+
+const MODEL: &str = "realnvp (multi-scale)";
+
+/// Checks a configuration without building it.
+///
+/// # Errors
+/// [`exactflow_kernels::Error::Config`] naming the first impossible setting.
+pub fn validate(c: &MultiScaleRealNvpConfig) -> Result<()> {
+    use exactflow_kernels::Error;
+    if c.scales == 0 {
+        return Err(Error::Config(format!("{MODEL}: needs at least one scale, found 0")));
+    }
+    if c.features == 0 {
+        return Err(Error::Config(format!(
+            "{MODEL}: the ResNet conditioners need at least one feature channel, found 0"
+        )));
+    }
+    if let Some(a) = c.logit_alpha
+        && !(0.0..0.5).contains(&a)
+    {
+        return Err(Error::Config(format!(
+            "{MODEL}: logit alpha must be in [0, 0.5), found {a}"
+        )));
+    }
+    check_image(
+        MODEL,
+        c.shape,
+        c.scales - 1,
+        &format!("the squeezes between {} scales", c.scales),
+    )?;
+    let [ch, h, w] = c.shape;
+    let f = 1usize << (c.scales - 1);
+    let (hl, wl) = (h / f, w / f);
+    if hl * wl < 2 {
+        return Err(Error::Config(format!(
+            "{MODEL}: the last scale sees {hl}x{wl} pixels, too few for a checkerboard coupling \
+             (needs at least 2); use fewer scales or larger images than [C, H, W] = {:?}",
+            c.shape
+        )));
+    }
+    let mut cc = ch;
+    for s in 1..c.scales {
+        check_split(MODEL, &[4 * cc, h >> s, w >> s])?;
+        cc *= 2;
+    }
+    Ok(())
+}
+
+/// Builds multi-scale RealNVP from its config (parameters from `c.seed`).
+///
+/// # Errors
+/// [`exactflow_kernels::Error::Config`] for impossible settings (see [`validate`]).
+pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
+    validate(c)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+    let res = ResNetConfig {
+        blocks: c.blocks,
+        features: c.features,
+    };
+    let mut stages: Vec<Stage<T>> = Vec::new();
+    let mut shape = c.shape.to_vec();
+    if let Some(alpha) = c.logit_alpha {
+        stages.push(Stage::Layer(Box::new(Logit::<T>::new(&shape, alpha)?)));
+    }
+    let mut couplings = |stages: &mut Vec<Stage<T>>, shape: &[usize], kind: MaskKind, n: usize| -> Result<()> {
+        for k in 0..n {
+            let mask = Mask::new(kind, k % 2 == 1);
+            stages.push(Stage::Layer(Box::new(AffineCoupling::<T>::with_resnet(
+                shape, mask, &res, &mut rng,
+            )?)));
+            if c.batch_norm {
+                stages.push(Stage::Layer(Box::new(BatchNorm::<T>::new(shape)?)));
+            }
+        }
+        Ok(())
+    };
+    for s in 0..c.scales {
+        if s + 1 == c.scales {
+            couplings(&mut stages, &shape, MaskKind::Checkerboard, FINAL_COUPLINGS)?;
+            break;
+        }
+        couplings(&mut stages, &shape, MaskKind::Checkerboard, CHECKERBOARD_COUPLINGS)?;
+        let squeeze = Squeeze::<T>::new(&shape)?;
+        shape = vec![4 * shape[0], shape[1] / 2, shape[2] / 2];
+        stages.push(Stage::Layer(Box::new(squeeze)));
+        couplings(&mut stages, &shape, MaskKind::Channel, CHANNEL_COUPLINGS)?;
+        let split = Split::<T>::without_prior(&shape)?;
+        shape = split.out_shape().to_vec();
+        stages.push(Stage::Split(split));
+    }
+    Flow::new(stages, Box::new(StandardNormal), &c.shape)
+}
+
+/// A readable label for every stage of the flow [`build`] makes, in stage order (stage `i` is
+/// named `flow.{i}` in parameter names): `logit`, `scale0.checkerboard0`, `scale0.batchnorm0`,
+/// `scale0.squeeze`, `scale0.channel0`, `scale0.split`, `scale1.checkerboard0`, ...
+pub fn stage_labels(c: &MultiScaleRealNvpConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    if c.logit_alpha.is_some() {
+        v.push("logit".to_string());
+    }
+    let push = |v: &mut Vec<String>, s: usize, role: &str, n: usize| {
+        for k in 0..n {
+            v.push(format!("scale{s}.{role}{k}"));
+            if c.batch_norm {
+                v.push(format!("scale{s}.{role}{k}.batchnorm"));
+            }
+        }
+    };
+    for s in 0..c.scales {
+        if s + 1 == c.scales {
+            push(&mut v, s, "checkerboard", FINAL_COUPLINGS);
+            break;
+        }
+        push(&mut v, s, "checkerboard", CHECKERBOARD_COUPLINGS);
+        v.push(format!("scale{s}.squeeze"));
+        push(&mut v, s, "channel", CHANNEL_COUPLINGS);
+        v.push(format!("scale{s}.split"));
+    }
+    v
+}
+
+/// The "realnvp" family's image presets (see [`ModelConfig::preset`]); `digits` on image data
+/// is `digits-image`.
+///
+/// # Errors
+/// [`exactflow_kernels::Error::Config`] for an unknown preset or a shape that is not
+/// `[C, H, W]`.
+pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<ModelConfig> {
+    let (scales, blocks, features) = match preset {
+        "digits-image" | "digits" => (2, 2, 32),
+        "mnist" => (3, 4, 32),
+        "cifar10" => (3, 8, 64),
+        _ => {
+            return Err(exactflow_kernels::Error::Config(format!(
+                "unknown realnvp preset {preset:?} for image data of shape {data_shape:?}; known image presets: {}",
+                PRESETS.join(", ")
+            )));
+        }
+    };
+    let shape = image_shape("realnvp", preset, data_shape)?;
+    Ok(ModelConfig::MultiScaleRealNvp(MultiScaleRealNvpConfig {
+        shape,
+        scales,
+        blocks,
+        features,
+        batch_norm: true,
+        logit_alpha: Some(0.05),
+        seed,
+    }))
+}
