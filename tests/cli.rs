@@ -196,6 +196,76 @@ fn train_digits_writes_bits_per_dim_and_a_sample_grid() {
     png_size(&dir.join("samples.png"));
     let (w, h) = png_size(&dir.join("interpolation.png"));
     assert!(w > 4 * h, "a strip of 10 images: {w} x {h}");
+    png_size(&dir.join("reconstructions.png"));
+}
+
+#[test]
+fn train_glow_and_multiscale_realnvp_on_digit_images() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for (model, preset) in [("glow", "tiny"), ("realnvp", "digits-image")] {
+        let dir = tmp.path().join(model);
+        let o = run(&[
+            "train",
+            "--model",
+            model,
+            "--preset",
+            preset,
+            "--data",
+            "digits-image",
+            "--steps",
+            "3",
+            "--batch-size",
+            "16",
+            "--memory-efficient",
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ]);
+        assert_ok(&o, model);
+        let m = json_file(&dir.join("metrics.json"));
+        assert!(
+            m["test"]["bits_per_dim"].as_f64().expect("bits/dim").is_finite(),
+            "{model}: {m}"
+        );
+        assert_eq!(m["train_config"]["memory_efficient"], true);
+        for pic in ["samples.png", "interpolation.png", "reconstructions.png"] {
+            png_size(&dir.join(pic));
+        }
+        let p = tmp.path().join(format!("{model}.png"));
+        let o = run(&[
+            "sample",
+            dir.to_str().expect("utf-8"),
+            "-n",
+            "8",
+            "--temperature",
+            "0.7",
+            "--out",
+            p.to_str().expect("utf-8"),
+        ]);
+        assert_ok(&o, "sample images");
+        png_size(&p);
+        let o = run(&[
+            "audit",
+            dir.to_str().expect("utf-8"),
+            "--samples",
+            "2",
+            "--data",
+            "digits-image",
+        ]);
+        assert_ok(&o, "audit of an image flow");
+    }
+    // Glow needs image data.
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "glow",
+            "--data",
+            "moons",
+            "--out",
+            tmp.path().join("g").to_str().expect("utf-8"),
+        ],
+        "glow",
+    );
 }
 
 #[test]

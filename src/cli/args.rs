@@ -59,15 +59,17 @@ pub struct AuditArgs {
 /// `exactflow train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model family: nice or realnvp.
+    /// Model family: nice, realnvp (vector RealNVP, or the multi-scale RealNVP on image data) or
+    /// glow (image data).
     #[arg(long)]
     pub model: String,
-    /// Data set: moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits,
-    /// csv:PATH, npy:PATH, mnist:DIR or cifar10:DIR.
+    /// Data set: moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits (64-vectors),
+    /// digits-image (1x8x8 images), csv:PATH, npy:PATH, mnist:DIR or cifar10:DIR.
     #[arg(long)]
     pub data: String,
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
-    /// digits-bn). Default: toy for 2-D data, digits for the digits, toy otherwise.
+    /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10). Default:
+    /// digits for the digits, mnist and cifar10 for those, toy otherwise.
     #[arg(long)]
     pub preset: Option<String>,
     /// Passes over the training set (ignored when --steps is given).
@@ -101,6 +103,10 @@ pub struct TrainArgs {
     /// Continue the run whose checkpoint is in --out, exactly where it stopped.
     #[arg(long)]
     pub resume: bool,
+    /// Memory-efficient backward: recompute each layer's input from its output instead of
+    /// keeping activations, so memory does not grow with depth (same gradients, more compute).
+    #[arg(long)]
+    pub memory_efficient: bool,
 }
 
 /// `exactflow eval`.

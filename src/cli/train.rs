@@ -17,7 +17,7 @@ use super::progress::Progress;
 use super::{CliError, CliResult, write_json};
 
 /// Model families the CLI can train.
-const FAMILIES: [&str; 2] = ["nice", "realnvp"];
+const FAMILIES: [&str; 3] = ["nice", "realnvp", "glow"];
 
 /// Default optimizer steps for toy data.
 const TOY_STEPS: u64 = 2000;
@@ -26,13 +26,8 @@ const DEFAULT_EPOCHS: usize = 40;
 
 pub fn run(a: TrainArgs) -> CliResult<()> {
     let family = a.model.as_str();
-    if family == "glow" {
-        return Err(
-            "model glow: Glow is not part of this build yet (image flows are in progress); use nice or realnvp".into(),
-        );
-    }
     if !FAMILIES.contains(&family) {
-        return Err(format!("unknown model '{family}': expected one of nice, realnvp").into());
+        return Err(format!("unknown model '{family}': expected one of nice, realnvp, glow").into());
     }
     if a.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
@@ -48,6 +43,8 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
     let preset = a.preset.clone().unwrap_or_else(|| {
         match spec {
             DataSpec::Digits { .. } => "digits",
+            DataSpec::Mnist(_) => "mnist",
+            DataSpec::Cifar10(_) => "cifar10",
             _ => "toy",
         }
         .to_string()
@@ -110,6 +107,7 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
                 decay: Decay::Cosine { min_ratio: 0.01 },
             },
             patience: a.patience,
+            memory_efficient: a.memory_efficient,
             seed: a.seed,
             threads: a.threads,
             checkpoint: Some(ckpt.clone()),
@@ -225,6 +223,18 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
                     None => x,
                 })
             };
+            // Reconstructions beside their inputs: the first row real images, the second
+            // decode(encode(x)), which must look identical.
+            let k = train.len().min(10);
+            let inputs =
+                exactflow::layers::Tensor::concat_batch(&(0..k).map(to_input).collect::<CliResult<Vec<_>>>()?)?;
+            let recon = flow.decode(&flow.encode(&inputs)?)?;
+            let both = exactflow::layers::Tensor::concat_batch(&[inputs, recon])?;
+            let mut shape = vec![both.batch()];
+            shape.extend_from_slice(&image_shape);
+            let path = out.join("reconstructions.png");
+            pictures::image_grid(&both.reshape(&shape)?, k, 4)?.save(&path)?;
+            written.push(path);
             let (a, b) = (to_input(0)?, to_input(train.len() / 2)?);
             let strip = flow.interpolate(&a, &b, 10)?;
             let mut shape = vec![strip.batch()];
