@@ -306,6 +306,80 @@ fn logdet_of_npy_and_csv_matrices() {
     assert_eq!(v["log_abs"], "-inf");
 }
 
+/// A float32 `.npy` file, written by hand (format version 1.0).
+fn write_npy_f32(path: &Path, rows: usize, cols: usize, values: &[f32]) {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn logdet_audit_reports_backward_error_condition_bound_and_exact_value() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // An integer matrix: the exact determinant (-30) is the reference.
+    let csv = tmp.path().join("int.csv");
+    std::fs::write(&csv, "2,1,0\n4,-3,1\n0,5,2\n").expect("write");
+    let o = run(&["logdet", csv.to_str().expect("utf-8"), "--audit", "--json"]);
+    assert_ok(&o, "logdet --audit");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    let audit = &v["audit"];
+    for key in [
+        "backward_error",
+        "cond1_estimate",
+        "log_abs_error_bound",
+        "bound_valid",
+        "exact",
+    ] {
+        assert!(audit.get(key).is_some(), "audit lacks {key}: {audit}");
+    }
+    assert_eq!(audit["exact"]["digits"], "-30");
+    assert_eq!(audit["exact"]["agrees"], true);
+    assert!(audit["backward_error"].as_f64().expect("number") < 10.0);
+    let text = stdout(&run(&["logdet", csv.to_str().expect("utf-8"), "--audit"]));
+    assert!(text.contains("exact determinant  -30"), "{text}");
+    // Nearly singular (the 10 x 10 Hilbert matrix, cond_1 about 3.5e13): a huge condition
+    // estimate and a wide bound.
+    let near = tmp.path().join("near.csv");
+    let hilbert: String = (0..10)
+        .map(|i| {
+            (0..10)
+                .map(|j| format!("{:e}", 1.0 / (i + j + 1) as f64))
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&near, hilbert).expect("write");
+    let o = run(&["logdet", near.to_str().expect("utf-8"), "--audit", "--json"]);
+    assert_ok(&o, "near-singular");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert!(v["audit"]["cond1_estimate"].as_f64().expect("number") > 1e12, "{v}");
+    let bound = &v["audit"]["log_abs_error_bound"];
+    assert!(bound.as_f64().is_none_or(|b| b > 1e-6), "a wide bound: {bound}");
+    // float32 input is recomputed in f64.
+    let npy = tmp.path().join("a32.npy");
+    write_npy_f32(&npy, 2, 2, &[0.1, 0.7, 0.3, 0.2]);
+    let o = run(&["logdet", npy.to_str().expect("utf-8"), "--audit", "--json"]);
+    assert_ok(&o, "f32");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["audit"]["precision"], "f32");
+    let r = &v["audit"]["f64_recompute"];
+    let diff = r["difference"].as_f64().expect("difference");
+    assert!(
+        diff.abs() <= v["audit"]["log_abs_error_bound"].as_f64().expect("bound"),
+        "{v}"
+    );
+}
+
 #[test]
 fn bench_logdet_writes_a_table_json_and_plot() {
     let tmp = tempfile::tempdir().expect("temp dir");

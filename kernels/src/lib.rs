@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod coupling;
 pub mod error;
 pub mod gemm;
@@ -40,6 +41,10 @@ pub mod real;
 pub mod simd;
 pub mod triangular;
 
+pub use audit::{
+    ExactDeterminant, MatrixAudit, Recompute, audit_matrix, audit_matrix_with, bareiss_determinant, cond1_estimate,
+    log_abs_dyadic,
+};
 pub use error::{Error, Result};
 pub use logdet::{LogDet, LogDetMethod, UsedMethod, log_det, log_det_with};
 pub use lu::{Lu, LuAlgorithm};
