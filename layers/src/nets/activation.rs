@@ -21,10 +21,11 @@ impl Activation {
     /// Applies the activation in place.
     pub fn apply<T: Real>(self, xs: &mut [T]) {
         match self {
+            // Branch-free: a ReLU input's sign is a coin flip, so a branch mispredicts half the
+            // time. NaN stays NaN (NaN >= 0 is false and NaN * 0 is NaN); negative inputs give -0.
             Activation::Relu => xs.iter_mut().for_each(|v| {
-                if *v < T::zero() {
-                    *v = T::zero()
-                }
+                let keep = if *v >= T::zero() { T::one() } else { T::zero() };
+                *v *= keep;
             }),
             Activation::LeakyRelu(a) => {
                 let a = T::lit(a);
