@@ -13,6 +13,8 @@
 //! Direction convention: `forward` maps data to latent (the normalizing direction) and returns
 //! log|det dz/dx| per sample; `inverse` maps latent to data.
 
+#![warn(missing_docs)]
+
 pub mod pictures;
 
 pub use exactflow_kernels as kernels;

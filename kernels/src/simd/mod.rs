@@ -1,8 +1,8 @@
 //! SIMD kernels with runtime CPU-feature detection: a vectorized exp and the coupling transforms.
 //!
-//! One generic body per kernel (written against the small [`Lanes`](lanes) abstraction) is
-//! compiled three times: for AVX-512F, for AVX2 + FMA, and, on every other CPU, replaced by a plain
-//! scalar loop over std's `exp`. [`Backend::detect`] picks the best backend the running CPU has
+//! One generic body per kernel (written against the small `Lanes` abstraction of the private
+//! module `lanes`) is compiled three times: for AVX-512F, for AVX2 + FMA, and, on every other CPU,
+//! replaced by a plain scalar loop over std's `exp`. [`Backend::detect`] picks the best backend the running CPU has
 //! (once, then cached); the environment variable `EXACTFLOW_SIMD=scalar|avx2|avx512` lowers the
 //! choice, for comparisons and debugging (a backend the CPU lacks is never used).
 //!
