@@ -27,7 +27,7 @@ use exactflow_kernels::{Error, Result};
 
 use crate::bijector::{Bijector, Pass};
 use crate::nets::Conditioner;
-use crate::params::ParamKind;
+use crate::params::{ParamKind, Params};
 use crate::tensor::Tensor;
 
 /// The mixed absolute/relative error between an analytic and a numeric derivative.
@@ -120,13 +120,27 @@ pub fn grad_check(
     wz.expect_shape("grad_check", z.shape())?;
     let dx = layer.backward(cache, wz, wld)?;
 
+    compare_with_fd(layer, x, &dx, h, max_per_param, |layer, x| loss(layer, x, wz, wld))
+}
+
+/// Compares `dx` and every trainable parameter's accumulated gradient of `model` with central
+/// differences of `loss_of` (an evenly spaced subset of at most `max_per_param` entries for larger
+/// parameters). Values are restored by assignment, so the model is left bit for bit as it was.
+fn compare_with_fd<P: Params<f64> + ?Sized>(
+    model: &mut P,
+    x: &Tensor<f64>,
+    dx: &Tensor<f64>,
+    h: f64,
+    max_per_param: usize,
+    loss_of: impl Fn(&mut P, &Tensor<f64>) -> Result<f64>,
+) -> Result<GradCheckReport> {
     let mut report = GradCheckReport::default();
     let mut xp = x.clone();
     for k in 0..x.len() {
         let v = x.as_slice()[k];
         let e = fd_error(dx.as_slice()[k], h, |d| {
             xp.as_mut_slice()[k] = v + d;
-            let l = loss(layer, &xp, wz, wld);
+            let l = loss_of(model, &xp);
             xp.as_mut_slice()[k] = v;
             l
         })?;
@@ -134,7 +148,7 @@ pub fn grad_check(
     }
 
     let mut params = Vec::new();
-    layer.visit_params("", &mut |name, p| {
+    model.visit_params("", &mut |name, p| {
         if p.kind == ParamKind::Trainable {
             params.push((name.to_string(), p.value.len(), p.grad.as_slice().to_vec()));
         }
@@ -144,23 +158,23 @@ pub fn grad_check(
         let mut worst = 0.0f64;
         for k in (0..len).step_by(stride) {
             let mut orig = 0.0;
-            layer.visit_params("", &mut |n, p| {
+            model.visit_params("", &mut |n, p| {
                 if n == name {
                     orig = p.value.as_slice()[k];
                 }
             });
             // Restores by assignment, so the value is kept bit for bit.
-            let set = |layer: &mut dyn Bijector<f64>, v: f64| {
-                layer.visit_params_mut("", &mut |n, p| {
+            let set = |model: &mut P, v: f64| {
+                model.visit_params_mut("", &mut |n, p| {
                     if n == name {
                         p.value.as_mut_slice()[k] = v;
                     }
                 });
             };
             let e = fd_error(grad[k], h, |d| {
-                set(layer, orig + d);
-                let l = loss(layer, x, wz, wld);
-                set(layer, orig);
+                set(model, orig + d);
+                let l = loss_of(model, x);
+                set(model, orig);
                 l
             })?;
             worst = worst.max(e);
@@ -200,54 +214,7 @@ pub fn grad_check_net(
     let dx = net.backward(cache, w)?;
     dx.expect_shape("grad_check_net", x.shape())?;
 
-    let mut report = GradCheckReport::default();
-    let mut xp = x.clone();
-    for k in 0..x.len() {
-        let v = x.as_slice()[k];
-        let e = fd_error(dx.as_slice()[k], h, |d| {
-            xp.as_mut_slice()[k] = v + d;
-            let l = net_loss(net, &xp, w);
-            xp.as_mut_slice()[k] = v;
-            l
-        })?;
-        report.input_error = report.input_error.max(e);
-    }
-
-    let mut params = Vec::new();
-    net.visit_params("", &mut |name, p| {
-        if p.kind == ParamKind::Trainable {
-            params.push((name.to_string(), p.value.len(), p.grad.as_slice().to_vec()));
-        }
-    });
-    for (name, len, grad) in params {
-        let stride = len.div_ceil(max_per_param.max(1)).max(1);
-        let mut worst = 0.0f64;
-        for k in (0..len).step_by(stride) {
-            let mut orig = 0.0;
-            net.visit_params("", &mut |n, p| {
-                if n == name {
-                    orig = p.value.as_slice()[k];
-                }
-            });
-            // Restores by assignment, so the value is kept bit for bit.
-            let set = |net: &mut dyn Conditioner<f64>, v: f64| {
-                net.visit_params_mut("", &mut |n, p| {
-                    if n == name {
-                        p.value.as_mut_slice()[k] = v;
-                    }
-                });
-            };
-            let e = fd_error(grad[k], h, |d| {
-                set(net, orig + d);
-                let l = net_loss(net, x, w);
-                set(net, orig);
-                l
-            })?;
-            worst = worst.max(e);
-        }
-        report.param_errors.push((name, worst));
-    }
-    Ok(report)
+    compare_with_fd(net, x, &dx, h, max_per_param, |net, x| net_loss(net, x, w))
 }
 
 #[cfg(test)]

@@ -210,8 +210,14 @@ impl<T: Real> Flow<T> {
     /// A batch of the wrong shape or with NaN/inf; [`Error::Diverged`] naming the first stage
     /// whose output is not finite.
     pub fn encode_with_log_prob(&self, x: &Tensor<T>) -> Result<(Latent<T>, Vec<T>)> {
-        self.check_data("Flow::encode", x)?;
-        let mut log_p = vec![T::zero(); x.batch()];
+        self.encode_walk("Flow::encode", x, true)
+    }
+
+    /// The forward pass behind [`Flow::encode_with_log_prob`] (`score`: add the split priors
+    /// and the base distribution) and [`Flow::encode_with_log_det`] (only the log-dets).
+    fn encode_walk(&self, op: &'static str, x: &Tensor<T>, score: bool) -> Result<(Latent<T>, Vec<T>)> {
+        self.check_data(op, x)?;
+        let mut total = vec![T::zero(); x.batch()];
         let mut h = x.clone();
         let mut factored = Vec::new();
         for (i, s) in self.stages.iter().enumerate() {
@@ -219,25 +225,25 @@ impl<T: Real> Flow<T> {
                 Stage::Layer(l) => {
                     let (next, ld) = l.forward(&h)?;
                     check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
-                    add_into(&mut log_p, &ld);
+                    add_into(&mut total, &ld);
                     h = next;
                 }
                 Stage::Split(sp) => {
                     let (rest, z_out, lp) = sp.forward(&h)?;
-                    let lp = if sp.has_prior() {
-                        lp
-                    } else {
-                        self.base.log_prob(&z_out)?
-                    };
-                    check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
-                    add_into(&mut log_p, &lp);
+                    if score {
+                        let lp = split_log_p(self.base.as_ref(), sp, lp, &z_out)?;
+                        check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
+                        add_into(&mut total, &lp);
+                    }
                     factored.push(z_out);
                     h = rest;
                 }
             }
         }
-        add_into(&mut log_p, &self.base.log_prob(&h)?);
-        Ok((Latent { z: h, factored }, log_p))
+        if score {
+            add_into(&mut total, &self.base.log_prob(&h)?);
+        }
+        Ok((Latent { z: h, factored }, total))
     }
 
     /// The latents of a batch and `sum_k log|det dz_k/dz_{k-1}|` per sample: the log-det of the
@@ -246,25 +252,7 @@ impl<T: Real> Flow<T> {
     /// # Errors
     /// As [`Flow::encode_with_log_prob`].
     pub fn encode_with_log_det(&self, x: &Tensor<T>) -> Result<(Latent<T>, Vec<T>)> {
-        self.check_data("Flow::encode_with_log_det", x)?;
-        let mut ld_total = vec![T::zero(); x.batch()];
-        let mut h = x.clone();
-        let mut factored = Vec::new();
-        for s in &self.stages {
-            match s {
-                Stage::Layer(l) => {
-                    let (next, ld) = l.forward(&h)?;
-                    add_into(&mut ld_total, &ld);
-                    h = next;
-                }
-                Stage::Split(sp) => {
-                    let (rest, z_out, _) = sp.forward(&h)?;
-                    factored.push(z_out);
-                    h = rest;
-                }
-            }
-        }
-        Ok((Latent { z: h, factored }, ld_total))
+        self.encode_walk("Flow::encode_with_log_det", x, false)
     }
 
     /// `log p(x)` per sample (nats).
@@ -447,11 +435,7 @@ impl<T: Real> Flow<T> {
                 }
                 Stage::Split(sp) => {
                     let (rest, z_out, lp, c) = sp.forward_train(&h)?;
-                    let lp = if sp.has_prior() {
-                        lp
-                    } else {
-                        self.base.log_prob(&z_out)?
-                    };
+                    let lp = split_log_p(self.base.as_ref(), sp, lp, &z_out)?;
                     check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
                     add_into(&mut log_p, &lp);
                     caches.push(StageCache::Split(c, z_out));
@@ -498,11 +482,7 @@ impl<T: Real> Flow<T> {
                 }
                 Stage::Split(sp) => {
                     let (rest, z_out, lp) = sp.forward(&h)?;
-                    let lp = if sp.has_prior() {
-                        lp
-                    } else {
-                        self.base.log_prob(&z_out)?
-                    };
+                    let lp = split_log_p(self.base.as_ref(), sp, lp, &z_out)?;
                     check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
                     add_into(&mut log_p, &lp);
                     factored.push(z_out);
@@ -564,11 +544,7 @@ impl<T: Real> Flow<T> {
             g = match (s, c) {
                 (Stage::Layer(l), StageCache::Layer(c)) => l.backward(c, &g, dlog_p)?,
                 (Stage::Split(sp), StageCache::Split(c, z_out)) => {
-                    let dz_out = if sp.has_prior() {
-                        Tensor::zeros(z_out.shape())?
-                    } else {
-                        self.base.backward(&z_out, dlog_p)?
-                    };
+                    let dz_out = split_dz_out(self.base.as_mut(), sp, &z_out, dlog_p)?;
                     sp.backward(c, &g, &dz_out, dlog_p)?
                 }
                 _ => {
@@ -617,11 +593,7 @@ impl<T: Real> Flow<T> {
                     let z_out = factored.pop().ok_or_else(mismatch)?;
                     let x = sp.inverse(&h, &z_out)?;
                     let (_, _, _, c) = sp.forward_train(&x)?;
-                    let dz_out = if sp.has_prior() {
-                        Tensor::zeros(z_out.shape())?
-                    } else {
-                        self.base.backward(&z_out, dlog_p)?
-                    };
+                    let dz_out = split_dz_out(self.base.as_mut(), sp, &z_out, dlog_p)?;
                     g = sp.backward(c, &g, &dz_out, dlog_p)?;
                     h = x;
                 }
@@ -660,6 +632,37 @@ impl<T: Real> Flow<T> {
             base: self.base.to_f64(),
             data_shape: self.data_shape.clone(),
         }
+    }
+}
+
+/// The log-density of a split's factored-out half: the split's own conditional prior `prior_lp`,
+/// or, for a split without a prior (RealNVP), the base distribution's.
+fn split_log_p<T: Real>(
+    base: &dyn Distribution<T>,
+    sp: &Split<T>,
+    prior_lp: Vec<T>,
+    z_out: &Tensor<T>,
+) -> Result<Vec<T>> {
+    if sp.has_prior() {
+        Ok(prior_lp)
+    } else {
+        base.log_prob(z_out)
+    }
+}
+
+/// dL/dz_out of a split's factored-out half from its scoring: zero when the split's own prior
+/// scores it (the split's backward handles that term), the base distribution's gradient
+/// otherwise.
+fn split_dz_out<T: Real>(
+    base: &mut dyn Distribution<T>,
+    sp: &Split<T>,
+    z_out: &Tensor<T>,
+    dlog_p: &[T],
+) -> Result<Tensor<T>> {
+    if sp.has_prior() {
+        Tensor::zeros(z_out.shape())
+    } else {
+        base.backward(z_out, dlog_p)
     }
 }
 

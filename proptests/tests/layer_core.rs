@@ -27,15 +27,11 @@ use exactflow_layers::{
     Bijector, DiagonalGaussian, Distribution, Mask, MaskKind, Params, Permutation, Sequential, StandardLogistic,
     StandardNormal, Tensor,
 };
-use layer_harness::{GRAD_F64, batch, cases, check_errors, check_f32, check_laws, perturb_params, values};
+use layer_harness::{GRAD_F64, batch, cases, check_errors, check_f32, check_laws, fail, perturb, values};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-fn fail(what: &str) -> impl Fn(exactflow_kernels::Error) -> TestCaseError + '_ {
-    move |e| TestCaseError::fail(format!("{what}: {e}"))
-}
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -122,7 +118,7 @@ where
     B: Fn(&Case) -> exactflow_kernels::Result<(Box<dyn Bijector<f64>>, Box<dyn Bijector<f32>>)>,
 {
     let (mut l64, _) = build(case).map_err(fail("build"))?;
-    perturb_params(l64.as_mut(), &case.delta);
+    perturb(l64.as_mut(), &case.delta, 1.0);
     let x = case.x();
     check_laws(l64.as_mut(), &x, &case.wz, &case.wld)?;
     // The f32 layer with the perturbed parameters: copy them over by name.
@@ -192,7 +188,7 @@ proptest! {
         }
         check_layer(&case, |c| Ok((Box::new(stack::<f64>(c)?), Box::new(stack::<f32>(c)?))))?;
         let mut seq = stack::<f64>(&case).map_err(fail("build"))?;
-        perturb_params(&mut seq, &case.delta);
+        perturb(&mut seq, &case.delta, 1.0);
         let x = case.x();
         let (z, ld) = seq.forward(&x).map_err(fail("forward"))?;
         let mut h = x.clone();

@@ -20,31 +20,16 @@ use exactflow_kernels::Real;
 use exactflow_layers::gradcheck::mixed_error;
 use exactflow_layers::nets::{Conditioner, Conv2d};
 use exactflow_layers::{
-    ActNorm, Bijector, Conv1x1, Conv1x1Lu, GlowCoupling, ParamKind, Params, Pass, Permutation, Sequential, Split,
-    Squeeze, Tensor, Unsqueeze,
+    ActNorm, Bijector, Conv1x1, Conv1x1Lu, GlowCoupling, Params, Pass, Permutation, Sequential, Split, Squeeze, Tensor,
+    Unsqueeze,
 };
-use layer_harness::{F32_TOL, GRAD_F64, GRAD_STEP, batch, check_errors, check_f32, check_laws, rel_err, values};
+use layer_harness::{
+    F32_TOL, GRAD_F64, GRAD_STEP, batch, check_errors, check_f32, check_laws, fail, perturb, rel_err, values,
+};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-
-fn fail(what: &str) -> impl Fn(exactflow_kernels::Error) -> TestCaseError + '_ {
-    move |e| TestCaseError::fail(format!("{what}: {e}"))
-}
-
-/// Adds `scale * delta[k % delta.len()]` to every trainable value.
-fn perturb<T: Real, P: Params<T> + ?Sized>(p: &mut P, delta: &[f64], scale: f64) {
-    let mut k = 0;
-    p.visit_params_mut("", &mut |_, param| {
-        if param.kind == ParamKind::Trainable {
-            for v in param.value.as_mut_slice() {
-                *v += T::lit(scale * delta[k % delta.len()]);
-                k += 1;
-            }
-        }
-    });
-}
 
 /// One case: batch size, sample shape, input, gradient weights, a parameter perturbation and an
 /// initialization seed.

@@ -8,11 +8,10 @@
 
 mod layer_harness;
 
-use exactflow_kernels::Real;
 use exactflow_layers::gradcheck::grad_check_net;
 use exactflow_layers::nets::{Activation, Conditioner, Conv2d, GlowNet, Mlp, MlpConfig, ResNet, ResNetConfig};
-use exactflow_layers::{AdditiveCoupling, AffineCoupling, Bijector, GlowCoupling, Mask, MaskKind, Params, Tensor};
-use layer_harness::{F32_TOL, GRAD_F64, GRAD_STEP, batch, rel_err, values};
+use exactflow_layers::{AdditiveCoupling, AffineCoupling, Bijector, GlowCoupling, Mask, MaskKind, Tensor};
+use layer_harness::{F32_TOL, GRAD_F64, GRAD_STEP, batch, fail, perturb, rel_err, values};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use rand::SeedableRng;
@@ -20,24 +19,6 @@ use rand_chacha::ChaCha8Rng;
 
 /// Entries checked per parameter in the networks' gradient checks.
 const MAX_PER_PARAM: usize = 48;
-
-/// Adds `delta[k % delta.len()]` to every trainable value (so zero-initialized last layers are
-/// tested away from zero).
-fn perturb<T: Real, P: Params<T> + ?Sized>(p: &mut P, delta: &[f64]) {
-    let mut k = 0;
-    p.visit_params_mut("", &mut |_, param| {
-        if param.kind == exactflow_layers::ParamKind::Trainable {
-            for v in param.value.as_mut_slice() {
-                *v += T::lit(delta[k % delta.len()]);
-                k += 1;
-            }
-        }
-    });
-}
-
-fn fail(what: &str) -> impl Fn(exactflow_kernels::Error) -> TestCaseError + '_ {
-    move |e| TestCaseError::fail(format!("{what}: {e}"))
-}
 
 /// Inputs of one network case: the input batch, the output weights of `L = sum(w * net(x))`,
 /// the parameter perturbation and the initialization seed.
@@ -262,7 +243,7 @@ proptest! {
     fn conv2d_backward_f32_and_shapes(c in conv_case()) {
         let mut rng = ChaCha8Rng::seed_from_u64(c.data.seed);
         let mut net = Conv2d::<f64>::new(c.cin, c.cout, c.kernel, c.hw, false, &mut rng).map_err(fail("new"))?;
-        perturb(&mut net, &c.data.delta);
+        perturb(&mut net, &c.data.delta, 1.0);
         let mut net32 = net.cast::<f32>();
         check_net(&mut net, &mut net32, c.n, &c.data)?;
     }
@@ -271,7 +252,7 @@ proptest! {
     fn resnet_backward_f32_and_shapes(c in resnet_case()) {
         let mut rng = ChaCha8Rng::seed_from_u64(c.data.seed);
         let mut net = ResNet::<f64>::new(&c.cfg, c.cin, c.cout, c.hw, &mut rng).map_err(fail("new"))?;
-        perturb(&mut net, &c.data.delta);
+        perturb(&mut net, &c.data.delta, 1.0);
         let mut net32 = net.cast::<f32>();
         check_net(&mut net, &mut net32, c.n, &c.data)?;
     }
@@ -280,7 +261,7 @@ proptest! {
     fn glow_net_backward_f32_and_shapes(c in glow_net_case()) {
         let mut rng = ChaCha8Rng::seed_from_u64(c.data.seed);
         let mut net = GlowNet::<f64>::new(c.cin, c.hidden, c.cout, c.hw, &mut rng).map_err(fail("new"))?;
-        perturb(&mut net, &c.data.delta);
+        perturb(&mut net, &c.data.delta, 1.0);
         let mut net32 = net.cast::<f32>();
         check_net(&mut net, &mut net32, c.n, &c.data)?;
     }
@@ -289,7 +270,7 @@ proptest! {
     fn mlp_backward_f32_and_shapes(c in mlp_case()) {
         let mut rng = ChaCha8Rng::seed_from_u64(c.data.seed);
         let mut net = Mlp::<f64>::new(&c.cfg, c.inp, c.out, &mut rng).map_err(fail("new"))?;
-        perturb(&mut net, &c.data.delta);
+        perturb(&mut net, &c.data.delta, 1.0);
         let mut net32 = net.cast::<f32>();
         check_net(&mut net, &mut net32, c.n, &c.data)?;
     }
@@ -353,11 +334,11 @@ fn check_coupling<L64: Bijector<f64>, L32: Bijector<f32>>(
 ) -> Result<(), TestCaseError> {
     let d = &case.data;
     let mut layer = build64(&mut ChaCha8Rng::seed_from_u64(d.seed)).map_err(fail("build f64"))?;
-    perturb(&mut layer, &d.delta);
+    perturb(&mut layer, &d.delta, 1.0);
     let x = batch(case.n, &case.shape, d.x.clone());
     layer_harness::check_laws(&mut layer, &x, &d.wz, &d.wld)?;
     let mut layer32 = build32(&mut ChaCha8Rng::seed_from_u64(d.seed)).map_err(fail("build f32"))?;
-    perturb(&mut layer32, &d.delta);
+    perturb(&mut layer32, &d.delta, 1.0);
     layer_harness::check_f32(&layer32, &x)?;
     layer_harness::check_errors(&mut layer, &x)
 }

@@ -29,33 +29,16 @@ use exactflow_kernels::{F1, Real};
 use exactflow_layers::batchnorm::{BATCHNORM_EPS, BATCHNORM_MOMENTUM};
 use exactflow_layers::gradcheck::{grad_check, mixed_error};
 use exactflow_layers::jacobian::{inverse_jacobian_exact, jacobian_dual, jacobian_fd, log_dets};
-use exactflow_layers::{BatchNorm, Bijector, Logit, ParamKind, Params, Pass, Scaling, Sequential, Tensor};
+use exactflow_layers::{BatchNorm, Bijector, Logit, Params, Pass, Scaling, Sequential, Tensor};
 use layer_harness::{
     F32_TOL, FD_STEP, GRAD_F64, GRAD_STEP, LOGDET_EXACT, LOGDET_FD, ROUNDTRIP_F64, batch, check_errors, check_f32,
-    check_laws, max_abs, rel_err, values,
+    check_laws, fail, max_abs, perturb, rel_err, values,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 /// BatchNorm's backward against the dual-number derivative of the whole-batch loss (mixed error).
 const DUAL_GRAD: f64 = 1e-9;
-
-fn fail(what: &str) -> impl Fn(exactflow_kernels::Error) -> TestCaseError + '_ {
-    move |e| TestCaseError::fail(format!("{what}: {e}"))
-}
-
-/// Adds `scale * delta[k % delta.len()]` to every trainable value.
-fn perturb<T: Real, P: Params<T> + ?Sized>(p: &mut P, delta: &[f64], scale: f64) {
-    let mut k = 0;
-    p.visit_params_mut("", &mut |_, param| {
-        if param.kind == ParamKind::Trainable {
-            for v in param.value.as_mut_slice() {
-                *v += T::lit(scale * delta[k % delta.len()]);
-                k += 1;
-            }
-        }
-    });
-}
 
 /// One case: batch size, sample shape, raw input values in [-1, 1], gradient weights and a
 /// parameter perturbation.

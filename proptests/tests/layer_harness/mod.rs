@@ -16,9 +16,10 @@
 
 #![allow(dead_code)]
 
+use exactflow_kernels::Real;
 use exactflow_layers::gradcheck::grad_check;
 use exactflow_layers::jacobian::{forward_jacobian_exact, forward_jacobian_fd, log_dets};
-use exactflow_layers::{Bijector, Param, Tensor};
+use exactflow_layers::{Bijector, Param, Params, Tensor};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -69,18 +70,23 @@ pub fn values(len: usize, r: f64) -> impl Strategy<Value = Vec<f64>> {
     proptest::collection::vec(-r..r, len)
 }
 
-/// Adds `delta[k % delta.len()]` to every trainable parameter value, so that layers whose
+/// Adds `scale * delta[k % delta.len()]` to every trainable parameter value, so that layers whose
 /// last conditioner layer starts at zero (identity at init) are tested away from the identity.
-pub fn perturb_params(layer: &mut dyn Bijector<f64>, delta: &[f64]) {
+pub fn perturb<T: Real, P: Params<T> + ?Sized>(p: &mut P, delta: &[f64], scale: f64) {
     let mut k = 0;
-    layer.visit_params_mut("", &mut |_, p: &mut Param<f64>| {
-        if p.kind == exactflow_layers::ParamKind::Trainable {
-            for v in p.value.as_mut_slice() {
-                *v += delta[k % delta.len()];
+    p.visit_params_mut("", &mut |_, param: &mut Param<T>| {
+        if param.kind == exactflow_layers::ParamKind::Trainable {
+            for v in param.value.as_mut_slice() {
+                *v += T::lit(scale * delta[k % delta.len()]);
                 k += 1;
             }
         }
     });
+}
+
+/// Turns a library error into a test failure that says which step failed.
+pub fn fail(what: &str) -> impl Fn(exactflow_kernels::Error) -> TestCaseError + '_ {
+    move |e| TestCaseError::fail(format!("{what}: {e}"))
 }
 
 /// Every law of an invertible layer in f64 at input `x`, with gradient weights `wz`, `wld`.
