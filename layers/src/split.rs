@@ -279,6 +279,21 @@ impl<T: Real> Split<T> {
     /// [`Error::InvalidArgument`] for a split without a prior (sample `z_out` from the flow's
     /// base distribution instead).
     pub fn sample_out(&self, rest: &Tensor<T>, temperature: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
+        Ok(self.sample_out_with_log_prob(rest, temperature, rng)?.0)
+    }
+
+    /// [`Split::sample_out`] together with the prior's log-density of the draw per sample (what
+    /// [`Split::forward`] returns as `log_p` for `concat(rest, z_out)`), from one pass of the
+    /// prior network.
+    ///
+    /// # Errors
+    /// As [`Split::sample_out`].
+    pub fn sample_out_with_log_prob(
+        &self,
+        rest: &Tensor<T>,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Tensor<T>, Vec<T>)> {
         check_input(self, "Split::sample_out", rest, &self.out_shape)?;
         if !temperature.is_finite() || temperature < 0.0 {
             return Err(Error::invalid(
@@ -302,7 +317,9 @@ impl<T: Real> Split<T> {
                 m + T::lit(temperature * e) * l.exp()
             })
             .collect();
-        Tensor::new(rest.shape(), data)
+        let z_out = Tensor::new(rest.shape(), data)?;
+        let log_p = self.log_density(&z_out, &mean, &logs);
+        Ok((z_out, log_p))
     }
 
     /// [`Split::forward`] keeping what [`Split::backward`] needs.

@@ -351,19 +351,15 @@ impl<T: Real> Flow<T> {
                 Stage::Split(sp) => {
                     // A split with a prior draws its half from p(z_out | rest); one without draws
                     // it from the base distribution. Either way it is scored as in encode.
-                    let z_out = if sp.has_prior() {
-                        sp.sample_out(&h, temperature, rng)?
+                    let (z_out, lp) = if sp.has_prior() {
+                        sp.sample_out_with_log_prob(&h, temperature, rng)?
                     } else {
-                        self.base.sample(n, sp.out_shape(), temperature, rng)?
-                    };
-                    let x = sp.inverse(&h, &z_out)?;
-                    let lp = if sp.has_prior() {
-                        sp.forward(&x)?.2
-                    } else {
-                        self.base.log_prob(&z_out)?
+                        let z_out = self.base.sample(n, sp.out_shape(), temperature, rng)?;
+                        let lp = self.base.log_prob(&z_out)?;
+                        (z_out, lp)
                     };
                     add_into(&mut log_p, &lp);
-                    h = x;
+                    h = sp.inverse(&h, &z_out)?;
                 }
             }
         }

@@ -420,6 +420,18 @@ proptest! {
             }
             let z1 = split.sample_out(&rest, 1.0, &mut rng).map_err(fail("sample_out"))?;
             prop_assert!(z1.first_non_finite().is_none() && z1 != z0);
+            // The draw scored in the same prior pass: the same draw as sample_out from the same
+            // stream, and the forward pass's log_p of concat(rest, draw), bit for bit.
+            let mut r1 = ChaCha8Rng::seed_from_u64(case.seed);
+            let mut r2 = ChaCha8Rng::seed_from_u64(case.seed);
+            let (zs, lps) = split.sample_out_with_log_prob(&rest, 0.7, &mut r1).map_err(fail("sample_out_with_log_prob"))?;
+            prop_assert_eq!(&zs, &split.sample_out(&rest, 0.7, &mut r2).map_err(fail("sample_out"))?);
+            let joined = split.inverse(&rest, &zs).map_err(fail("inverse"))?;
+            let (_, _, lpf) = split.forward(&joined).map_err(fail("forward"))?;
+            prop_assert_eq!(
+                lps.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                lpf.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
         }
 
         // backward against central differences of L = sum(w_r rest) + sum(w_z z_out) + sum(w_l log_p).
