@@ -8,13 +8,16 @@
 //! - [`layers`]: invertible layers with exact log-dets and hand-written backward passes,
 //!   conditioner networks, base distributions, Jacobian helpers;
 //! - [`models`]: NICE and RealNVP flows, maximum-likelihood training, checkpoints, data sets;
-//! - [`pictures`]: PNG density maps, sample scatters, image grids and log-log plots.
+//! - [`pictures`]: PNG density maps, sample scatters, image grids and log-log plots;
+//! - [`allocator`]: the process-wide malloc settings the command line uses to keep a training
+//!   step's freed buffers for the next step.
 //!
 //! Direction convention: `forward` maps data to latent (the normalizing direction) and returns
 //! log|det dz/dx| per sample; `inverse` maps latent to data.
 
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod pictures;
 
 pub use exactflow_kernels as kernels;

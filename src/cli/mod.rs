@@ -43,6 +43,9 @@ pub type CliResult<T> = std::result::Result<T, CliError>;
 
 /// Parses the command line, runs the command and maps errors to exit codes.
 pub fn main() -> ExitCode {
+    // Training frees and reallocates the same large buffers every step; keeping them in the
+    // process instead of page-faulting them in again is worth up to 1.5x (BENCHMARKS.md).
+    exactflow::allocator::keep_freed_buffers();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -17,8 +17,9 @@
 //! (1), and prints one JSON object: K, mode, steps, samples/s, the parameter count, the bytes of
 //! the loaded data set, the process's peak resident memory (`VmHWM` of `/proc/self/status`, KiB)
 //! after building the model and loading the data and after training, and (with `--eval`) the test
-//! NLL and bits/dim ([`exactflow_models::evaluate`]). Run every configuration in its own process:
-//! `VmHWM` never goes down.
+//! NLL and bits/dim ([`exactflow_models::evaluate`]). `--keep-freed-buffers` applies the CLI's
+//! allocator settings ([`exactflow::allocator::keep_freed_buffers`]) first. Run every
+//! configuration in its own process: `VmHWM` never goes down.
 
 use std::process::ExitCode;
 
@@ -51,11 +52,12 @@ struct Args {
     seed: u64,
     data: String,
     resize: Option<[usize; 3]>,
+    keep_freed_buffers: bool,
 }
 
 const USAGE: &str = "usage: glow_memory [-K|--steps-per-level K (8)] [--levels L (2)] [--hidden H (64)] \
 [--batch-size B (64)] [--train-steps S (20) | --epochs E] [--memory-efficient] [--eval] [--threads T (1)] [--seed S (0)] \
-[--data SPEC (digits-image)] [--resize C,H,W]";
+[--data SPEC (digits-image)] [--resize C,H,W] [--keep-freed-buffers]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -71,6 +73,7 @@ fn parse() -> Result<Args, String> {
         seed: 0,
         data: "digits-image".to_string(),
         resize: None,
+        keep_freed_buffers: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -102,6 +105,7 @@ fn parse() -> Result<Args, String> {
                 }
             }
             "--memory-efficient" => a.memory_efficient = true,
+            "--keep-freed-buffers" => a.keep_freed_buffers = true,
             "--eval" => a.eval = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -151,6 +155,10 @@ fn resize(ds: &Dataset, [c, h, w]: [usize; 3]) -> Result<Dataset, String> {
 }
 
 fn run(a: &Args) -> Result<serde_json::Value, String> {
+    let kept = a.keep_freed_buffers && exactflow::allocator::keep_freed_buffers();
+    if a.keep_freed_buffers && !kept {
+        return Err("--keep-freed-buffers: the allocator settings were not applied (not glibc, or GLIBC_TUNABLES sets malloc tunables)".into());
+    }
     let spec: DataSpec = a.data.parse().map_err(|e| format!("{e}"))?;
     let mut splits = spec.load(a.seed, 0).map_err(|e| format!("{e}"))?;
     if let Some(dims) = a.resize {
@@ -224,6 +232,7 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
         "K": a.k,
         "hidden": a.hidden,
         "mode": if a.memory_efficient { "memory_efficient" } else { "cached" },
+        "keep_freed_buffers": kept,
         "batch_size": bs,
         "threads": a.threads,
         "steps": report.steps,
