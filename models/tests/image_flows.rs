@@ -584,3 +584,47 @@ fn configs_round_trip_through_json() {
     let t: TrainConfig = serde_json::from_value(v).expect("parses");
     assert!(!t.memory_efficient);
 }
+
+#[test]
+fn an_overflow_inside_a_training_pass_is_reported_as_divergence() {
+    // (a) ActNorm's log-scale at 800 (finite) overflows its output on the first step, in both
+    // modes. (b) A coupling whose scale sigmoid(h + 2) underflows to 0 (h bias -1000) is fine
+    // forward (z_B = t, log-det -998 computed stably) but its inverse, which the memory-efficient
+    // backward uses to recompute the input, divides by 0. Either way the trainer reports a
+    // divergence at step 0 naming the layer, not a bad-input error.
+    let cases: [(&str, f64, bool); 3] = [
+        (".logs", 800.0, false),
+        (".logs", 800.0, true),
+        ("net.2.bias", -1000.0, true),
+    ];
+    for (suffix, value, memory_efficient) in cases {
+        let model = small_glow([1, 8, 8]);
+        let mut flow = warmed(&model);
+        let mut set = false;
+        flow.visit_params_mut("", &mut |name, p| {
+            if !set && name.ends_with(suffix) {
+                p.value.as_mut_slice()[0] = value;
+                set = true;
+            }
+        });
+        assert!(set, "no parameter named *{suffix}");
+        let data = digits();
+        let err = train(
+            &mut flow,
+            &model,
+            &train_cfg(4, memory_efficient),
+            &data.train,
+            None,
+            &mut Silent,
+            None,
+        )
+        .expect_err("overflows");
+        eprintln!("{suffix} = {value}, memory efficient {memory_efficient}: {err}");
+        let Error::Diverged { step, layer, .. } = &err else {
+            panic!("{suffix} = {value}, memory efficient {memory_efficient}: expected Diverged, got {err}");
+        };
+        assert_eq!(*step, 0, "{err}");
+        assert!(!layer.is_empty(), "{err}");
+        assert!(err.to_string().starts_with("training diverged at step 0:"), "{err}");
+    }
+}

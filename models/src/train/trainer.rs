@@ -155,9 +155,18 @@ fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
     rng
 }
 
+/// `e` with the training step filled in. The data were checked finite when loaded and the
+/// parameters are checked after every update, so a non-finite value met inside a training pass
+/// (an output that overflowed, or an input the memory-efficient backward recomputed by an inverse)
+/// means the run diverged: it is reported as such, naming the layer, rather than as bad input.
 fn diverged_at(e: Error, step: u64) -> Error {
     match e {
         Error::Diverged { layer, what, .. } => Error::Diverged { step, layer, what },
+        Error::NonFinite { op, what, index, value } => Error::Diverged {
+            step,
+            layer: op.to_string(),
+            what: format!("{what} (first bad entry {value} at {index:?})"),
+        },
         other => other,
     }
 }
