@@ -279,7 +279,7 @@ impl<T: Real> Split<T> {
     /// [`Error::InvalidArgument`] for a split without a prior (sample `z_out` from the flow's
     /// base distribution instead).
     pub fn sample_out(&self, rest: &Tensor<T>, temperature: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
-        Ok(self.sample_out_with_log_prob(rest, temperature, rng)?.0)
+        Ok(self.draw(rest, temperature, rng)?.0)
     }
 
     /// [`Split::sample_out`] together with the prior's log-density of the draw per sample (what
@@ -294,6 +294,13 @@ impl<T: Real> Split<T> {
         temperature: f64,
         rng: &mut dyn RngCore,
     ) -> Result<(Tensor<T>, Vec<T>)> {
+        let (z_out, PriorOut { mean, logs, .. }) = self.draw(rest, temperature, rng)?;
+        let log_p = self.log_density(&z_out, &mean, &logs);
+        Ok((z_out, log_p))
+    }
+
+    /// A draw of `z_out` from the prior at `rest`, with the prior's `(mean, logs)` it came from.
+    fn draw(&self, rest: &Tensor<T>, temperature: f64, rng: &mut dyn RngCore) -> Result<(Tensor<T>, PriorOut<T>)> {
         check_input(self, "Split::sample_out", rest, &self.out_shape)?;
         if !temperature.is_finite() || temperature < 0.0 {
             return Err(Error::invalid(
@@ -302,24 +309,23 @@ impl<T: Real> Split<T> {
                 format!("{temperature} (must be finite and >= 0)"),
             ));
         }
-        let PriorOut { mean, logs, .. } = self.prior_params(rest, false)?.ok_or_else(|| {
+        let prior = self.prior_params(rest, false)?.ok_or_else(|| {
             Error::invalid(
                 "Split::sample_out",
                 "split",
                 "this split has no prior: sample z_out from the flow's base distribution",
             )
         })?;
-        let data = mean
+        let data = prior
+            .mean
             .iter()
-            .zip(&logs)
+            .zip(&prior.logs)
             .map(|(&m, &l)| {
                 let e: f64 = rng.sample(StandardNormal);
                 m + T::lit(temperature * e) * l.exp()
             })
             .collect();
-        let z_out = Tensor::new(rest.shape(), data)?;
-        let log_p = self.log_density(&z_out, &mean, &logs);
-        Ok((z_out, log_p))
+        Ok((Tensor::new(rest.shape(), data)?, prior))
     }
 
     /// [`Split::forward`] keeping what [`Split::backward`] needs.

@@ -6,10 +6,13 @@
 //! measured exactly, in bytes, with no timing or process-level noise. This file holds a single
 //! test so that no other test allocates in the same process while it measures.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use exactflow_layers::{Params, Tensor};
+use common::batch;
+use exactflow_layers::Params;
 use exactflow_models::{GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig};
 
 struct Counting;
@@ -62,17 +65,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// A deterministic batch with values in [0.02, 0.98].
-fn batch(n: usize, shape: [usize; 3], salt: u64) -> Tensor<f64> {
-    let mut dims = vec![n];
-    dims.extend(shape);
-    Tensor::from_fn(&dims, |k| {
-        let v = ((k as u64 + 1) * 2_654_435_761 + salt * 97) % 1000;
-        0.02 + 0.96 * v as f64 / 999.0
-    })
-    .expect("shape")
-}
-
 /// Peak heap bytes above the live bytes at its start, of one training step (forward and backward)
 /// after a first step that initializes data-dependent layers and allocates the gradient buffers.
 fn step_peak_bytes(model: &ModelConfig, n: usize, memory_efficient: bool) -> usize {
@@ -90,7 +82,6 @@ fn step_peak_bytes(model: &ModelConfig, n: usize, memory_efficient: bool) -> usi
     flow.backward(cache, &w).expect("backward");
     let peak = PEAK.load(Ordering::SeqCst) - start;
     assert!(lp.iter().all(|v| v.is_finite()));
-    drop(lp);
     peak
 }
 

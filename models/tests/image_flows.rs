@@ -3,8 +3,11 @@
 //! decode reconstructs, checkpoints reproduce log_prob bit for bit and never re-run ActNorm's
 //! initialization, temperature sampling, and clear errors for impossible configurations.
 
+mod common;
+
+use common::batch;
 use exactflow_kernels::Error;
-use exactflow_layers::{ParamKind, Params, Split, Tensor};
+use exactflow_layers::{ParamKind, Params, Split};
 use exactflow_models::checkpoint;
 use exactflow_models::data::{DataSpec, Splits};
 use exactflow_models::train::{Decay, Schedule, Silent, TrainConfig, train};
@@ -41,17 +44,6 @@ fn small_realnvp(shape: [usize; 3], batch_norm: bool) -> ModelConfig {
         logit_alpha: Some(0.05),
         seed: 8,
     })
-}
-
-/// A deterministic batch with values in [0.02, 0.98].
-fn batch(n: usize, shape: [usize; 3], salt: u64) -> Tensor<f64> {
-    let mut dims = vec![n];
-    dims.extend(shape);
-    Tensor::from_fn(&dims, |k| {
-        let v = ((k as u64 + 1) * 2_654_435_761 + salt * 97) % 1000;
-        0.02 + 0.96 * v as f64 / 999.0
-    })
-    .expect("shape")
 }
 
 /// Adds small deterministic values to every trainable parameter, so that couplings, priors and
@@ -619,7 +611,6 @@ fn an_overflow_inside_a_training_pass_is_reported_as_divergence() {
             None,
         )
         .expect_err("overflows");
-        eprintln!("{suffix} = {value}, memory efficient {memory_efficient}: {err}");
         let Error::Diverged { step, layer, .. } = &err else {
             panic!("{suffix} = {value}, memory efficient {memory_efficient}: expected Diverged, got {err}");
         };
