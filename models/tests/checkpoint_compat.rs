@@ -1,0 +1,89 @@
+//! Checkpoints written by an earlier exactflow (main at 14dafde, format version 1) must keep
+//! loading and scoring exactly as they did: `log p(x)` and the latents bit for bit, in f64 and in
+//! f32. The fixtures (small NICE, vector and multi-scale RealNVP with batch norm, Glow with LU 1x1
+//! convolutions, Glow with additive couplings and a shuffle) were trained for a few steps by that
+//! commit, which also wrote each `*.expected.safetensors`: the input batch `x`, its `log_p`, its
+//! flattened `latent`, and `log_p_f32` from the same file loaded in f32.
+
+use std::path::{Path, PathBuf};
+
+use exactflow_layers::Tensor;
+use exactflow_models::checkpoint;
+use safetensors::{Dtype, SafeTensors};
+
+const FIXTURES: [&str; 5] = [
+    "realnvp_small",
+    "nice_small",
+    "glow_tiny",
+    "glow_tiny_shuffle",
+    "realnvp_multiscale_small",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+struct Expected {
+    x: Tensor<f64>,
+    log_p: Vec<f64>,
+    latent: Vec<f64>,
+    log_p_f32: Vec<f32>,
+}
+
+fn f64s(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let v = st.tensor(name).expect("tensor in fixture");
+    assert_eq!(v.dtype(), Dtype::F64);
+    let data = v
+        .data()
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    (v.shape().to_vec(), data)
+}
+
+fn expected(name: &str) -> Expected {
+    let bytes = std::fs::read(fixture(&format!("{name}.expected.safetensors"))).expect("fixture");
+    let st = SafeTensors::deserialize(&bytes).expect("safetensors");
+    let (xs, x) = f64s(&st, "x");
+    let v = st.tensor("log_p_f32").expect("log_p_f32");
+    let log_p_f32 = v
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    Expected {
+        x: Tensor::new(&xs, x).expect("x"),
+        log_p: f64s(&st, "log_p").1,
+        latent: f64s(&st, "latent").1,
+        log_p_f32,
+    }
+}
+
+fn bits64(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn old_checkpoints_score_bit_for_bit_in_f64() {
+    for name in FIXTURES {
+        let e = expected(name);
+        let loaded = checkpoint::load::<f64>(&fixture(&format!("{name}.safetensors"))).expect(name);
+        assert!(loaded.state.is_some(), "{name}: the fixture is a training checkpoint");
+        let log_p = loaded.flow.log_prob(&e.x).expect("log_prob");
+        assert_eq!(bits64(&log_p), bits64(&e.log_p), "{name}: log p(x) changed");
+        let latent = loaded.flow.encode(&e.x).expect("encode").flatten().expect("flatten");
+        assert_eq!(bits64(latent.as_slice()), bits64(&e.latent), "{name}: latents changed");
+    }
+}
+
+#[test]
+fn old_checkpoints_score_bit_for_bit_in_f32() {
+    for name in FIXTURES {
+        let e = expected(name);
+        let loaded = checkpoint::load::<f32>(&fixture(&format!("{name}.safetensors"))).expect(name);
+        let log_p = loaded.flow.log_prob(&e.x.cast::<f32>()).expect("log_prob");
+        let got: Vec<u32> = log_p.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u32> = e.log_p_f32.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{name}: f32 log p(x) changed");
+    }
+}
