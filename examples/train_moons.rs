@@ -27,7 +27,7 @@ fn main() -> exactflow::Result<()> {
     )?;
     let test = evaluate(&flow, &data.test, 1024)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let (x, log_p) = flow.sample_and_log_prob(4, 0.8, &mut rng)?; // samples at temperature 0.8
+    let (x, log_p) = flow.sample_and_log_prob(4, 0.8, &mut rng, None)?; // samples at temperature 0.8
     println!(
         "{} steps, {:.0} samples/s, test NLL {:.3} nats",
         report.steps, report.samples_per_sec, test.nll

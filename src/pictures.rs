@@ -6,10 +6,9 @@
 
 use std::path::Path;
 
-use exactflow_kernels::{Error, Result};
 use exactflow_layers::Tensor;
-use exactflow_models::Flow;
-use exactflow_models::checkpoint::write_atomic;
+use exactflow_models::atomic_write::write_atomic;
+use exactflow_models::{Error, Flow, Result};
 
 /// An RGB raster, row-major, 3 bytes per pixel.
 #[derive(Clone, Debug)]
@@ -316,7 +315,9 @@ pub fn density_map(flow: &Flow<f64>, bounds: Bounds, size: usize) -> Result<Canv
             }
         })?;
         // A point where the flow is not finite has no density to show.
-        let lp = flow.log_prob(&grid).unwrap_or_else(|_| vec![f64::NEG_INFINITY; size]);
+        let lp = flow
+            .log_prob(&grid, None)
+            .unwrap_or_else(|_| vec![f64::NEG_INFINITY; size]);
         for (col, l) in lp.iter().enumerate() {
             density[row * size + col] = if l.is_finite() { l.exp() } else { 0.0 };
         }

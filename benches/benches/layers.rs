@@ -22,13 +22,12 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use exactflow_benches::data::{SEED, uniform_vec};
 use exactflow_kernels::Real;
-use exactflow_kernels::gemm::{Parallelism, set_default_parallelism};
 use exactflow_layers::nets::{Activation, MlpConfig};
 use exactflow_layers::{
-    ActNorm, AffineCoupling, Bijector, Conv1x1Lu, GlowCoupling, Mask, MaskKind, Params, Pass, Sequential, Tensor,
+    ActNorm, AffineCoupling, Bijector, Cache, Conv1x1Lu, Ctx, GlowCoupling, Mask, MaskKind, Params, Pass, Tensor,
 };
-use exactflow_models::ModelConfig;
 use exactflow_models::train::{Adam, AdamConfig};
+use exactflow_models::{ModelConfig, TrainMode};
 use faer::{Accum, MatMut, MatRef, Par};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -101,7 +100,6 @@ impl<T: Real + faer::traits::ComplexField> MlpProducts<T> {
 }
 
 fn coupling_benches(c: &mut Criterion) {
-    set_default_parallelism(Parallelism::Sequential);
     let (n, d) = (256, 784);
     let mlp = MlpConfig {
         hidden: vec![1024, 1024],
@@ -112,18 +110,20 @@ fn coupling_benches(c: &mut Criterion) {
     let mut layer =
         AffineCoupling::<f32>::with_mlp(d, Mask::new(MaskKind::Halves, false), &mlp, &mut rng).expect("valid layer");
     let x = Tensor::new(&[n, d], uniform_vec::<f32>(n * d, -1.0, 1.0, SEED + 1)).expect("shape");
-    let (z, _) = layer.forward(&x).expect("forward");
+    let (z, _) = layer.forward(&x, Ctx::NONE).expect("forward");
     let dz = Tensor::new(z.shape(), uniform_vec::<f32>(n * d, -1.0, 1.0, SEED + 2)).expect("shape");
     let dld = vec![1.0f32; n];
     let mut products = MlpProducts::<f32>::new(n, &[392, 1024, 1024, 784], SEED + 3);
     let p = format!("{n}x{d}");
     let mut group = c.benchmark_group("layers");
     group.bench_function(BenchmarkId::new("coupling_forward_f32", &p), |b| {
-        b.iter(|| layer.forward(black_box(&x)).expect("forward"))
+        b.iter(|| layer.forward(black_box(&x), Ctx::NONE).expect("forward"))
     });
     group.bench_function(BenchmarkId::new("coupling_fwd_bwd_f32", &p), |b| {
         b.iter(|| {
-            let (_, _, cache) = layer.forward_train(black_box(&x), Pass::Train).expect("forward");
+            let (_, _, cache) = layer
+                .forward_train(black_box(&x), Ctx::NONE, Pass::Train)
+                .expect("forward");
             layer.backward(cache, &dz, &dld).expect("backward")
         })
     });
@@ -139,8 +139,38 @@ fn coupling_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// A Glow step's three layers applied in turn: what a flow's walk does between two stages,
+/// without the flow around it.
+struct GlowStep(Vec<Box<dyn Bijector<f32>>>);
+
+impl GlowStep {
+    fn forward(&self, x: &Tensor<f32>) -> Tensor<f32> {
+        self.0
+            .iter()
+            .fold(x.clone(), |h, l| l.forward(&h, Ctx::NONE).expect("forward").0)
+    }
+
+    fn forward_train(&mut self, x: &Tensor<f32>) -> (Tensor<f32>, Vec<Cache>) {
+        let mut caches = Vec::new();
+        let mut h = x.clone();
+        for l in &mut self.0 {
+            let (z, _, c) = l.forward_train(&h, Ctx::NONE, Pass::Train).expect("forward");
+            caches.push(c);
+            h = z;
+        }
+        (h, caches)
+    }
+
+    fn backward(&mut self, caches: Vec<Cache>, dz: &Tensor<f32>, dld: &[f32]) -> Tensor<f32> {
+        let mut g = dz.clone();
+        for (l, c) in self.0.iter_mut().zip(caches).rev() {
+            g = l.backward(c, &g, dld).expect("backward").x;
+        }
+        g
+    }
+}
+
 fn glow_step_benches(c: &mut Criterion) {
-    set_default_parallelism(Parallelism::Sequential);
     let shape = [12, 16, 16];
     let n = 16;
     let mut rng = ChaCha8Rng::seed_from_u64(SEED + 5);
@@ -149,30 +179,29 @@ fn glow_step_benches(c: &mut Criterion) {
         Box::new(Conv1x1Lu::<f32>::new(&shape, &mut rng).expect("1x1 conv")),
         Box::new(GlowCoupling::<f32>::with_glow_net(&shape, 512, &mut rng).expect("coupling")),
     ];
-    let mut step = Sequential::new(layers).expect("step");
+    let mut step = GlowStep(layers);
     let len = n * shape.iter().product::<usize>();
     let x = Tensor::new(&[n, 12, 16, 16], uniform_vec::<f32>(len, -1.0, 1.0, SEED + 6)).expect("shape");
     // The first training pass initializes ActNorm; every timed pass after it is the same map.
-    let (z, _, _) = step.forward_train(&x, Pass::Train).expect("init");
+    let (z, _) = step.forward_train(&x);
     let dz = Tensor::new(z.shape(), uniform_vec::<f32>(len, -1.0, 1.0, SEED + 7)).expect("shape");
     let dld = vec![1.0f32; n];
     let p = "16x12x16x16";
     let mut group = c.benchmark_group("layers");
     group.sample_size(10);
     group.bench_function(BenchmarkId::new("glow_step_forward_f32", p), |b| {
-        b.iter(|| step.forward(black_box(&x)).expect("forward"))
+        b.iter(|| step.forward(black_box(&x)))
     });
     group.bench_function(BenchmarkId::new("glow_step_fwd_bwd_f32", p), |b| {
         b.iter(|| {
-            let (_, _, cache) = step.forward_train(black_box(&x), Pass::Train).expect("forward");
-            step.backward(cache, &dz, &dld).expect("backward")
+            let (_, caches) = step.forward_train(black_box(&x));
+            step.backward(caches, &dz, &dld)
         })
     });
     group.finish();
 }
 
 fn train_step_benches(c: &mut Criterion) {
-    set_default_parallelism(Parallelism::Sequential);
     let n = 512;
     let cfg = ModelConfig::preset("realnvp", "toy", &[2], 0).expect("preset");
     let mut flow = cfg.build::<f64>().expect("builds");
@@ -195,7 +224,9 @@ fn train_step_benches(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("step_f64", n), |b| {
         b.iter(|| {
             flow.zero_grad();
-            let (_, cache) = flow.forward_train(black_box(&x)).expect("forward");
+            let (_, cache) = flow
+                .forward_train(black_box(&x), None, TrainMode::Cached)
+                .expect("forward");
             flow.backward(cache, &w).expect("backward");
             adam.step(&mut flow, 1e-6, 1.0).expect("finite step");
         })

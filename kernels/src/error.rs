@@ -1,16 +1,17 @@
-//! The error type shared by every exactflow crate.
+//! The error type of the numerical crates (kernels and layers): shapes, lengths, non-finite
+//! values, singular matrices and out-of-range arguments.
 //!
 //! Every variant says what was expected and what was found, so that the message alone is enough to
 //! fix the call. Data-dependent outcomes that are not mistakes (a singular matrix in a log-det)
-//! are values, not errors: see [`crate::LogDet`].
+//! are values, not errors: see [`crate::LogDet`]. Files, configurations and training live one
+//! level up: `exactflow_models::Error` wraps this type and adds them.
 
 use thiserror::Error as ThisError;
 
 /// Result alias used throughout exactflow.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything a caller of exactflow can get wrong, and everything the outside world (files,
-/// configurations) can hand us broken.
+/// Everything a caller of the numerical kernels and layers can get wrong.
 #[derive(Debug, ThisError, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -94,37 +95,6 @@ pub enum Error {
         index: usize,
         /// The offending value, as f64.
         value: f64,
-    },
-    /// A configuration is impossible (zero layers, odd channel counts for a channel split, ...).
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// Reading or writing a file failed.
-    #[error("{path}: {message}")]
-    Io {
-        /// The file involved.
-        path: String,
-        /// What went wrong, from the operating system.
-        message: String,
-    },
-    /// A file was read but its contents are malformed (corrupt, truncated, wrong format).
-    #[error("{path}: not a valid {format}: {reason}")]
-    Format {
-        /// The file involved.
-        path: String,
-        /// The format that was expected (".npy", "safetensors checkpoint", "MNIST IDX", ...).
-        format: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// Training produced a non-finite loss or gradient and stopped.
-    #[error("training diverged at step {step}: {what} of {layer} is not finite")]
-    Diverged {
-        /// The optimizer step at which it happened (0-based).
-        step: u64,
-        /// The layer (stable name) whose output or gradient went non-finite first.
-        layer: String,
-        /// Which quantity: "output", "log-det", "gradient", "loss".
-        what: String,
     },
 }
 

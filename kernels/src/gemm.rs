@@ -24,6 +24,15 @@ pub enum Parallelism {
 }
 
 impl Parallelism {
+    /// One thread for `threads <= 1`, else `Rayon(threads)`.
+    pub fn from_threads(threads: usize) -> Self {
+        if threads <= 1 {
+            Parallelism::Sequential
+        } else {
+            Parallelism::Rayon(threads)
+        }
+    }
+
     /// The number of threads this setting allows.
     pub fn threads(self) -> usize {
         match self {
@@ -31,27 +40,6 @@ impl Parallelism {
             Parallelism::Rayon(0) => rayon::current_num_threads(),
             Parallelism::Rayon(n) => n,
         }
-    }
-}
-
-static DEFAULT_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-
-/// Sets the parallelism that layers and models use for their matrix products (one thread by
-/// default, which keeps results bit-for-bit reproducible). `Rayon(0)` means all of rayon's pool.
-pub fn set_default_parallelism(par: Parallelism) {
-    let n = match par {
-        Parallelism::Sequential => 1,
-        Parallelism::Rayon(0) => 0,
-        Parallelism::Rayon(n) => n.max(1),
-    };
-    DEFAULT_THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// The parallelism set by [`set_default_parallelism`].
-pub fn default_parallelism() -> Parallelism {
-    match DEFAULT_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => Parallelism::Sequential,
-        n => Parallelism::Rayon(n),
     }
 }
 
@@ -694,6 +682,6 @@ mod tests {
         assert_eq!(Parallelism::Sequential.threads(), 1);
         assert_eq!(Parallelism::Rayon(3).threads(), 3);
         assert!(Parallelism::Rayon(0).threads() >= 1);
-        assert_eq!(default_parallelism(), Parallelism::Sequential);
+        assert_eq!(Parallelism::default(), Parallelism::Sequential);
     }
 }

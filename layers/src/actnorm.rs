@@ -26,8 +26,9 @@
 
 use exactflow_kernels::{Error, Real, Result};
 
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
-use crate::params::{Param, Params, join};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
+use crate::params::{IntBuffer, Param, Params, join};
 use crate::tensor::Tensor;
 
 /// The `eps` of ActNorm's initialization `logs = -ln(std + eps)` (Glow's value).
@@ -38,21 +39,25 @@ pub const ACTNORM_EPS: f64 = 1e-6;
 /// row-major `[C, pixels]` block.
 ///
 /// # Errors
-/// [`Error::Config`] for another rank or a zero extent.
-pub(crate) fn channels_and_pixels(op: &str, sample_shape: &[usize]) -> Result<(usize, usize)> {
+/// [`Error::InvalidArgument`] for another rank or a zero extent.
+pub(crate) fn channels_and_pixels(op: &'static str, sample_shape: &[usize]) -> Result<(usize, usize)> {
     let (c, hw) = match *sample_shape {
         [c] => (c, 1),
         [c, h, w] => (c, h * w),
         _ => {
-            return Err(Error::Config(format!(
-                "{op} needs a sample shape [C] or [C, H, W], found {sample_shape:?}"
-            )));
+            return Err(Error::invalid(
+                op,
+                "configuration",
+                format!("needs a sample shape [C] or [C, H, W], found {sample_shape:?}"),
+            ));
         }
     };
     if sample_shape.contains(&0) {
-        return Err(Error::Config(format!(
-            "{op} needs positive extents, found sample shape {sample_shape:?}"
-        )));
+        return Err(Error::invalid(
+            op,
+            "configuration",
+            format!("needs positive extents, found sample shape {sample_shape:?}"),
+        ));
     }
     Ok((c, hw))
 }
@@ -66,8 +71,8 @@ pub struct ActNorm<T: Real> {
     pub bias: Param<T>,
     /// `[C]`, the log of the per-channel scale.
     pub logs: Param<T>,
-    /// `[1]`, buffer: nonzero once the data-dependent initialization has run (or was loaded).
-    pub initialized: Param<T>,
+    /// `[1]`, flag: set once the data-dependent initialization has run (or was loaded).
+    pub initialized: IntBuffer,
     sample_shape: Vec<usize>,
     channels: usize,
     pixels: usize,
@@ -83,23 +88,22 @@ impl<T: Real> ActNorm<T> {
     /// samples of shape `[C]` or `[C, H, W]`.
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank or a zero extent.
+    /// [`Error::InvalidArgument`] for another rank or a zero extent.
     pub fn new(sample_shape: &[usize]) -> Result<Self> {
         let (channels, pixels) = channels_and_pixels("ActNorm", sample_shape)?;
         Ok(ActNorm {
             bias: Param::trainable(Tensor::zeros(&[channels])?),
             logs: Param::trainable(Tensor::zeros(&[channels])?),
-            initialized: Param::buffer(Tensor::zeros(&[1])?),
+            initialized: IntBuffer::flag(false),
             sample_shape: sample_shape.to_vec(),
             channels,
             pixels,
         })
     }
 
-    /// Whether the data-dependent initialization has run (or a checkpoint set the flag):
-    /// `initialized != 0`.
+    /// Whether the data-dependent initialization has run (or a checkpoint set the flag).
     pub fn is_initialized(&self) -> bool {
-        self.initialized.values()[0] != T::zero()
+        self.initialized.is_set()
     }
 
     /// Runs the data-dependent initialization on `x` now: per channel `bias = -mean`,
@@ -138,7 +142,7 @@ impl<T: Real> ActNorm<T> {
             self.bias.value.as_mut_slice()[ch] = T::lit(-mean[ch]);
             self.logs.value.as_mut_slice()[ch] = T::lit(-(std + ACTNORM_EPS).ln());
         }
-        self.initialized.value.as_mut_slice()[0] = T::one();
+        self.initialized = IntBuffer::flag(true);
         Ok(())
     }
 
@@ -147,7 +151,7 @@ impl<T: Real> ActNorm<T> {
         ActNorm {
             bias: self.bias.cast(),
             logs: self.logs.cast(),
-            initialized: self.initialized.cast(),
+            initialized: self.initialized.clone(),
             sample_shape: self.sample_shape.clone(),
             channels: self.channels,
             pixels: self.pixels,
@@ -187,12 +191,18 @@ impl<T: Real> Params<T> for ActNorm<T> {
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
         f(&join(prefix, "bias"), &self.bias);
         f(&join(prefix, "logs"), &self.logs);
-        f(&join(prefix, "initialized"), &self.initialized);
     }
 
     fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
         f(&join(prefix, "bias"), &mut self.bias);
         f(&join(prefix, "logs"), &mut self.logs);
+    }
+
+    fn visit_int(&self, prefix: &str, f: &mut dyn FnMut(&str, &IntBuffer)) {
+        f(&join(prefix, "initialized"), &self.initialized);
+    }
+
+    fn visit_int_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut IntBuffer)) {
         f(&join(prefix, "initialized"), &mut self.initialized);
     }
 }
@@ -211,15 +221,15 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
     }
 
     /// `z = (x + bias) * exp(logs)`, log-det `H * W * sum(logs)`.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "ActNorm::forward", x, &self.sample_shape)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "ActNorm::forward", x, cx, &self.sample_shape)?;
         let (z, ld, _) = self.forward_map(x);
         Ok((z, ld))
     }
 
     /// `x = z * exp(-logs) - bias`, log-det `-H * W * sum(logs)`.
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "ActNorm::inverse", z, &self.sample_shape)?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "ActNorm::inverse", z, cx, &self.sample_shape)?;
         let inv: Vec<T> = self.logs.values().iter().map(|v| (-*v).exp()).collect();
         let neg_bias: Vec<T> = self.bias.values().iter().map(|&b| -b).collect();
         let x = self.apply(z, &neg_bias, &inv, false);
@@ -227,8 +237,8 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
     }
 
     /// Initializes from `x` first when `pass` is `Train` and the layer is uninitialized.
-    fn forward_train(&mut self, x: &Tensor<T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        check_input(self, "ActNorm::forward_train", x, &self.sample_shape)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        check_input(self, "ActNorm::forward_train", x, cx, &self.sample_shape)?;
         if pass == Pass::Train && !self.is_initialized() {
             self.initialize(x)?;
         }
@@ -238,7 +248,7 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
 
     /// `dL/dx = dz * exp(logs)`, `dL/dbias_c = sum dz * exp(logs_c)`,
     /// `dL/dlogs_c = sum dz * z + H * W * sum_n dlogdet_n` (sums over the batch and pixels).
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
         let ActNormCache { z, scale } = cache.take::<ActNormCache<T>>("ActNorm")?;
         check_grads("ActNorm::backward", dz, dlogdet, z.shape())?;
         let (c, hw) = (self.channels, self.pixels);
@@ -258,7 +268,7 @@ impl<T: Real> Bijector<T> for ActNorm<T> {
         }
         self.bias.accumulate(&dbias);
         self.logs.accumulate(&dlogs);
-        Ok(dx)
+        Ok(InputGrad::input(dx))
     }
 
     crate::impl_cast!();
@@ -296,7 +306,7 @@ mod tests {
         let x = image_batch();
         let mut a = ActNorm::<f64>::new(&[2, 2, 3]).unwrap();
         assert!(!a.is_initialized());
-        let (z, ld, _) = a.forward_train(&x, Pass::Train).unwrap();
+        let (z, ld, _) = a.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         assert!(a.is_initialized());
         // Mean 0 to rounding; variance (std / (std + eps))^2 = 1 - O(eps / std), std >= 0.1 here.
         for (mean, var) in moments(&z) {
@@ -307,7 +317,8 @@ mod tests {
         assert!(ld.iter().all(|&l| (l - expected).abs() < 1e-12));
         // A second training batch does not re-initialize.
         let before = (a.bias.value.clone(), a.logs.value.clone());
-        a.forward_train(&x.map(|v| 3.0 * v + 1.0), Pass::Train).unwrap();
+        a.forward_train(&x.map(|v| 3.0 * v + 1.0), Ctx::NONE, Pass::Train)
+            .unwrap();
         assert_eq!((a.bias.value.clone(), a.logs.value.clone()), before);
     }
 
@@ -319,16 +330,19 @@ mod tests {
             let v = match name {
                 "bias" => vec![0.5, -0.25],
                 "logs" => vec![0.1, -0.2],
-                "initialized" => vec![1.0],
                 other => panic!("unexpected parameter {other}"),
             };
             p.value.as_mut_slice().copy_from_slice(&v);
         });
+        a.visit_int_mut("", &mut |name, b| {
+            assert_eq!(name, "initialized");
+            b.set(vec![1]).unwrap();
+        });
         let x = image_batch();
-        let (z, _, _) = a.forward_train(&x, Pass::Train).unwrap();
+        let (z, _, _) = a.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         assert_eq!(a.bias.values(), &[0.5, -0.25]);
         assert_eq!(a.logs.values(), &[0.1, -0.2]);
-        let (z_inf, _) = a.forward(&x).unwrap();
+        let (z_inf, _) = a.forward(&x, Ctx::NONE).unwrap();
         assert_eq!(z, z_inf);
     }
 
@@ -336,10 +350,10 @@ mod tests {
     fn uninitialized_is_identity_and_replay_does_not_initialize() {
         let x = image_batch();
         let mut a = ActNorm::<f64>::new(&[2, 2, 3]).unwrap();
-        let (z, ld) = a.forward(&x).unwrap();
+        let (z, ld) = a.forward(&x, Ctx::NONE).unwrap();
         assert_eq!(z, x);
         assert_eq!(ld, vec![0.0; 3]);
-        let (z, _, _) = a.forward_train(&x, Pass::Replay).unwrap();
+        let (z, _, _) = a.forward_train(&x, Ctx::NONE, Pass::Replay).unwrap();
         assert_eq!(z, x);
         assert!(!a.is_initialized());
     }
@@ -348,7 +362,7 @@ mod tests {
     fn vectors_and_errors() {
         let mut a = ActNorm::<f64>::new(&[3]).unwrap();
         let x = Tensor::new(&[2, 3], vec![1.0, 2.0, 3.0, 3.0, 6.0, -3.0]).unwrap();
-        a.forward_train(&x, Pass::Train).unwrap();
+        a.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         // std of (1, 3) is 1, of (2, 6) is 2, of (3, -3) is 3.
         assert_eq!(a.bias.values(), &[-2.0, -4.0, 0.0]);
         for (l, s) in a.logs.values().iter().zip([1.0f64, 2.0, 3.0]) {
@@ -359,9 +373,9 @@ mod tests {
         let mut empty = ActNorm::<f64>::new(&[3]).unwrap();
         assert!(
             empty
-                .forward_train(&Tensor::zeros(&[0, 3]).unwrap(), Pass::Train)
+                .forward_train(&Tensor::zeros(&[0, 3]).unwrap(), Ctx::NONE, Pass::Train)
                 .is_err()
         );
-        assert!(a.forward(&Tensor::zeros(&[2, 4]).unwrap()).is_err());
+        assert!(a.forward(&Tensor::zeros(&[2, 4]).unwrap(), Ctx::NONE).is_err());
     }
 }

@@ -51,7 +51,8 @@
 use exactflow_kernels::{Error, Real, Result};
 
 use crate::actnorm::channels_and_pixels;
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
 
@@ -104,7 +105,7 @@ impl<T: Real> BatchNorm<T> {
     /// `running_var = 1`.
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank or a zero extent.
+    /// [`Error::InvalidArgument`] for another rank or a zero extent.
     pub fn new(sample_shape: &[usize]) -> Result<Self> {
         let (channels, pixels) = channels_and_pixels("BatchNorm", sample_shape)?;
         Ok(BatchNorm {
@@ -290,8 +291,8 @@ impl<T: Real> Bijector<T> for BatchNorm<T> {
     ///
     /// # Errors
     /// Also when a running variance is not above `-eps` (a corrupt buffer).
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "BatchNorm::forward", x, &self.sample_shape)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "BatchNorm::forward", x, cx, &self.sample_shape)?;
         let r = running_inv_std(self, "BatchNorm::forward")?;
         let (_, z, ld, _) = self.forward_map(x, self.running_mean.values(), &r);
         Ok((z, ld))
@@ -302,8 +303,8 @@ impl<T: Real> Bijector<T> for BatchNorm<T> {
     ///
     /// # Errors
     /// As [`Bijector::forward`].
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "BatchNorm::inverse", z, &self.sample_shape)?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "BatchNorm::inverse", z, cx, &self.sample_shape)?;
         let r = running_inv_std(self, "BatchNorm::inverse")?;
         Ok(self.inverse_map(z, self.running_mean.values(), &r))
     }
@@ -315,8 +316,8 @@ impl<T: Real> Bijector<T> for BatchNorm<T> {
     /// # Errors
     /// Besides shape and finiteness: a training batch of fewer than 2 samples; a replay before
     /// any training pass or on a batch of another size.
-    fn forward_train(&mut self, x: &Tensor<T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        check_input(self, "BatchNorm::forward_train", x, &self.sample_shape)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        check_input(self, "BatchNorm::forward_train", x, cx, &self.sample_shape)?;
         let (mean, r) = match pass {
             Pass::Train => {
                 if x.batch() < 2 {
@@ -369,8 +370,8 @@ impl<T: Real> Bijector<T> for BatchNorm<T> {
     ///
     /// # Errors
     /// Besides shape and finiteness: no training pass has run.
-    fn inverse_replay(&self, z: &Tensor<T>) -> Result<Tensor<T>> {
-        check_input(self, "BatchNorm::inverse_replay", z, &self.sample_shape)?;
+    fn inverse_replay(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
+        check_input(self, "BatchNorm::inverse_replay", z, cx, &self.sample_shape)?;
         let stats = self.remembered("BatchNorm::inverse_replay", None)?;
         let r = Self::inv_std(&stats.var);
         Ok(self.inverse_map(z, &stats.mean, &r).0)
@@ -379,7 +380,7 @@ impl<T: Real> Bijector<T> for BatchNorm<T> {
     /// The batch-statistics backward (see the module documentation): per channel
     /// `dL/dx = r (g dz - mean(g dz) - xh mean(g dz xh) - G xh / N)`, `dL/dbeta = sum dz`,
     /// `dL/dlog_gamma = g sum(dz xh) + H W G`, with `G = sum_n dlogdet_n`.
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
         let BatchNormCache { xhat, r, gamma } = cache.take::<BatchNormCache<T>>("BatchNorm")?;
         check_grads("BatchNorm::backward", dz, dlogdet, xhat.shape())?;
         let (c, hw) = (self.channels, self.pixels);
@@ -421,7 +422,7 @@ impl<T: Real> Bijector<T> for BatchNorm<T> {
         }
         self.beta.accumulate(&dbeta);
         self.log_gamma.accumulate(&dlg);
-        Ok(dx)
+        Ok(InputGrad::input(dx))
     }
 
     crate::impl_cast!();
@@ -469,7 +470,7 @@ mod tests {
     fn training_normalizes_and_updates_running_statistics() {
         let mut bn = BatchNorm::<f64>::new(&[2]).unwrap();
         let x = vectors();
-        let (z, ld, _) = bn.forward_train(&x, Pass::Train).unwrap();
+        let (z, ld, _) = bn.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         // Feature 0: (1, 2, 6), mean 3, biased var 14/3; feature 1: (10, -4, 3), mean 3, var 98/3.
         let (mean, var) = ([3.0, 3.0], [14.0 / 3.0, 98.0 / 3.0]);
         for s in 0..3 {
@@ -493,16 +494,16 @@ mod tests {
         bn.log_gamma.value.as_mut_slice().copy_from_slice(&[0.3, -0.2]);
         bn.beta.value.as_mut_slice().copy_from_slice(&[1.0, -0.5]);
         let x = images();
-        let (z, ld, _) = bn.forward_train(&x, Pass::Train).unwrap();
+        let (z, ld, _) = bn.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         let running = (bn.running_mean.clone(), bn.running_var.clone());
-        let xr = bn.inverse_replay(&z).unwrap();
+        let xr = bn.inverse_replay(&z, Ctx::NONE).unwrap();
         assert!(
             xr.as_slice()
                 .iter()
                 .zip(x.as_slice())
                 .all(|(a, b)| (a - b).abs() < 1e-13)
         );
-        let (z2, ld2, _) = bn.forward_train(&xr, Pass::Replay).unwrap();
+        let (z2, ld2, _) = bn.forward_train(&xr, Ctx::NONE, Pass::Replay).unwrap();
         assert!(
             z2.as_slice()
                 .iter()
@@ -518,7 +519,7 @@ mod tests {
             assert!((mean - bn.beta.values()[ch]).abs() < 1e-14);
         }
         // Inference uses the running statistics: a different map.
-        let (zi, _) = bn.forward(&x).unwrap();
+        let (zi, _) = bn.forward(&x, Ctx::NONE).unwrap();
         assert!(zi != z);
     }
 
@@ -530,10 +531,10 @@ mod tests {
         let x = vectors();
         let wz = Tensor::new(&[3, 2], vec![0.3, -1.0, 0.7, 0.2, -0.5, 0.9]).unwrap();
         let wld = [0.4, -0.3, 1.1];
-        let (_, _, cache) = bn.forward_train(&x, Pass::Train).unwrap();
-        let dx = bn.backward(cache, &wz, &wld).unwrap();
+        let (_, _, cache) = bn.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
+        let dx = bn.backward(cache, &wz, &wld).unwrap().x;
         let loss = |bn: &mut BatchNorm<f64>, x: &Tensor<f64>| {
-            let (z, ld, _) = bn.forward_train(x, Pass::Train).unwrap();
+            let (z, ld, _) = bn.forward_train(x, Ctx::NONE, Pass::Train).unwrap();
             let a: f64 = z.as_slice().iter().zip(wz.as_slice()).map(|(p, q)| p * q).sum();
             a + ld.iter().zip(&wld).map(|(p, q)| p * q).sum::<f64>()
         };
@@ -567,20 +568,20 @@ mod tests {
         assert!(BatchNorm::<f64>::new(&[]).is_err());
         let mut bn = BatchNorm::<f64>::new(&[2]).unwrap();
         let one = Tensor::new(&[1, 2], vec![1.0, 2.0]).unwrap();
-        let msg = bn.forward_train(&one, Pass::Train).unwrap_err().to_string();
+        let msg = bn.forward_train(&one, Ctx::NONE, Pass::Train).unwrap_err().to_string();
         assert!(msg.contains("at least 2 samples, found 1"), "{msg}");
         // Inference works on a single sample; replay needs a training pass first.
-        assert!(bn.forward(&one).is_ok());
-        assert!(bn.forward_train(&one, Pass::Replay).is_err());
-        assert!(bn.inverse_replay(&one).is_err());
-        bn.forward_train(&vectors(), Pass::Train).unwrap();
-        assert!(bn.forward_train(&one, Pass::Replay).is_err());
-        assert!(bn.inverse_replay(&one).is_ok());
-        assert!(bn.forward(&Tensor::zeros(&[2, 3]).unwrap()).is_err());
+        assert!(bn.forward(&one, Ctx::NONE).is_ok());
+        assert!(bn.forward_train(&one, Ctx::NONE, Pass::Replay).is_err());
+        assert!(bn.inverse_replay(&one, Ctx::NONE).is_err());
+        bn.forward_train(&vectors(), Ctx::NONE, Pass::Train).unwrap();
+        assert!(bn.forward_train(&one, Ctx::NONE, Pass::Replay).is_err());
+        assert!(bn.inverse_replay(&one, Ctx::NONE).is_ok());
+        assert!(bn.forward(&Tensor::zeros(&[2, 3]).unwrap(), Ctx::NONE).is_err());
         bn.running_var.value.as_mut_slice()[1] = -1.0;
-        assert!(bn.forward(&one).is_err());
-        assert!(bn.inverse(&one).is_err());
-        let (_, _, cache) = bn.forward_train(&vectors(), Pass::Train).unwrap();
+        assert!(bn.forward(&one, Ctx::NONE).is_err());
+        assert!(bn.inverse(&one, Ctx::NONE).is_err());
+        let (_, _, cache) = bn.forward_train(&vectors(), Ctx::NONE, Pass::Train).unwrap();
         assert!(
             bn.backward(cache, &Tensor::zeros(&[2, 2]).unwrap(), &[0.0, 0.0])
                 .is_err()

@@ -20,6 +20,7 @@ use std::any::Any;
 
 use exactflow_kernels::{Error, F1, Real, Result};
 
+use crate::ctx::Ctx;
 use crate::params::Params;
 use crate::tensor::Tensor;
 
@@ -77,10 +78,53 @@ impl Cache {
 /// Output of a forward or inverse pass: the transformed tensor and one log-det per sample.
 pub type Mapped<T> = (Tensor<T>, Vec<T>);
 
+/// What a backward pass returns: dL/dx for its input and, when the call had a context that the
+/// layer reads, dL/dcontext (`[N, C]`, the context's shape). `context` is `None` when the layer
+/// does not depend on the context (its gradient is zero).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputGrad<T> {
+    /// dL/dx, of the input's shape.
+    pub x: Tensor<T>,
+    /// dL/dcontext, of the context's shape, or `None` for zero.
+    pub context: Option<Tensor<T>>,
+}
+
+impl<T: Real> InputGrad<T> {
+    /// A gradient for the input only (the layer ignores the context).
+    pub fn input(x: Tensor<T>) -> Self {
+        InputGrad { x, context: None }
+    }
+
+    /// Adds another context gradient into this one (`None` is zero).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the two gradients have different shapes.
+    pub fn add_context(&mut self, other: Option<Tensor<T>>) -> Result<()> {
+        self.context = sum_optional(self.context.take(), other)?;
+        Ok(())
+    }
+}
+
+/// `a + b` where `None` stands for zero.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when both are present with different shapes.
+pub fn sum_optional<T: Real>(a: Option<Tensor<T>>, b: Option<Tensor<T>>) -> Result<Option<Tensor<T>>> {
+    Ok(match (a, b) {
+        (Some(a), Some(b)) => Some(a.zip_map(&b, |p, q| p + q)?),
+        (a, None) => a,
+        (None, b) => b,
+    })
+}
+
 /// An invertible layer with an exact log-determinant and a hand-written backward pass.
 ///
 /// Implementations are generic over [`Real`], so the same code runs in f32, f64 and on dual
 /// numbers ([`Bijector::to_dual`]), which is how the property tests obtain exact Jacobians.
+///
+/// Every pass takes a [`Ctx`]: the context of a conditional flow (`[N, C]`, one row per sample;
+/// unconditional layers ignore it, but still refuse one whose batch differs from the input's)
+/// and the parallelism of the matrix products.
 pub trait Bijector<T: Real>: Params<T> + Send + Sync {
     /// A short name of the layer type ("AffineCoupling", "ActNorm", ...).
     fn kind(&self) -> &'static str;
@@ -98,36 +142,38 @@ pub trait Bijector<T: Real>: Params<T> + Send + Sync {
     /// statistics for batch norm).
     ///
     /// # Errors
-    /// A wrong input shape, NaN/inf in the input or a parameter.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>>;
+    /// A wrong input shape, NaN/inf in the input or a parameter, a context whose batch differs
+    /// from the input's.
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>>;
 
     /// x = f^-1(z), latent -> data, with log|det dx/dz| per sample. Inference mode.
     ///
     /// # Errors
     /// As [`Bijector::forward`].
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>>;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>>;
 
     /// The training-mode forward; returns z, the log-dets and the cache for [`Bijector::backward`].
     ///
     /// # Errors
     /// As [`Bijector::forward`].
-    fn forward_train(&mut self, x: &Tensor<T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)>;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)>;
 
     /// The inverse of the map applied by the last `forward_train(.., Pass::Train)`. Equal to
     /// [`Bijector::inverse`] for every layer without batch statistics.
     ///
     /// # Errors
     /// As [`Bijector::forward`].
-    fn inverse_replay(&self, z: &Tensor<T>) -> Result<Tensor<T>> {
-        Ok(self.inverse(z)?.0)
+    fn inverse_replay(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
+        Ok(self.inverse(z, cx)?.0)
     }
 
     /// Backpropagates: given the cache of `forward_train`, dL/dz and dL/dlogdet (one per sample),
-    /// adds dL/dtheta into the parameters' gradients and returns dL/dx.
+    /// adds dL/dtheta into the parameters' gradients and returns dL/dx (and dL/dcontext when the
+    /// layer reads the context). The cache remembers the context and parallelism of its pass.
     ///
     /// # Errors
     /// Shape mismatches between `dz`, `dlogdet` and the cached pass; a cache of another layer.
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>>;
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>>;
 
     /// The same layer (parameters and state) in f64.
     fn to_f64(&self) -> Box<dyn Bijector<f64>>;
@@ -150,19 +196,22 @@ macro_rules! impl_cast {
     };
 }
 
-/// Checks the shape and finiteness of a layer input and its parameters: the common prologue of
-/// every forward and inverse.
+/// Checks the shape and finiteness of a layer input, its context and its parameters: the common
+/// prologue of every forward and inverse.
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`], [`Error::NonFinite`] or [`Error::NonFiniteParameter`].
+/// [`Error::ShapeMismatch`], [`Error::LengthMismatch`] (a context batch that differs from the
+/// input's), [`Error::NonFinite`] or [`Error::NonFiniteParameter`].
 pub fn check_input<T: Real, L: Params<T> + ?Sized>(
     layer: &L,
     op: &'static str,
     x: &Tensor<T>,
+    cx: Ctx<'_, T>,
     sample_shape: &[usize],
 ) -> Result<()> {
     x.expect_sample_shape(op, sample_shape)?;
     x.check_finite(op, "input")?;
+    cx.check_batch(op, x.batch())?;
     layer.check_params_finite(op)
 }
 

@@ -22,15 +22,15 @@
 //! chosen so that R has a positive diagonal (which makes Q Haar-distributed), see
 //! [`random_rotation`].
 
-use exactflow_kernels::gemm::{MatSlice, MatSliceMut, default_parallelism, gemm};
+use exactflow_kernels::gemm::{MatSlice, MatSliceMut, Parallelism, gemm};
 use exactflow_kernels::{Error, Lu, Matrix, Real, Result};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::actnorm::channels_and_pixels;
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
-use crate::params::{Param, Params, join};
-use crate::permutation::{check_index_exact, read_permutation};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
+use crate::params::{IntBuffer, Param, Params, join};
 use crate::tensor::Tensor;
 
 /// A random `c x c` rotation: `Q` of the QR factorization `G = Q R` (faer's Householder QR) of a
@@ -49,9 +49,8 @@ pub fn random_rotation(c: usize, rng: &mut impl Rng) -> Matrix<f64> {
 
 /// `z_n = A x_n` for every sample, with `x_n` read as the row-major `[c, pixels]` block of sample
 /// n and `A` a `c x c` view (possibly transposed).
-fn mix<T: Real>(a: MatSlice<'_, T>, x: &[T], n: usize, c: usize, pixels: usize) -> Result<Vec<T>> {
+fn mix<T: Real>(a: MatSlice<'_, T>, x: &[T], n: usize, c: usize, pixels: usize, par: Parallelism) -> Result<Vec<T>> {
     let mut z = vec![T::zero(); x.len()];
-    let par = default_parallelism();
     if pixels == 1 {
         // Rows are samples: Z = X A^T in one product.
         gemm(
@@ -79,9 +78,8 @@ fn mix<T: Real>(a: MatSlice<'_, T>, x: &[T], n: usize, c: usize, pixels: usize) 
 }
 
 /// `G = sum_n dz_n x_n^T` (`c x c`), the gradient of `sum <dz, W x>` with respect to W.
-fn outer_sum<T: Real>(dz: &[T], x: &[T], n: usize, c: usize, pixels: usize) -> Result<Vec<T>> {
+fn outer_sum<T: Real>(dz: &[T], x: &[T], n: usize, c: usize, pixels: usize, par: Parallelism) -> Result<Vec<T>> {
     let mut g = vec![T::zero(); c * c];
-    let par = default_parallelism();
     if pixels == 1 {
         gemm(
             T::one(),
@@ -141,6 +139,7 @@ pub struct Conv1x1<T: Real> {
 struct Conv1x1Cache<T> {
     x: Tensor<T>,
     w: Vec<T>,
+    par: Parallelism,
 }
 
 impl<T: Real> Conv1x1<T> {
@@ -148,7 +147,7 @@ impl<T: Real> Conv1x1<T> {
     /// rotation ([`random_rotation`]; Glow's initialization).
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank or a zero extent.
+    /// [`Error::InvalidArgument`] for another rank or a zero extent.
     pub fn new(sample_shape: &[usize], rng: &mut impl Rng) -> Result<Self> {
         let (c, _) = channels_and_pixels("Conv1x1", sample_shape)?;
         let q = random_rotation(c, rng);
@@ -158,7 +157,7 @@ impl<T: Real> Conv1x1<T> {
     /// A 1x1 convolution with the given `[C, C]` weight.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad sample shape; [`Error::ShapeMismatch`] for a weight that is
+    /// [`Error::InvalidArgument`] for a bad sample shape; [`Error::ShapeMismatch`] for a weight that is
     /// not `[C, C]`. (A singular weight is accepted here and reported by the passes.)
     pub fn with_weight(sample_shape: &[usize], weight: Tensor<T>) -> Result<Self> {
         let (channels, pixels) = channels_and_pixels("Conv1x1", sample_shape)?;
@@ -196,7 +195,7 @@ impl<T: Real> Conv1x1<T> {
         Ok(T::lit(self.pixels as f64 * lu.log_det().log_abs))
     }
 
-    fn apply(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    fn apply(&self, x: &Tensor<T>, par: Parallelism) -> Result<Tensor<T>> {
         let c = self.channels;
         let z = mix(
             MatSlice::new(self.weight.values(), c, c)?,
@@ -204,6 +203,7 @@ impl<T: Real> Conv1x1<T> {
             x.batch(),
             c,
             self.pixels,
+            par,
         )?;
         Tensor::new(x.shape(), z)
     }
@@ -236,10 +236,10 @@ impl<T: Real> Bijector<T> for Conv1x1<T> {
     ///
     /// # Errors
     /// Also [`Error::Singular`] when W is singular.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Conv1x1::forward", x, &self.sample_shape)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Conv1x1::forward", x, cx, &self.sample_shape)?;
         let ld = self.forward_log_det("Conv1x1::forward")?;
-        Ok((self.apply(x)?, vec![ld; x.batch()]))
+        Ok((self.apply(x, cx.par)?, vec![ld; x.batch()]))
     }
 
     /// `x = W^-1 z` per pixel (W^-1 from the LU in f64, rounded to `T`), log-det
@@ -247,35 +247,43 @@ impl<T: Real> Bijector<T> for Conv1x1<T> {
     ///
     /// # Errors
     /// Also [`Error::Singular`] when W is singular.
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Conv1x1::inverse", z, &self.sample_shape)?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Conv1x1::inverse", z, cx, &self.sample_shape)?;
         let c = self.channels;
         let lu = lu_f64(self.weight.values(), c)?;
         require_regular("Conv1x1::inverse", &lu)?;
         let ld = T::lit(-(self.pixels as f64) * lu.log_det().log_abs);
         let w_inv: Vec<T> = lu.inverse()?.as_slice().iter().map(|&v| T::lit(v)).collect();
-        let x = mix(MatSlice::new(&w_inv, c, c)?, z.as_slice(), z.batch(), c, self.pixels)?;
+        let x = mix(
+            MatSlice::new(&w_inv, c, c)?,
+            z.as_slice(),
+            z.batch(),
+            c,
+            self.pixels,
+            cx.par,
+        )?;
         Ok((Tensor::new(z.shape(), x)?, vec![ld; z.batch()]))
     }
 
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        check_input(self, "Conv1x1::forward_train", x, &self.sample_shape)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        check_input(self, "Conv1x1::forward_train", x, cx, &self.sample_shape)?;
         let ld = self.forward_log_det("Conv1x1::forward_train")?;
-        let z = self.apply(x)?;
+        let z = self.apply(x, cx.par)?;
         let cache = Conv1x1Cache {
             x: x.clone(),
             w: self.weight.values().to_vec(),
+            par: cx.par,
         };
         Ok((z, vec![ld; x.batch()], Cache::new("Conv1x1", cache)))
     }
 
     /// `dL/dx_n = W^T dz_n` per pixel; `dL/dW = sum_{n, pixels} dz x^T + (sum_n dlogdet_n) H W W^-T`
     /// (`d log|det W| / dW = W^-T`, from the f64 LU).
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
-        let Conv1x1Cache { x, w } = cache.take::<Conv1x1Cache<T>>("Conv1x1")?;
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
+        let Conv1x1Cache { x, w, par } = cache.take::<Conv1x1Cache<T>>("Conv1x1")?;
         check_grads("Conv1x1::backward", dz, dlogdet, x.shape())?;
         let (c, hw, n) = (self.channels, self.pixels, x.batch());
-        let mut g = outer_sum(dz.as_slice(), x.as_slice(), n, c, hw)?;
+        let mut g = outer_sum(dz.as_slice(), x.as_slice(), n, c, hw, par)?;
         let ld_total = dlogdet.iter().fold(T::zero(), |acc, &v| acc + v);
         if ld_total != T::zero() {
             let inv = lu_f64(&w, c)?.inverse()?;
@@ -288,8 +296,8 @@ impl<T: Real> Bijector<T> for Conv1x1<T> {
             }
         }
         self.weight.accumulate(&g);
-        let dx = mix(MatSlice::new(&w, c, c)?.t(), dz.as_slice(), n, c, hw)?;
-        Tensor::new(dz.shape(), dx)
+        let dx = mix(MatSlice::new(&w, c, c)?.t(), dz.as_slice(), n, c, hw, par)?;
+        Ok(InputGrad::input(Tensor::new(dz.shape(), dx)?))
     }
 
     crate::impl_cast!();
@@ -305,8 +313,8 @@ impl<T: Real> Bijector<T> for Conv1x1<T> {
 /// - `upper` (trainable): its strict upper triangle is U; entries on and below the diagonal are
 ///   ignored and their gradients stay zero.
 /// - `log_s` (trainable): the log of |U's diagonal|.
-/// - `sign` (buffer): the sign of U's diagonal, each +1 or -1.
-/// - `perm` (buffer): P as indices, `W[perm[i], :] = (L U')[i, :]` with `U' = U + diag(..)`, i.e.
+/// - `sign` (integer buffer): the sign of U's diagonal, each +1 or -1.
+/// - `perm` (integer buffer): P as indices, `W[perm[i], :] = (L U')[i, :]` with `U' = U + diag(..)`, i.e.
 ///   P has its ones at `(perm[i], i)`. This is the row permutation of the kernels' LU (`P_lu A =
 ///   L U` with row i of `P_lu A` equal to row `perm[i]` of A) and `P = P_lu^T`. Glow's (and
 ///   PyTorch ports') permutation matrix `w_p` is the `[C, C]` matrix P itself:
@@ -319,10 +327,10 @@ pub struct Conv1x1Lu<T: Real> {
     pub upper: Param<T>,
     /// `[C]`, log|diagonal of U'|.
     pub log_s: Param<T>,
-    /// `[C]`, buffer: sign of U's diagonal (+-1).
-    pub sign: Param<T>,
-    /// `[C]`, buffer: the permutation indices as scalar values.
-    pub perm: Param<T>,
+    /// `[C]`: sign of U's diagonal (+-1).
+    pub sign: IntBuffer,
+    /// `[C]`: the permutation indices.
+    pub perm: IntBuffer,
     sample_shape: Vec<usize>,
     channels: usize,
     pixels: usize,
@@ -340,6 +348,7 @@ struct Conv1x1LuCache<T> {
     x: Tensor<T>,
     f: LuFactors<T>,
     w: Vec<T>,
+    par: Parallelism,
 }
 
 impl<T: Real> Conv1x1Lu<T> {
@@ -348,8 +357,7 @@ impl<T: Real> Conv1x1Lu<T> {
     /// [`Conv1x1Lu::from_weight`]).
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank, a zero extent, or `C` above the exact-integer range of
-    /// `T`.
+    /// [`Error::InvalidArgument`] for another rank or a zero extent.
     pub fn new(sample_shape: &[usize], rng: &mut impl Rng) -> Result<Self> {
         let (c, _) = channels_and_pixels("Conv1x1Lu", sample_shape)?;
         let q = random_rotation(c, rng);
@@ -372,7 +380,6 @@ impl<T: Real> Conv1x1Lu<T> {
 
     fn from_matrix(sample_shape: &[usize], w: &Matrix<f64>) -> Result<Self> {
         let (channels, pixels) = channels_and_pixels("Conv1x1Lu", sample_shape)?;
-        check_index_exact::<T>("Conv1x1Lu", channels)?;
         let lu = Lu::factor(w)?;
         require_regular("Conv1x1Lu::from_weight", &lu)?;
         let (l, u) = (lu.l(), lu.u());
@@ -396,8 +403,8 @@ impl<T: Real> Conv1x1Lu<T> {
             lower: Param::trainable(lower),
             upper: Param::trainable(upper),
             log_s: Param::trainable(Tensor::from_fn(&[c], |i| T::lit(diag[i].abs().ln()))?),
-            sign: Param::buffer(Tensor::from_fn(&[c], |i| T::lit(diag[i].signum()))?),
-            perm: Param::buffer(Tensor::from_fn(&[c], |i| T::lit(lu.perm()[i] as f64))?),
+            sign: IntBuffer::signs(&diag.iter().map(|d| if *d < 0.0 { -1 } else { 1 }).collect::<Vec<_>>())?,
+            perm: IntBuffer::permutation(lu.perm())?,
             sample_shape: sample_shape.to_vec(),
             channels,
             pixels,
@@ -410,27 +417,22 @@ impl<T: Real> Conv1x1Lu<T> {
             lower: self.lower.cast(),
             upper: self.upper.cast(),
             log_s: self.log_s.cast(),
-            sign: self.sign.cast(),
-            perm: self.perm.cast(),
+            sign: self.sign.clone(),
+            perm: self.perm.clone(),
             sample_shape: self.sample_shape.clone(),
             channels: self.channels,
             pixels: self.pixels,
         }
     }
 
-    /// Reads the buffers and assembles L (unit lower) and `U' = U + diag(sign * exp(log_s))`.
-    fn factors(&self, op: &'static str) -> Result<LuFactors<T>> {
+    /// Assembles L (unit lower) and `U' = U + diag(sign * exp(log_s))` (the integer buffers are
+    /// valid by construction).
+    fn factors(&self) -> LuFactors<T> {
         let c = self.channels;
-        let perm = read_permutation(op, self.perm.values())?;
-        if let Some(i) = self.sign.values().iter().position(|s| s.as_f64().abs() != 1.0) {
-            return Err(Error::invalid(
-                op,
-                "sign buffer",
-                format!("entry {i} is {}, expected +1 or -1", self.sign.values()[i].as_f64()),
-            ));
-        }
+        let perm = self.perm.indices();
         let (lo, up) = (self.lower.values(), self.upper.values());
-        let (ls, sg) = (self.log_s.values(), self.sign.values());
+        let ls = self.log_s.values();
+        let sg: Vec<T> = self.sign.values().iter().map(|&v| T::lit(v as f64)).collect();
         let mut l = vec![T::zero(); c * c];
         let mut u = vec![T::zero(); c * c];
         for i in 0..c {
@@ -446,7 +448,7 @@ impl<T: Real> Conv1x1Lu<T> {
                 }
             }
         }
-        Ok(LuFactors { perm, l, u })
+        LuFactors { perm, l, u }
     }
 
     /// `W = P L U'` from assembled factors: row `perm[i]` of W is row i of `L U'`.
@@ -463,9 +465,9 @@ impl<T: Real> Conv1x1Lu<T> {
     /// The weight `W = P L (U + diag(sign * exp(log_s)))` as a `[C, C]` tensor.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when the `perm` or `sign` buffer is corrupt.
+    /// Only on an internal shape inconsistency.
     pub fn weight(&self) -> Result<Tensor<T>> {
-        let f = self.factors("Conv1x1Lu::weight")?;
+        let f = self.factors();
         Tensor::new(&[self.channels, self.channels], self.assemble(&f)?)
     }
 
@@ -475,12 +477,19 @@ impl<T: Real> Conv1x1Lu<T> {
         T::lit(self.pixels as f64) * s
     }
 
-    fn run(&self, op: &'static str, x: &Tensor<T>) -> Result<(Tensor<T>, LuFactors<T>, Vec<T>)> {
-        check_input(self, op, x, &self.sample_shape)?;
+    fn run(&self, op: &'static str, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, LuFactors<T>, Vec<T>)> {
+        check_input(self, op, x, cx, &self.sample_shape)?;
         let c = self.channels;
-        let f = self.factors(op)?;
+        let f = self.factors();
         let w = self.assemble(&f)?;
-        let z = mix(MatSlice::new(&w, c, c)?, x.as_slice(), x.batch(), c, self.pixels)?;
+        let z = mix(
+            MatSlice::new(&w, c, c)?,
+            x.as_slice(),
+            x.batch(),
+            c,
+            self.pixels,
+            cx.par,
+        )?;
         Ok((Tensor::new(x.shape(), z)?, f, w))
     }
 }
@@ -490,14 +499,20 @@ impl<T: Real> Params<T> for Conv1x1Lu<T> {
         f(&join(prefix, "lower"), &self.lower);
         f(&join(prefix, "upper"), &self.upper);
         f(&join(prefix, "log_s"), &self.log_s);
-        f(&join(prefix, "sign"), &self.sign);
-        f(&join(prefix, "perm"), &self.perm);
     }
 
     fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
         f(&join(prefix, "lower"), &mut self.lower);
         f(&join(prefix, "upper"), &mut self.upper);
         f(&join(prefix, "log_s"), &mut self.log_s);
+    }
+
+    fn visit_int(&self, prefix: &str, f: &mut dyn FnMut(&str, &IntBuffer)) {
+        f(&join(prefix, "sign"), &self.sign);
+        f(&join(prefix, "perm"), &self.perm);
+    }
+
+    fn visit_int_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut IntBuffer)) {
         f(&join(prefix, "sign"), &mut self.sign);
         f(&join(prefix, "perm"), &mut self.perm);
     }
@@ -518,10 +533,8 @@ impl<T: Real> Bijector<T> for Conv1x1Lu<T> {
 
     /// `z = P L U' x` per pixel, log-det `H * W * sum(log_s)`.
     ///
-    /// # Errors
-    /// Also [`Error::InvalidArgument`] for a corrupt `perm` or `sign` buffer.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        let (z, _, _) = self.run("Conv1x1Lu::forward", x)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        let (z, _, _) = self.run("Conv1x1Lu::forward", x, cx)?;
         Ok((z, vec![self.log_det(); x.batch()]))
     }
 
@@ -530,9 +543,9 @@ impl<T: Real> Bijector<T> for Conv1x1Lu<T> {
     ///
     /// # Errors
     /// As [`Bijector::forward`].
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Conv1x1Lu::inverse", z, &self.sample_shape)?;
-        let LuFactors { perm, l, u } = self.factors("Conv1x1Lu::inverse")?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Conv1x1Lu::inverse", z, cx, &self.sample_shape)?;
+        let LuFactors { perm, l, u } = self.factors();
         let (c, hw) = (self.channels, self.pixels);
         let m = c * hw;
         let mut x = z.zeros_like();
@@ -569,9 +582,14 @@ impl<T: Real> Bijector<T> for Conv1x1Lu<T> {
         Ok((x, vec![-self.log_det(); z.batch()]))
     }
 
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        let (z, f, w) = self.run("Conv1x1Lu::forward_train", x)?;
-        let cache = Conv1x1LuCache { x: x.clone(), f, w };
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        let (z, f, w) = self.run("Conv1x1Lu::forward_train", x, cx)?;
+        let cache = Conv1x1LuCache {
+            x: x.clone(),
+            f,
+            w,
+            par: cx.par,
+        };
         Ok((z, vec![self.log_det(); x.batch()], Cache::new("Conv1x1Lu", cache)))
     }
 
@@ -579,11 +597,11 @@ impl<T: Real> Bijector<T> for Conv1x1Lu<T> {
     /// `dL/dL = (P^T G) U'^T` (strict lower part to `lower`), `dL/dU' = L^T (P^T G)` (strict upper
     /// part to `upper`), `dL/dlog_s_c = (dL/dU')_cc U'_cc + H * W * sum_n dlogdet_n`;
     /// `dL/dx_n = W^T dz_n` per pixel.
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
-        let Conv1x1LuCache { x, f, w } = cache.take::<Conv1x1LuCache<T>>("Conv1x1Lu")?;
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
+        let Conv1x1LuCache { x, f, w, par } = cache.take::<Conv1x1LuCache<T>>("Conv1x1Lu")?;
         check_grads("Conv1x1Lu::backward", dz, dlogdet, x.shape())?;
         let (c, hw, n) = (self.channels, self.pixels, x.batch());
-        let g = outer_sum(dz.as_slice(), x.as_slice(), n, c, hw)?;
+        let g = outer_sum(dz.as_slice(), x.as_slice(), n, c, hw, par)?;
         // (P^T G)[i, :] = G[perm[i], :].
         let ptg = Matrix::from_fn(c, c, |i, j| g[f.perm[i] * c + j]);
         let l = Matrix::new(c, c, f.l)?;
@@ -601,8 +619,8 @@ impl<T: Real> Bijector<T> for Conv1x1Lu<T> {
         self.lower.accumulate(&dlower);
         self.upper.accumulate(&dupper);
         self.log_s.accumulate(&dlog_s);
-        let dx = mix(MatSlice::new(&w, c, c)?.t(), dz.as_slice(), n, c, hw)?;
-        Tensor::new(dz.shape(), dx)
+        let dx = mix(MatSlice::new(&w, c, c)?.t(), dz.as_slice(), n, c, hw, par)?;
+        Ok(InputGrad::input(Tensor::new(dz.shape(), dx)?))
     }
 
     crate::impl_cast!();
@@ -633,7 +651,7 @@ mod tests {
     fn dense_log_det_is_pixels_times_log_det_of_weight() {
         let w = Tensor::new(&[3, 3], vec![2.0, 1.0, 0.0, 0.5, -3.0, 1.0, 0.0, 1.0, 4.0]).unwrap();
         let conv = Conv1x1::<f64>::with_weight(&[3, 2, 5], w.clone()).unwrap();
-        let (_, ld) = conv.forward(&Tensor::zeros(&[2, 3, 2, 5]).unwrap()).unwrap();
+        let (_, ld) = conv.forward(&Tensor::zeros(&[2, 3, 2, 5]).unwrap(), Ctx::NONE).unwrap();
         let m = Matrix::new(3, 3, w.into_vec()).unwrap();
         let expected = 10.0 * log_det(&m).unwrap().log_abs;
         // det = 2 (-12 - 1) - 1 (2 - 0) = -28.
@@ -644,7 +662,7 @@ mod tests {
         for (ch, v) in [1.0, -1.0, 2.0].into_iter().enumerate() {
             x.set(&[0, ch, 1, 3], v).unwrap();
         }
-        let (z, _) = conv.forward(&x).unwrap();
+        let (z, _) = conv.forward(&x, Ctx::NONE).unwrap();
         let got: Vec<f64> = (0..3).map(|ch| z.get(&[0, ch, 1, 3]).unwrap()).collect();
         assert_eq!(got, vec![1.0, 5.5, 7.0]);
         assert_eq!(z.as_slice().iter().filter(|v| **v != 0.0).count(), 3);
@@ -658,7 +676,7 @@ mod tests {
         })
         .unwrap();
         let conv = Conv1x1::<f32>::with_weight(&[5, 3, 1], w.clone()).unwrap();
-        let (_, ld) = conv.forward(&Tensor::zeros(&[1, 5, 3, 1]).unwrap()).unwrap();
+        let (_, ld) = conv.forward(&Tensor::zeros(&[1, 5, 3, 1]).unwrap(), Ctx::NONE).unwrap();
         let m = Matrix::new(5, 5, w.as_slice().iter().map(|&v| v as f64).collect()).unwrap();
         assert_eq!(ld[0], (3.0 * log_det(&m).unwrap().log_abs) as f32);
     }
@@ -668,8 +686,8 @@ mod tests {
         let w = Tensor::new(&[2, 2], vec![1.0, 2.0, 2.0, 4.0]).unwrap();
         let conv = Conv1x1::<f64>::with_weight(&[2], w.clone()).unwrap();
         let x = Tensor::zeros(&[1, 2]).unwrap();
-        assert!(matches!(conv.forward(&x), Err(Error::Singular { .. })));
-        assert!(matches!(conv.inverse(&x), Err(Error::Singular { .. })));
+        assert!(matches!(conv.forward(&x, Ctx::NONE), Err(Error::Singular { .. })));
+        assert!(matches!(conv.inverse(&x, Ctx::NONE), Err(Error::Singular { .. })));
         assert!(Conv1x1Lu::<f64>::from_weight(&[2], &w).is_err());
         assert!(Conv1x1::<f64>::with_weight(&[3], w).is_err());
     }
@@ -693,8 +711,8 @@ mod tests {
             *v -= 0.2 * (k as f64).cos();
         }
         layer.log_s.value.as_mut_slice()[1] += 0.3;
-        let perm = layer.perm.values().to_vec();
-        let p = Matrix::from_fn(c, c, |i, j| if perm[j] as usize == i { 1.0 } else { 0.0 });
+        let perm = layer.perm.indices();
+        let p = Matrix::from_fn(c, c, |i, j| if perm[j] == i { 1.0 } else { 0.0 });
         let (lo, up) = (layer.lower.values(), layer.upper.values());
         let l = Matrix::from_fn(c, c, |i, j| match i.cmp(&j) {
             std::cmp::Ordering::Greater => lo[i * c + j],
@@ -703,23 +721,25 @@ mod tests {
         });
         let u = Matrix::from_fn(c, c, |i, j| match i.cmp(&j) {
             std::cmp::Ordering::Less => up[i * c + j],
-            std::cmp::Ordering::Equal => layer.sign.values()[i] * layer.log_s.values()[i].exp(),
+            std::cmp::Ordering::Equal => layer.sign.values()[i] as f64 * layer.log_s.values()[i].exp(),
             std::cmp::Ordering::Greater => 0.0,
         });
         let expected = p.matmul(&l).unwrap().matmul(&u).unwrap();
         let w = layer.weight().unwrap();
         assert!(max_abs(w.as_slice(), expected.as_slice()) < 1e-14);
         // Its log-det: h w sum(log_s) = h w log|det W|.
-        let (_, ld) = layer.forward(&Tensor::zeros(&[1, c, 2, 2]).unwrap()).unwrap();
+        let (_, ld) = layer
+            .forward(&Tensor::zeros(&[1, c, 2, 2]).unwrap(), Ctx::NONE)
+            .unwrap();
         let dense = 4.0 * log_det(&expected).unwrap().log_abs;
         assert!((ld[0] - dense).abs() < 1e-12, "{} vs {dense}", ld[0]);
         // The dense layer with the same W computes the same map.
         let dense_layer = Conv1x1::<f64>::with_weight(&[c, 2, 2], w).unwrap();
         let x = Tensor::from_fn(&[2, c, 2, 2], |k| (k as f64 * 0.37).sin()).unwrap();
-        let (z1, _) = layer.forward(&x).unwrap();
-        let (z2, _) = dense_layer.forward(&x).unwrap();
+        let (z1, _) = layer.forward(&x, Ctx::NONE).unwrap();
+        let (z2, _) = dense_layer.forward(&x, Ctx::NONE).unwrap();
         assert!(max_abs(z1.as_slice(), z2.as_slice()) < 1e-14);
-        let (x1, _) = layer.inverse(&z1).unwrap();
+        let (x1, _) = layer.inverse(&z1, Ctx::NONE).unwrap();
         assert!(max_abs(x1.as_slice(), x.as_slice()) < 1e-13);
     }
 
@@ -728,11 +748,15 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let mut layer = Conv1x1Lu::<f64>::new(&[3], &mut rng).unwrap();
         let x = Tensor::zeros(&[1, 3]).unwrap();
-        assert!(layer.forward(&x).is_ok());
-        layer.sign.value.as_mut_slice()[0] = 0.5;
-        assert!(layer.forward(&x).is_err());
-        layer.sign.value.as_mut_slice()[0] = 1.0;
-        layer.perm.value.as_mut_slice()[0] = 7.0;
-        assert!(layer.inverse(&x).is_err());
+        assert!(layer.forward(&x, Ctx::NONE).is_ok());
+        // Corrupt integer state (e.g. from a checkpoint) is refused when it is set and the layer
+        // keeps working with its valid state.
+        let (sign, perm) = (layer.sign.clone(), layer.perm.clone());
+        assert!(layer.sign.set(vec![0, 1, 1]).is_err());
+        assert!(layer.sign.set(vec![2, 1, -1]).is_err());
+        assert!(layer.perm.set(vec![7, 0, 1]).is_err());
+        assert!(layer.perm.set(vec![0, 0, 1]).is_err());
+        assert_eq!((&layer.sign, &layer.perm), (&sign, &perm));
+        assert!(layer.forward(&x, Ctx::NONE).is_ok() && layer.inverse(&x, Ctx::NONE).is_ok());
     }
 }

@@ -23,7 +23,8 @@ use exactflow_kernels::coupling::{additive_forward, additive_inverse, affine_for
 use exactflow_kernels::{Error, F1, Real, Result};
 use rand::Rng;
 
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
 use crate::mask::{Mask, Partition};
 use crate::nets::{Conditioner, Mlp, MlpConfig};
 use crate::params::{Param, Params, join};
@@ -35,6 +36,8 @@ pub trait Inner<T: Real>: Params<T> + Send + Sync + Sized + 'static {
     type With<U: Real>: Inner<U>;
     /// The layer name ("AdditiveCoupling", ...).
     const KIND: &'static str;
+    /// What [`Inner::forward`] keeps for [`Inner::backward`] (intermediates of the transform).
+    type Aux: Send + Sync + 'static;
     /// Conditioner outputs per transformed element.
     const PARTS: usize;
     /// Whether the log-det is independent of the input.
@@ -46,7 +49,7 @@ pub trait Inner<T: Real>: Params<T> + Send + Sync + Sized + 'static {
     /// Checks the transform against the number of B elements.
     ///
     /// # Errors
-    /// [`Error::Config`] when a parameter has the wrong length.
+    /// [`Error::InvalidArgument`] when a parameter has the wrong length.
     fn check(&self, d: usize) -> Result<()>;
 
     /// `zb = f(xb; parts)`, adding log|det| to `log_det`, on rows of width `d`. Returns what the
@@ -54,7 +57,7 @@ pub trait Inner<T: Real>: Params<T> + Send + Sync + Sized + 'static {
     ///
     /// # Errors
     /// Only on internal length mismatches.
-    fn forward(&self, d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], log_det: &mut [T]) -> Result<Vec<Vec<T>>>;
+    fn forward(&self, d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], log_det: &mut [T]) -> Result<Self::Aux>;
 
     /// `xb = f^-1(zb; parts)`, adding log|det dx/dz| to `log_det`.
     ///
@@ -66,7 +69,7 @@ pub trait Inner<T: Real>: Params<T> + Send + Sync + Sized + 'static {
     fn backward(
         &mut self,
         d: usize,
-        aux: Vec<Vec<T>>,
+        aux: Self::Aux,
         parts: &[Vec<T>],
         zb: &[T],
         dzb: &[T],
@@ -82,6 +85,7 @@ crate::no_params_unit!(Additive);
 
 impl<T: Real> Inner<T> for Additive {
     type With<U: Real> = Additive;
+    type Aux = ();
     const KIND: &'static str = "AdditiveCoupling";
     const PARTS: usize = 1;
     const CONSTANT: bool = true;
@@ -94,9 +98,8 @@ impl<T: Real> Inner<T> for Additive {
         Ok(())
     }
 
-    fn forward(&self, _d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], _ld: &mut [T]) -> Result<Vec<Vec<T>>> {
-        additive_forward(xb, &parts[0], zb)?;
-        Ok(Vec::new())
+    fn forward(&self, _d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], _ld: &mut [T]) -> Result<()> {
+        additive_forward(xb, &parts[0], zb)
     }
 
     fn inverse(&self, _d: usize, zb: &[T], parts: &[Vec<T>], xb: &mut [T], _ld: &mut [T]) -> Result<()> {
@@ -106,7 +109,7 @@ impl<T: Real> Inner<T> for Additive {
     fn backward(
         &mut self,
         _d: usize,
-        _aux: Vec<Vec<T>>,
+        _aux: (),
         _parts: &[Vec<T>],
         _zb: &[T],
         dzb: &[T],
@@ -131,12 +134,26 @@ impl<T: Real> Affine<T> {
         })
     }
 
-    fn log_scale(&self, d: usize, h: &[T]) -> (Vec<T>, Vec<T>) {
+    fn log_scale(&self, d: usize, h: &[T]) -> AffineAux<T> {
         let sc = self.scale.values();
-        let th: Vec<T> = h.iter().map(|v| v.tanh()).collect();
-        let s = th.iter().enumerate().map(|(k, &t)| sc[k % d] * t).collect();
-        (th, s)
+        let tanh_h: Vec<T> = h.iter().map(|v| v.tanh()).collect();
+        let s = tanh_h.iter().enumerate().map(|(k, &t)| sc[k % d] * t).collect();
+        AffineAux { tanh_h, s }
     }
+}
+
+/// What the affine transform's forward keeps for its backward.
+pub struct AffineAux<T> {
+    /// `tanh(h)` per transformed element.
+    pub tanh_h: Vec<T>,
+    /// The log-scale `s = scale * tanh(h)`.
+    pub s: Vec<T>,
+}
+
+/// What Glow's transform keeps for its backward: the log-scale `log sigmoid(h + 2)`.
+pub struct GlowAux<T> {
+    /// The log-scale per transformed element.
+    pub s: Vec<T>,
 }
 
 impl<T: Real> Params<T> for Affine<T> {
@@ -169,6 +186,7 @@ fn grad_input<T: Real>(s: &[T], dzb: &[T]) -> Vec<T> {
 
 impl<T: Real> Inner<T> for Affine<T> {
     type With<U: Real> = Affine<U>;
+    type Aux = AffineAux<T>;
     const KIND: &'static str = "AffineCoupling";
     const PARTS: usize = 2;
     const CONSTANT: bool = false;
@@ -181,36 +199,36 @@ impl<T: Real> Inner<T> for Affine<T> {
 
     fn check(&self, d: usize) -> Result<()> {
         if self.scale.value.len() != d {
-            return Err(Error::Config(format!(
-                "affine coupling scale has {} entries for {d} transformed elements",
-                self.scale.value.len()
-            )));
+            return Err(Error::invalid(
+                "AffineCoupling",
+                "scale",
+                format!("has {} entries for {d} transformed elements", self.scale.value.len()),
+            ));
         }
         Ok(())
     }
 
-    fn forward(&self, d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], ld: &mut [T]) -> Result<Vec<Vec<T>>> {
-        let (th, s) = self.log_scale(d, &parts[0]);
-        affine_forward(d, xb, &s, &parts[1], zb, ld)?;
-        Ok(vec![th, s])
+    fn forward(&self, d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], ld: &mut [T]) -> Result<AffineAux<T>> {
+        let aux = self.log_scale(d, &parts[0]);
+        affine_forward(d, xb, &aux.s, &parts[1], zb, ld)?;
+        Ok(aux)
     }
 
     fn inverse(&self, d: usize, zb: &[T], parts: &[Vec<T>], xb: &mut [T], ld: &mut [T]) -> Result<()> {
-        let (_, s) = self.log_scale(d, &parts[0]);
+        let AffineAux { s, .. } = self.log_scale(d, &parts[0]);
         affine_inverse(d, zb, &s, &parts[1], xb, ld)
     }
 
     fn backward(
         &mut self,
         d: usize,
-        mut aux: Vec<Vec<T>>,
+        aux: AffineAux<T>,
         parts: &[Vec<T>],
         zb: &[T],
         dzb: &[T],
         dld: &[T],
     ) -> (Vec<T>, Vec<Vec<T>>) {
-        let s = aux.pop().unwrap_or_default();
-        let th = aux.pop().unwrap_or_default();
+        let AffineAux { tanh_h: th, s } = aux;
         let ds = grad_log_scale(d, zb, &parts[1], dzb, dld);
         let dx = grad_input(&s, dzb);
         let sc = self.scale.values().to_vec();
@@ -250,6 +268,7 @@ impl GlowAffine {
 
 impl<T: Real> Inner<T> for GlowAffine {
     type With<U: Real> = GlowAffine;
+    type Aux = GlowAux<T>;
     const KIND: &'static str = "GlowCoupling";
     const PARTS: usize = 2;
     const CONSTANT: bool = false;
@@ -262,10 +281,10 @@ impl<T: Real> Inner<T> for GlowAffine {
         Ok(())
     }
 
-    fn forward(&self, d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], ld: &mut [T]) -> Result<Vec<Vec<T>>> {
+    fn forward(&self, d: usize, xb: &[T], parts: &[Vec<T>], zb: &mut [T], ld: &mut [T]) -> Result<GlowAux<T>> {
         let s = Self::log_scale(&parts[0]);
         affine_forward(d, xb, &s, &parts[1], zb, ld)?;
-        Ok(vec![s])
+        Ok(GlowAux { s })
     }
 
     fn inverse(&self, d: usize, zb: &[T], parts: &[Vec<T>], xb: &mut [T], ld: &mut [T]) -> Result<()> {
@@ -276,13 +295,13 @@ impl<T: Real> Inner<T> for GlowAffine {
     fn backward(
         &mut self,
         d: usize,
-        mut aux: Vec<Vec<T>>,
+        aux: GlowAux<T>,
         parts: &[Vec<T>],
         zb: &[T],
         dzb: &[T],
         dld: &[T],
     ) -> (Vec<T>, Vec<Vec<T>>) {
-        let s = aux.pop().unwrap_or_default();
+        let GlowAux { s } = aux;
         let ds = grad_log_scale(d, zb, &parts[1], dzb, dld);
         let dx = grad_input(&s, dzb);
         // d/dh log sigmoid(h + 2) = 1 - sigmoid(h + 2) = 1 - exp(s).
@@ -312,21 +331,24 @@ impl<T: Real, I: Inner<T>> Coupling<T, I> {
     /// with conditioner `net` and inner transform `inner`.
     ///
     /// # Errors
-    /// [`Error::Config`] when the mask leaves a part empty, or the network's input or output
-    /// shape does not match the partition (see [`Mask::partition`]).
+    /// [`Error::InvalidArgument`] when the mask leaves a part empty, or the network's input or
+    /// output shape does not match the partition (see [`Mask::partition`]).
     pub fn new(sample_shape: &[usize], mask: Mask, net: Box<dyn Conditioner<T>>, inner: I) -> Result<Self> {
         let partition = mask.partition(sample_shape, I::PARTS)?;
         if net.in_shape() != partition.cond_in_shape || net.out_shape() != partition.cond_out_shape {
-            return Err(Error::Config(format!(
-                "{}: the conditioner maps {:?} -> {:?}, but mask {:?} on {:?} needs {:?} -> {:?}",
+            return Err(Error::invalid(
                 I::KIND,
-                net.in_shape(),
-                net.out_shape(),
-                mask,
-                sample_shape,
-                partition.cond_in_shape,
-                partition.cond_out_shape
-            )));
+                "conditioner",
+                format!(
+                    "maps {:?} -> {:?}, but mask {:?} on {:?} needs {:?} -> {:?}",
+                    net.in_shape(),
+                    net.out_shape(),
+                    mask,
+                    sample_shape,
+                    partition.cond_in_shape,
+                    partition.cond_out_shape
+                ),
+            ));
         }
         inner.check(partition.b_idx.len())?;
         Ok(Coupling {
@@ -466,26 +488,26 @@ impl<T: Real, I: Inner<T>> Params<T> for Coupling<T, I> {
     }
 }
 
-struct CouplingCache<T> {
+struct CouplingCache<T, A> {
     net: Cache,
     parts: Vec<Vec<T>>,
-    aux: Vec<Vec<T>>,
+    aux: A,
     zb: Vec<T>,
     shape: Vec<usize>,
 }
 
 /// A coupling pass: output, per-sample log-det and, in training, the cache.
-type CouplingRun<T> = (Tensor<T>, Vec<T>, Option<CouplingCache<T>>);
+type CouplingRun<T, A> = (Tensor<T>, Vec<T>, Option<CouplingCache<T, A>>);
 
 impl<T: Real, I: Inner<T>> Coupling<T, I> {
-    fn run(&self, x: &Tensor<T>, train: bool) -> Result<CouplingRun<T>> {
-        check_input(self, I::KIND, x, &self.partition.sample_shape)?;
+    fn run(&self, x: &Tensor<T>, cx: Ctx<'_, T>, train: bool) -> Result<CouplingRun<T, I::Aux>> {
+        check_input(self, I::KIND, x, cx, &self.partition.sample_shape)?;
         let cin = self.cond_input(x)?;
         let (out, net_cache) = if train {
-            let (o, c) = self.net.forward_train(&cin)?;
+            let (o, c) = self.net.forward_train(&cin, cx)?;
             (o, Some(c))
         } else {
-            (self.net.forward(&cin)?, None)
+            (self.net.forward(&cin, cx)?, None)
         };
         let parts = self.split_parts(&out);
         let xb = self.gather_b(x);
@@ -519,15 +541,15 @@ impl<T: Real, I: Inner<T>> Bijector<T> for Coupling<T, I> {
         (self.partition.sample_shape.clone(), self.partition.sample_shape.clone())
     }
 
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        let (z, ld, _) = self.run(x, false)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        let (z, ld, _) = self.run(x, cx, false)?;
         Ok((z, ld))
     }
 
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, I::KIND, z, &self.partition.sample_shape)?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, I::KIND, z, cx, &self.partition.sample_shape)?;
         // A is unchanged by the forward map, so the conditioner sees the same input.
-        let out = self.net.forward(&self.cond_input(z)?)?;
+        let out = self.net.forward(&self.cond_input(z)?, cx)?;
         let parts = self.split_parts(&out);
         let zb = self.gather_b(z);
         let mut xb = vec![T::zero(); zb.len()];
@@ -537,14 +559,14 @@ impl<T: Real, I: Inner<T>> Bijector<T> for Coupling<T, I> {
         Ok((self.scatter_b(z, &xb), ld))
     }
 
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        let (z, ld, cache) = self.run(x, true)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        let (z, ld, cache) = self.run(x, cx, true)?;
         let cache = cache.unwrap_or_else(|| unreachable!("invariant: train mode keeps a cache"));
         Ok((z, ld, Cache::new(I::KIND, cache)))
     }
 
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
-        let c: CouplingCache<T> = cache.take(I::KIND)?;
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
+        let c: CouplingCache<T, I::Aux> = cache.take(I::KIND)?;
         check_grads(I::KIND, dz, dlogdet, &c.shape)?;
         let d = self.partition.b_idx.len();
         let dzb = self.gather_b(dz);
@@ -563,20 +585,23 @@ impl<T: Real, I: Inner<T>> Bijector<T> for Coupling<T, I> {
         }
         let mut oshape = vec![n];
         oshape.extend_from_slice(&p.cond_out_shape);
-        let dcin = self.net.backward(c.net, &Tensor::new(&oshape, dout)?)?;
+        let dnet = self.net.backward(c.net, &Tensor::new(&oshape, dout)?)?;
         let mut dx = self.scatter_b(dz, &dxb);
         let s_len = dz.sample_len();
-        let in_len = dcin.sample_len();
+        let in_len = dnet.x.sample_len();
         for (xs, cs) in dx
             .as_mut_slice()
             .chunks_exact_mut(s_len)
-            .zip(dcin.as_slice().chunks_exact(in_len))
+            .zip(dnet.x.as_slice().chunks_exact(in_len))
         {
             for &(ci, xi) in &p.a_src {
                 xs[xi] += cs[ci];
             }
         }
-        Ok(dx)
+        Ok(InputGrad {
+            x: dx,
+            context: dnet.context,
+        })
     }
 
     fn to_f64(&self) -> Box<dyn Bijector<f64>> {

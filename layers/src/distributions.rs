@@ -13,10 +13,15 @@ use exactflow_kernels::{Error, F1, Real, Result};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal as StdNormalDist;
 
+use crate::bijector::InputGrad;
+use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
 
 /// A base distribution over latent samples of a fixed shape.
+///
+/// Every method takes a [`Ctx`]; the distributions here ignore its context (a conditional
+/// distribution would read it and return its gradient in [`InputGrad::context`]).
 pub trait Distribution<T: Real>: Params<T> + Send + Sync {
     /// A short name ("StandardNormal", ...).
     fn kind(&self) -> &'static str;
@@ -25,19 +30,27 @@ pub trait Distribution<T: Real>: Params<T> + Send + Sync {
     ///
     /// # Errors
     /// A shape the distribution does not cover; NaN/inf in `z`.
-    fn log_prob(&self, z: &Tensor<T>) -> Result<Vec<T>>;
+    fn log_prob(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Vec<T>>;
 
     /// `n` samples of sample shape `shape` at temperature `temperature` (>= 0).
     ///
     /// # Errors
     /// A negative or non-finite temperature; a shape the distribution does not cover.
-    fn sample(&self, n: usize, shape: &[usize], temperature: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>>;
+    fn sample(
+        &self,
+        n: usize,
+        shape: &[usize],
+        temperature: f64,
+        rng: &mut dyn RngCore,
+        cx: Ctx<'_, T>,
+    ) -> Result<Tensor<T>>;
 
-    /// Given `w_i = dL/dlog pi(z_i)`, accumulates dL/dtheta and returns dL/dz.
+    /// Given `w_i = dL/dlog pi(z_i)`, accumulates dL/dtheta and returns dL/dz (and dL/dcontext
+    /// for a conditional distribution).
     ///
     /// # Errors
     /// Shape mismatches.
-    fn backward(&mut self, z: &Tensor<T>, dlog_prob: &[T]) -> Result<Tensor<T>>;
+    fn backward(&mut self, z: &Tensor<T>, dlog_prob: &[T], cx: Ctx<'_, T>) -> Result<InputGrad<T>>;
 
     /// The same distribution in f64.
     fn to_f64(&self) -> Box<dyn Distribution<f64>>;
@@ -132,14 +145,14 @@ impl<T: Real> Distribution<T> for StandardNormal {
         "StandardNormal"
     }
 
-    fn log_prob(&self, z: &Tensor<T>) -> Result<Vec<T>> {
+    fn log_prob(&self, z: &Tensor<T>, _cx: Ctx<'_, T>) -> Result<Vec<T>> {
         check_z("StandardNormal::log_prob", z, None)?;
         let c = half_ln_2pi::<T>();
         let half = T::lit(0.5);
         Ok(per_sample(z, |_, v| -half * v * v - c))
     }
 
-    fn sample(&self, n: usize, shape: &[usize], t: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
+    fn sample(&self, n: usize, shape: &[usize], t: f64, rng: &mut dyn RngCore, _cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         check_temperature("StandardNormal::sample", t)?;
         Tensor::from_fn(&batch_shape(n, shape), |_| {
             let e: f64 = rng.sample(StdNormalDist);
@@ -147,9 +160,9 @@ impl<T: Real> Distribution<T> for StandardNormal {
         })
     }
 
-    fn backward(&mut self, z: &Tensor<T>, w: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, z: &Tensor<T>, w: &[T], _cx: Ctx<'_, T>) -> Result<InputGrad<T>> {
         check_z("StandardNormal::backward", z, Some(w))?;
-        Ok(weighted_grad(z, w, |_, v| -v))
+        Ok(InputGrad::input(weighted_grad(z, w, |_, v| -v)))
     }
 
     fn to_f64(&self) -> Box<dyn Distribution<f64>> {
@@ -166,12 +179,12 @@ impl<T: Real> Distribution<T> for StandardLogistic {
         "StandardLogistic"
     }
 
-    fn log_prob(&self, z: &Tensor<T>) -> Result<Vec<T>> {
+    fn log_prob(&self, z: &Tensor<T>, _cx: Ctx<'_, T>) -> Result<Vec<T>> {
         check_z("StandardLogistic::log_prob", z, None)?;
         Ok(per_sample(z, |_, v| -(softplus(v) + softplus(-v))))
     }
 
-    fn sample(&self, n: usize, shape: &[usize], t: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
+    fn sample(&self, n: usize, shape: &[usize], t: f64, rng: &mut dyn RngCore, _cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         check_temperature("StandardLogistic::sample", t)?;
         Tensor::from_fn(&batch_shape(n, shape), |_| {
             // u in (0, 1): never exactly 0 or 1, so the logit is finite.
@@ -180,11 +193,11 @@ impl<T: Real> Distribution<T> for StandardLogistic {
         })
     }
 
-    fn backward(&mut self, z: &Tensor<T>, w: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, z: &Tensor<T>, w: &[T], _cx: Ctx<'_, T>) -> Result<InputGrad<T>> {
         check_z("StandardLogistic::backward", z, Some(w))?;
         // d/dz [-softplus(z) - softplus(-z)] = 1 - 2 sigmoid(z) = -tanh(z / 2).
         let half = T::lit(0.5);
-        Ok(weighted_grad(z, w, |_, v| -(v * half).tanh()))
+        Ok(InputGrad::input(weighted_grad(z, w, |_, v| -(v * half).tanh())))
     }
 
     fn to_f64(&self) -> Box<dyn Distribution<f64>> {
@@ -248,7 +261,7 @@ impl<T: Real> Distribution<T> for DiagonalGaussian<T> {
         "DiagonalGaussian"
     }
 
-    fn log_prob(&self, z: &Tensor<T>) -> Result<Vec<T>> {
+    fn log_prob(&self, z: &Tensor<T>, _cx: Ctx<'_, T>) -> Result<Vec<T>> {
         check_z("DiagonalGaussian::log_prob", z, None)?;
         self.check_shape("DiagonalGaussian::log_prob", z)?;
         self.check_params_finite("DiagonalGaussian")?;
@@ -261,7 +274,7 @@ impl<T: Real> Distribution<T> for DiagonalGaussian<T> {
         }))
     }
 
-    fn sample(&self, n: usize, shape: &[usize], t: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
+    fn sample(&self, n: usize, shape: &[usize], t: f64, rng: &mut dyn RngCore, _cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         check_temperature("DiagonalGaussian::sample", t)?;
         if shape != self.mean.value.shape() {
             return Err(Error::ShapeMismatch {
@@ -278,7 +291,7 @@ impl<T: Real> Distribution<T> for DiagonalGaussian<T> {
         })
     }
 
-    fn backward(&mut self, z: &Tensor<T>, w: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, z: &Tensor<T>, w: &[T], _cx: Ctx<'_, T>) -> Result<InputGrad<T>> {
         check_z("DiagonalGaussian::backward", z, Some(w))?;
         self.check_shape("DiagonalGaussian::backward", z)?;
         let m = z.sample_len();
@@ -299,7 +312,7 @@ impl<T: Real> Distribution<T> for DiagonalGaussian<T> {
         }
         self.mean.accumulate(&dmu);
         self.log_std.accumulate(&dls);
-        Ok(dz)
+        Ok(InputGrad::input(dz))
     }
 
     fn to_f64(&self) -> Box<dyn Distribution<f64>> {

@@ -1,9 +1,9 @@
 //! Gradient checks of a layer's hand-written backward pass against central finite differences.
 //!
 //! The scalar checked is `L = sum(w_z * z) + sum(w_ld * logdet)` for fixed random weights, with
-//! `(z, logdet) = forward_train(x)`: backward is called with `dz = w_z`, `dlogdet = w_ld`, and
-//! every entry of dL/dx and of each trainable parameter's gradient is compared with
-//! `(L(v + h) - L(v - h)) / 2h`.
+//! `(z, logdet) = forward_train(x, c)`: backward is called with `dz = w_z`, `dlogdet = w_ld`, and
+//! every entry of dL/dx, of dL/dc when a context `c` is given, and of each trainable parameter's
+//! gradient is compared with `(L(v + h) - L(v - h)) / 2h`.
 //!
 //! **Error measure.** `|analytic - numeric| / max(1, |analytic|, |numeric|)`: relative for
 //! gradients larger than 1, absolute below. A pure relative error is meaningless for entries that
@@ -25,7 +25,8 @@
 
 use exactflow_kernels::{Error, Result};
 
-use crate::bijector::{Bijector, Pass};
+use crate::bijector::{Bijector, InputGrad, Pass};
+use crate::ctx::Ctx;
 use crate::nets::Conditioner;
 use crate::params::{ParamKind, Params};
 use crate::tensor::Tensor;
@@ -61,6 +62,8 @@ fn fd_error(analytic: f64, h: f64, mut loss_at: impl FnMut(f64) -> Result<f64>) 
 pub struct GradCheckReport {
     /// Worst error over the entries of dL/dx.
     pub input_error: f64,
+    /// Worst error over the entries of dL/dcontext (0 when no context was given).
+    pub context_error: f64,
     /// Worst error per trainable parameter, by name.
     pub param_errors: Vec<(String, f64)>,
 }
@@ -68,21 +71,33 @@ pub struct GradCheckReport {
 impl GradCheckReport {
     /// The worst error over the input and every parameter.
     pub fn max_error(&self) -> f64 {
-        self.param_errors.iter().map(|p| p.1).fold(self.input_error, f64::max)
+        self.param_errors
+            .iter()
+            .map(|p| p.1)
+            .fold(self.input_error.max(self.context_error), f64::max)
     }
 
     /// The name of the worst entry ("input" or a parameter name) and its error.
     pub fn worst(&self) -> (String, f64) {
+        let start = if self.context_error > self.input_error {
+            ("context".to_string(), self.context_error)
+        } else {
+            ("input".to_string(), self.input_error)
+        };
         self.param_errors
             .iter()
-            .fold(("input".to_string(), self.input_error), |acc, (n, e)| {
-                if *e > acc.1 { (n.clone(), *e) } else { acc }
-            })
+            .fold(start, |acc, (n, e)| if *e > acc.1 { (n.clone(), *e) } else { acc })
     }
 }
 
-fn loss(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>, wz: &Tensor<f64>, wld: &[f64]) -> Result<f64> {
-    let (z, ld, _) = layer.forward_train(x, Pass::Train)?;
+fn loss(
+    layer: &mut dyn Bijector<f64>,
+    x: &Tensor<f64>,
+    c: Option<&Tensor<f64>>,
+    wz: &Tensor<f64>,
+    wld: &[f64],
+) -> Result<f64> {
+    let (z, ld, _) = layer.forward_train(x, Ctx::new(c), Pass::Train)?;
     let a: f64 = z.as_slice().iter().zip(wz.as_slice()).map(|(p, q)| p * q).sum();
     let b: f64 = ld.iter().zip(wld).map(|(p, q)| p * q).sum();
     Ok(a + b)
@@ -90,7 +105,8 @@ fn loss(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>, wz: &Tensor<f64>, wld: &
 
 /// Compares the backward pass of `layer` (in f64) with central differences of step `h`.
 ///
-/// Checks every input entry, and every entry of each trainable parameter with at most
+/// Checks every input entry, every entry of the `context` when one is given (a layer that
+/// ignores it must report a zero gradient), and every entry of each trainable parameter with at most
 /// `max_per_param` entries (an evenly spaced subset of larger ones). The layer's training state
 /// may change (running statistics), so pass a copy (e.g. from [`Bijector::to_f64`]).
 ///
@@ -99,6 +115,7 @@ fn loss(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>, wz: &Tensor<f64>, wld: &
 pub fn grad_check(
     layer: &mut dyn Bijector<f64>,
     x: &Tensor<f64>,
+    context: Option<&Tensor<f64>>,
     wz: &Tensor<f64>,
     wld: &[f64],
     h: f64,
@@ -114,37 +131,70 @@ pub fn grad_check(
     }
     // One training pass first, so data-dependent initialization (ActNorm) is already done and
     // every later evaluation applies the same map.
-    layer.forward_train(x, Pass::Train)?;
+    let cx = Ctx::new(context);
+    layer.forward_train(x, cx, Pass::Train)?;
     layer.visit_params_mut("", &mut |_, p| p.zero_grad());
-    let (z, _, cache) = layer.forward_train(x, Pass::Train)?;
+    let (z, _, cache) = layer.forward_train(x, cx, Pass::Train)?;
     wz.expect_shape("grad_check", z.shape())?;
-    let dx = layer.backward(cache, wz, wld)?;
+    let grad = layer.backward(cache, wz, wld)?;
 
-    compare_with_fd(layer, x, &dx, h, max_per_param, |layer, x| loss(layer, x, wz, wld))
+    compare_with_fd(layer, x, context, &grad, h, max_per_param, |layer, x, c| {
+        loss(layer, x, c, wz, wld)
+    })
 }
 
-/// Compares `dx` and every trainable parameter's accumulated gradient of `model` with central
-/// differences of `loss_of` (an evenly spaced subset of at most `max_per_param` entries for larger
-/// parameters). Values are restored by assignment, so the model is left bit for bit as it was.
-fn compare_with_fd<P: Params<f64> + ?Sized>(
-    model: &mut P,
-    x: &Tensor<f64>,
-    dx: &Tensor<f64>,
+/// The worst [`fd_error`] over the entries of `v` against `analytic`, perturbing one entry of a
+/// copy of `v` at a time.
+fn entries_error(
+    v: &Tensor<f64>,
+    analytic: &[f64],
     h: f64,
-    max_per_param: usize,
-    loss_of: impl Fn(&mut P, &Tensor<f64>) -> Result<f64>,
-) -> Result<GradCheckReport> {
-    let mut report = GradCheckReport::default();
-    let mut xp = x.clone();
-    for k in 0..x.len() {
-        let v = x.as_slice()[k];
-        let e = fd_error(dx.as_slice()[k], h, |d| {
-            xp.as_mut_slice()[k] = v + d;
-            let l = loss_of(model, &xp);
-            xp.as_mut_slice()[k] = v;
+    mut loss_at: impl FnMut(&Tensor<f64>) -> Result<f64>,
+) -> Result<f64> {
+    let mut worst = 0.0f64;
+    let mut vp = v.clone();
+    for k in 0..v.len() {
+        let orig = v.as_slice()[k];
+        let e = fd_error(analytic[k], h, |d| {
+            vp.as_mut_slice()[k] = orig + d;
+            let l = loss_at(&vp);
+            vp.as_mut_slice()[k] = orig;
             l
         })?;
-        report.input_error = report.input_error.max(e);
+        worst = worst.max(e);
+    }
+    Ok(worst)
+}
+
+/// Compares the input gradient, the context gradient (zero when absent) and every trainable
+/// parameter's accumulated gradient of `model` with central differences of `loss_of` (an evenly
+/// spaced subset of at most `max_per_param` entries for larger parameters), each retried at
+/// `h / 10` and `h / 100` above [`REFINE_ABOVE`]. Values are restored by assignment, so the model
+/// is left bit for bit as it was. [`grad_check`] and [`grad_check_net`] are this check for one
+/// layer and one network; a composition (a whole flow) calls it with its own loss.
+///
+/// # Errors
+/// Whatever `loss_of` returns; [`Error::ShapeMismatch`] when a gradient's shape differs from its
+/// input's.
+pub fn compare_with_fd<P: Params<f64> + ?Sized>(
+    model: &mut P,
+    x: &Tensor<f64>,
+    context: Option<&Tensor<f64>>,
+    grad: &InputGrad<f64>,
+    h: f64,
+    max_per_param: usize,
+    loss_of: impl Fn(&mut P, &Tensor<f64>, Option<&Tensor<f64>>) -> Result<f64>,
+) -> Result<GradCheckReport> {
+    grad.x.expect_shape("grad_check", x.shape())?;
+    let mut report = GradCheckReport {
+        input_error: entries_error(x, grad.x.as_slice(), h, |xp| loss_of(model, xp, context))?,
+        ..GradCheckReport::default()
+    };
+    if let Some(c) = context {
+        let zeros = c.zeros_like();
+        let dc = grad.context.as_ref().unwrap_or(&zeros);
+        dc.expect_shape("grad_check (context gradient)", c.shape())?;
+        report.context_error = entries_error(c, dc.as_slice(), h, |cp| loss_of(model, x, Some(cp)))?;
     }
 
     let mut params = Vec::new();
@@ -173,7 +223,7 @@ fn compare_with_fd<P: Params<f64> + ?Sized>(
             };
             let e = fd_error(grad[k], h, |d| {
                 set(model, orig + d);
-                let l = loss_of(model, x);
+                let l = loss_of(model, x, context);
                 set(model, orig);
                 l
             })?;
@@ -184,8 +234,8 @@ fn compare_with_fd<P: Params<f64> + ?Sized>(
     Ok(report)
 }
 
-fn net_loss(net: &dyn Conditioner<f64>, x: &Tensor<f64>, w: &Tensor<f64>) -> Result<f64> {
-    let y = net.forward(x)?;
+fn net_loss(net: &dyn Conditioner<f64>, x: &Tensor<f64>, c: Option<&Tensor<f64>>, w: &Tensor<f64>) -> Result<f64> {
+    let y = net.forward(x, Ctx::new(c))?;
     w.expect_shape("grad_check_net", y.shape())?;
     Ok(y.as_slice().iter().zip(w.as_slice()).map(|(p, q)| p * q).sum())
 }
@@ -195,8 +245,8 @@ fn net_loss(net: &dyn Conditioner<f64>, x: &Tensor<f64>, w: &Tensor<f64>) -> Res
 /// `forward_train(x)`, and every entry of dL/dx and of each trainable parameter's gradient (an
 /// evenly spaced subset of at most `max_per_param` entries for larger parameters) is compared
 /// with `(L(v + h) - L(v - h)) / 2h` by [`mixed_error`] (retried at `h / 10` and `h / 100` above
-/// [`REFINE_ABOVE`], see the module documentation on kinks). The network's gradients are zeroed
-/// first.
+/// [`REFINE_ABOVE`], see the module documentation on kinks); so is every entry of dL/dcontext
+/// when a `context` is given. The network's gradients are zeroed first.
 ///
 /// # Errors
 /// Whatever the network's passes return; [`Error::ShapeMismatch`] when `w` does not have the
@@ -204,17 +254,19 @@ fn net_loss(net: &dyn Conditioner<f64>, x: &Tensor<f64>, w: &Tensor<f64>) -> Res
 pub fn grad_check_net(
     net: &mut dyn Conditioner<f64>,
     x: &Tensor<f64>,
+    context: Option<&Tensor<f64>>,
     w: &Tensor<f64>,
     h: f64,
     max_per_param: usize,
 ) -> Result<GradCheckReport> {
     net.visit_params_mut("", &mut |_, p| p.zero_grad());
-    let (y, cache) = net.forward_train(x)?;
+    let (y, cache) = net.forward_train(x, Ctx::new(context))?;
     w.expect_shape("grad_check_net", y.shape())?;
-    let dx = net.backward(cache, w)?;
-    dx.expect_shape("grad_check_net", x.shape())?;
+    let grad = net.backward(cache, w)?;
 
-    compare_with_fd(net, x, &dx, h, max_per_param, |net, x| net_loss(net, x, w))
+    compare_with_fd(net, x, context, &grad, h, max_per_param, |net, x, c| {
+        net_loss(net, x, c, w)
+    })
 }
 
 #[cfg(test)]
@@ -262,14 +314,14 @@ mod tests {
         fn out_shape(&self) -> Vec<usize> {
             vec![self.d]
         }
-        fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        fn forward(&self, x: &Tensor<T>, _cx: Ctx<'_, T>) -> Result<Tensor<T>> {
             let a = self.a.values()[0];
             Ok(x.map(|v| a * v.max(T::zero()) + v * v / T::lit(2.0)))
         }
-        fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
-            Ok((self.forward(x)?, Cache::new("Toy", x.clone())))
+        fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
+            Ok((self.forward(x, cx)?, Cache::new("Toy", x.clone())))
         }
-        fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
+        fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<InputGrad<T>> {
             let x: Tensor<T> = cache.take("Toy")?;
             let (a, k) = (self.a.values()[0], T::lit(1.0 + self.skew));
             let da = x
@@ -278,10 +330,11 @@ mod tests {
                 .zip(dy.as_slice())
                 .fold(T::zero(), |acc, (&v, &g)| acc + g * v.max(T::zero()));
             self.a.accumulate(&[da * k]);
-            x.zip_map(dy, |v, g| {
+            let dx = x.zip_map(dy, |v, g| {
                 let relu_slope = if v > T::zero() { a } else { T::zero() };
                 g * (relu_slope + v) * k
-            })
+            })?;
+            Ok(InputGrad::input(dx))
         }
         crate::impl_net_cast!();
     }
@@ -305,13 +358,13 @@ mod tests {
             ((1e-5 + 3e-6) * 2.0 + 0.5 * (1.3e-5f64.powi(2) - 0.7e-5f64.powi(2))) / 2e-5,
         );
         assert!(plain > 0.1, "the example must straddle the kink, error {plain}");
-        let rep = grad_check_net(&mut toy(0.0), &x, &w, 1e-5, 8).unwrap();
+        let rep = grad_check_net(&mut toy(0.0), &x, None, &w, 1e-5, 8).unwrap();
         assert!(rep.max_error() < 1e-8, "{rep:?}");
         // A backward that is off by 1e-4 relative fails at every step.
-        let rep = grad_check_net(&mut toy(1e-4), &x, &w, 1e-5, 8).unwrap();
+        let rep = grad_check_net(&mut toy(1e-4), &x, None, &w, 1e-5, 8).unwrap();
         assert!(rep.input_error > 5e-5 && rep.param_errors[0].1 > 2e-5, "{rep:?}");
         // Wrong output weights are an error.
         let bad_w = Tensor::new(&[1, 2], vec![1.0, 1.0]).unwrap();
-        assert!(grad_check_net(&mut toy(0.0), &x, &bad_w, 1e-5, 8).is_err());
+        assert!(grad_check_net(&mut toy(0.0), &x, None, &bad_w, 1e-5, 8).is_err());
     }
 }

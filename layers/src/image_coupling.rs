@@ -19,12 +19,14 @@ use crate::mask::{Mask, MaskKind};
 use crate::nets::{GlowNet, ResNet, ResNetConfig};
 
 /// `(C, H, W)` of an image sample shape.
-fn chw(op: &str, sample_shape: &[usize]) -> Result<(usize, usize, usize)> {
+fn chw(op: &'static str, sample_shape: &[usize]) -> Result<(usize, usize, usize)> {
     match *sample_shape {
         [c, h, w] => Ok((c, h, w)),
-        _ => Err(Error::Config(format!(
-            "{op} needs an image sample shape [C, H, W], found {sample_shape:?}"
-        ))),
+        _ => Err(Error::invalid(
+            op,
+            "configuration",
+            format!("needs an image sample shape [C, H, W], found {sample_shape:?}"),
+        )),
     }
 }
 
@@ -42,7 +44,7 @@ impl<T: Real> AffineCoupling<T> {
     /// as the identity.
     ///
     /// # Errors
-    /// [`Error::Config`] for a sample shape that is not `[C, H, W]`, a mask that leaves a part
+    /// [`Error::InvalidArgument`] for a sample shape that is not `[C, H, W]`, a mask that leaves a part
     /// empty (a channel mask on one channel), or a bad `cfg`.
     pub fn with_resnet(sample_shape: &[usize], mask: Mask, cfg: &ResNetConfig, rng: &mut impl Rng) -> Result<Self> {
         let (_, h, w) = chw("AffineCoupling::with_resnet", sample_shape)?;
@@ -59,7 +61,7 @@ impl<T: Real> GlowCoupling<T> {
     /// convolution starts at zero.
     ///
     /// # Errors
-    /// [`Error::Config`] for a sample shape that is not `[C, H, W]`, fewer than 2 channels, or a
+    /// [`Error::InvalidArgument`] for a sample shape that is not `[C, H, W]`, fewer than 2 channels, or a
     /// zero `hidden`.
     pub fn with_glow_net(sample_shape: &[usize], hidden: usize, rng: &mut impl Rng) -> Result<Self> {
         let (_, h, w) = chw("GlowCoupling::with_glow_net", sample_shape)?;
@@ -89,6 +91,7 @@ impl<T: Real> AdditiveCoupling<T> {
 mod tests {
     use super::*;
     use crate::bijector::Bijector;
+    use crate::ctx::Ctx;
     use crate::params::Params;
     use crate::tensor::Tensor;
     use rand::SeedableRng;
@@ -133,10 +136,10 @@ mod tests {
         let x = Tensor::from_fn(&[2, 2, 3, 3], |k| (k as f64 * 0.3).sin()).unwrap();
         let l = AffineCoupling::<f64>::with_resnet(&[2, 3, 3], Mask::new(MaskKind::Checkerboard, true), &cfg, &mut rng)
             .unwrap();
-        let (z, ld) = l.forward(&x).unwrap();
+        let (z, ld) = l.forward(&x, Ctx::NONE).unwrap();
         assert_eq!((z.as_slice(), ld.as_slice()), (x.as_slice(), &[0.0, 0.0][..]));
         let l = AdditiveCoupling::<f64>::with_glow_net(&[2, 3, 3], 4, &mut rng).unwrap();
-        assert_eq!(l.forward(&x).unwrap().0.as_slice(), x.as_slice());
+        assert_eq!(l.forward(&x, Ctx::NONE).unwrap().0.as_slice(), x.as_slice());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use exactflow_kernels::{Error, F1, LogDet, Matrix, Result, log_det};
 
 use crate::bijector::Bijector;
+use crate::ctx::Ctx;
 use crate::tensor::Tensor;
 
 fn check_square_map(op: &'static str, in_len: usize, out_len: usize) -> Result<()> {
@@ -91,46 +92,52 @@ pub fn jacobian_dual(f: impl Fn(&Tensor<F1>) -> Result<Tensor<F1>>, x: &Tensor<f
     Ok(jacs)
 }
 
-/// The exact per-sample Jacobians of a layer's forward map at `x` (via [`Bijector::to_dual`]).
+/// The exact per-sample Jacobians of a layer's forward map with respect to `x` at `x` (via
+/// [`Bijector::to_dual`]), the `context` (if any) held fixed.
 ///
 /// # Errors
 /// Whatever the layer's forward returns; an error when input and output sizes differ.
 pub fn forward_jacobian_exact<T: exactflow_kernels::Real>(
     layer: &dyn Bijector<T>,
     x: &Tensor<f64>,
+    context: Option<&Tensor<f64>>,
 ) -> Result<Vec<Matrix<f64>>> {
     let dual = layer.to_dual();
     let (inp, out) = dual.sample_shapes();
     check_square_map("forward_jacobian_exact", inp.iter().product(), out.iter().product())?;
-    jacobian_dual(|t| Ok(dual.forward(t)?.0), x)
+    let c = context.map(|c| c.cast::<F1>());
+    jacobian_dual(|t| Ok(dual.forward(t, Ctx::new(c.as_ref()))?.0), x)
 }
 
-/// The exact per-sample Jacobians of a layer's inverse map at `z`.
+/// The exact per-sample Jacobians of a layer's inverse map at `z`, the `context` held fixed.
 ///
 /// # Errors
 /// As [`forward_jacobian_exact`].
 pub fn inverse_jacobian_exact<T: exactflow_kernels::Real>(
     layer: &dyn Bijector<T>,
     z: &Tensor<f64>,
+    context: Option<&Tensor<f64>>,
 ) -> Result<Vec<Matrix<f64>>> {
     let dual = layer.to_dual();
-    jacobian_dual(|t| Ok(dual.inverse(t)?.0), z)
+    let c = context.map(|c| c.cast::<F1>());
+    jacobian_dual(|t| Ok(dual.inverse(t, Ctx::new(c.as_ref()))?.0), z)
 }
 
 /// Per-sample Jacobians of a layer's forward map by central differences (in f64, via
-/// [`Bijector::to_f64`]).
+/// [`Bijector::to_f64`]), the `context` held fixed.
 ///
 /// # Errors
 /// As [`forward_jacobian_exact`].
 pub fn forward_jacobian_fd<T: exactflow_kernels::Real>(
     layer: &dyn Bijector<T>,
     x: &Tensor<f64>,
+    context: Option<&Tensor<f64>>,
     h: f64,
 ) -> Result<Vec<Matrix<f64>>> {
     let l = layer.to_f64();
     let (inp, out) = l.sample_shapes();
     check_square_map("forward_jacobian_fd", inp.iter().product(), out.iter().product())?;
-    jacobian_fd(|t| Ok(l.forward(t)?.0), x, h)
+    jacobian_fd(|t| Ok(l.forward(t, Ctx::new(context))?.0), x, h)
 }
 
 /// `(sign, log|det J_n|)` of each Jacobian, by the kernels' LU.

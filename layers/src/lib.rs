@@ -5,6 +5,10 @@
 //!
 //! **Direction** (everywhere in exactflow): [`Bijector::forward`] maps data x to latent z and
 //! returns `log|det dz/dx|` per sample; [`Bijector::inverse`] maps z back to x.
+//!
+//! **Composition.** A flow is a list of [`Stage`]s: layers ([`Layer`] around a [`Bijector`]) and
+//! factor-outs ([`Split`]). Every pass takes a [`Ctx`] carrying the context of a conditional
+//! flow and the parallelism of the matrix products.
 
 #![warn(missing_docs)]
 
@@ -13,6 +17,7 @@ pub mod batchnorm;
 pub mod bijector;
 pub mod conv1x1;
 pub mod coupling;
+pub mod ctx;
 pub mod distributions;
 pub mod gradcheck;
 pub mod image_coupling;
@@ -23,23 +28,24 @@ pub mod nets;
 pub mod params;
 pub mod permutation;
 pub mod scaling;
-pub mod sequential;
 pub mod split;
 pub mod squeeze;
+pub mod stage;
 pub mod tensor;
 
 pub use actnorm::ActNorm;
 pub use batchnorm::BatchNorm;
-pub use bijector::{Bijector, Cache, Mapped, Pass};
+pub use bijector::{Bijector, Cache, InputGrad, Mapped, Pass};
 pub use conv1x1::{Conv1x1, Conv1x1Lu};
 pub use coupling::{AdditiveCoupling, AffineCoupling, Coupling, GlowCoupling};
+pub use ctx::Ctx;
 pub use distributions::{DiagonalGaussian, Distribution, StandardLogistic, StandardNormal};
 pub use logit::Logit;
 pub use mask::{Mask, MaskKind, Partition};
-pub use params::{Param, ParamKind, Params};
+pub use params::{IntBuffer, IntKind, Param, ParamKind, Params};
 pub use permutation::Permutation;
 pub use scaling::Scaling;
-pub use sequential::Sequential;
 pub use split::Split;
 pub use squeeze::{Squeeze, Unsqueeze};
+pub use stage::{Factored, Layer, Stage, Step, layer};
 pub use tensor::Tensor;

@@ -28,7 +28,8 @@ use std::marker::PhantomData;
 
 use exactflow_kernels::{Error, Real, Result};
 
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
 use crate::tensor::Tensor;
 
 /// Elementwise `z = logit(alpha + (1 - 2 alpha) x)` with its log-det (see the module
@@ -69,17 +70,21 @@ impl<T: Real> Logit<T> {
     /// The logit layer for samples of shape `sample_shape` (any rank) with squeeze `alpha`.
     ///
     /// # Errors
-    /// [`Error::Config`] unless `0 <= alpha < 0.5`, or for an empty shape or a zero extent.
+    /// [`Error::InvalidArgument`] unless `0 <= alpha < 0.5`, or for an empty shape or a zero extent.
     pub fn new(sample_shape: &[usize], alpha: f64) -> Result<Self> {
         if !(0.0..0.5).contains(&alpha) {
-            return Err(Error::Config(format!(
-                "Logit needs 0 <= alpha < 0.5, found alpha = {alpha}"
-            )));
+            return Err(Error::invalid(
+                "Logit",
+                "configuration",
+                format!("needs 0 <= alpha < 0.5, found alpha = {alpha}"),
+            ));
         }
         if sample_shape.is_empty() || sample_shape.contains(&0) {
-            return Err(Error::Config(format!(
-                "Logit needs a non-empty sample shape with positive extents, found {sample_shape:?}"
-            )));
+            return Err(Error::invalid(
+                "Logit",
+                "configuration",
+                format!("needs a non-empty sample shape with positive extents, found {sample_shape:?}"),
+            ));
         }
         Ok(Logit {
             alpha,
@@ -105,7 +110,7 @@ impl<T: Real> Logit<T> {
     /// `(alpha, 1 - 2 alpha)` in `T`.
     ///
     /// # Errors
-    /// [`Error::Config`] when `1 - 2 alpha` rounds to 0 in `T` (alpha within rounding of 0.5).
+    /// [`Error::InvalidArgument`] when `1 - 2 alpha` rounds to 0 in `T` (alpha within rounding of 0.5).
     fn coefficients(&self, op: &'static str) -> Result<(T, T)> {
         let a = T::lit(self.alpha);
         let k = T::one() - T::lit(2.0) * a;
@@ -121,8 +126,8 @@ impl<T: Real> Logit<T> {
 
     /// Checks the domain (see the module documentation) and returns `v`, `1 - v`, `z` and the
     /// per-sample log-dets.
-    fn forward_map(&self, op: &'static str, x: &Tensor<T>) -> Result<LogitPass<T>> {
-        check_input(self, op, x, &self.sample_shape)?;
+    fn forward_map(&self, op: &'static str, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<LogitPass<T>> {
+        check_input(self, op, x, cx, &self.sample_shape)?;
         let (a, k) = self.coefficients(op)?;
         let open = a == T::zero();
         let m = x.sample_len().max(1);
@@ -179,15 +184,15 @@ impl<T: Real> Bijector<T> for Logit<T> {
 
     /// `z = logit(alpha + (1 - 2 alpha) x)` (data -> latent), log-det
     /// `sum(ln(1 - 2 alpha) - ln v - ln(1 - v))` per sample.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        let LogitPass { z, ld, .. } = self.forward_map("Logit::forward", x)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        let LogitPass { z, ld, .. } = self.forward_map("Logit::forward", x, cx)?;
         Ok((z, ld))
     }
 
     /// `x = (sigmoid(z) - alpha) / (1 - 2 alpha)` (latent -> data), log-det
     /// `sum(-ln(1 - 2 alpha) - softplus(-z) - softplus(z))` per sample.
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Logit::inverse", z, &self.sample_shape)?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Logit::inverse", z, cx, &self.sample_shape)?;
         let (a, k) = self.coefficients("Logit::inverse")?;
         let ln_k = k.ln();
         let m = z.sample_len().max(1);
@@ -213,14 +218,14 @@ impl<T: Real> Bijector<T> for Logit<T> {
     }
 
     /// The same map as [`Bijector::forward`] (the layer has no training state).
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        let LogitPass { v, u, z, ld } = self.forward_map("Logit::forward_train", x)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        let LogitPass { v, u, z, ld } = self.forward_map("Logit::forward_train", x, cx)?;
         Ok((z, ld, Cache::new("Logit", LogitCache { v, u })))
     }
 
     /// With `k = 1 - 2 alpha`: `dL/dx_i = dz_i k / (v_i (1 - v_i)) + dlogdet_n k (2 v_i - 1) /
     /// (v_i (1 - v_i))`, the second term being `d/dx_i [-ln v_i - ln(1 - v_i)]`.
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
         let LogitCache { v, u } = cache.take::<LogitCache<T>>("Logit")?;
         check_grads("Logit::backward", dz, dlogdet, v.shape())?;
         let (_, k) = self.coefficients("Logit::backward")?;
@@ -237,7 +242,7 @@ impl<T: Real> Bijector<T> for Logit<T> {
                 *g = k * (*g + gl * (vi - ui)) / (vi * ui);
             }
         }
-        Ok(dx)
+        Ok(InputGrad::input(dx))
     }
 
     crate::impl_cast!();
@@ -256,7 +261,7 @@ mod tests {
         let alpha = 0.05;
         let l = Logit::<f64>::new(&[2], alpha).unwrap();
         let x = Tensor::new(&[2, 2], vec![0.0, 0.25, 1.0, 0.9]).unwrap();
-        let (z, ld) = l.forward(&x).unwrap();
+        let (z, ld) = l.forward(&x, Ctx::NONE).unwrap();
         for (s, xs) in x.samples().enumerate() {
             let mut expect_ld = 0.0;
             for (j, &xi) in xs.iter().enumerate() {
@@ -268,7 +273,7 @@ mod tests {
         }
         // Endpoints map to -+logit(alpha) exactly.
         assert_eq!(z.as_slice()[0], -z.as_slice()[2]);
-        let (xr, ldi) = l.inverse(&z).unwrap();
+        let (xr, ldi) = l.inverse(&z, Ctx::NONE).unwrap();
         for (a, b) in xr.as_slice().iter().zip(x.as_slice()) {
             assert!((a - b).abs() < 1e-15, "{a} vs {b}");
         }
@@ -281,7 +286,7 @@ mod tests {
     fn large_latents_stay_finite() {
         let l = Logit::<f64>::new(&[3], 0.0).unwrap();
         let z = Tensor::new(&[1, 3], vec![-800.0, 0.0, 800.0]).unwrap();
-        let (x, ld) = l.inverse(&z).unwrap();
+        let (x, ld) = l.inverse(&z, Ctx::NONE).unwrap();
         assert_eq!(x.as_slice(), &[0.0, 0.5, 1.0]);
         // -softplus(800) - softplus(-800) = -800 - 2 * e^-800 - ..., twice, plus ln(1/4).
         assert!((ld[0] - (-1600.0 + 0.25f64.ln())).abs() < 1e-12);
@@ -291,11 +296,11 @@ mod tests {
     fn backward_matches_central_differences() {
         let mut l = Logit::<f64>::new(&[2], 0.1).unwrap();
         let x = Tensor::new(&[1, 2], vec![0.3, 0.85]).unwrap();
-        let (_, _, cache) = l.forward_train(&x, Pass::Train).unwrap();
+        let (_, _, cache) = l.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         let dz = Tensor::new(&[1, 2], vec![0.7, -1.3]).unwrap();
-        let dx = l.backward(cache, &dz, &[0.4]).unwrap();
+        let dx = l.backward(cache, &dz, &[0.4]).unwrap().x;
         let loss = |x: &Tensor<f64>| {
-            let (z, ld) = l.forward(x).unwrap();
+            let (z, ld) = l.forward(x, Ctx::NONE).unwrap();
             0.7 * z.as_slice()[0] - 1.3 * z.as_slice()[1] + 0.4 * ld[0]
         };
         for k in 0..2 {
@@ -321,22 +326,33 @@ mod tests {
         let closed = Logit::<f64>::new(&[2], 0.05).unwrap();
         let open = Logit::<f64>::new(&[2], 0.0).unwrap();
         let x = Tensor::new(&[2, 2], vec![0.5, 0.5, 1.0, 0.0]).unwrap();
-        assert!(closed.forward(&x).is_ok());
-        let msg = open.forward(&x).unwrap_err().to_string();
+        assert!(closed.forward(&x, Ctx::NONE).is_ok());
+        let msg = open.forward(&x, Ctx::NONE).unwrap_err().to_string();
         assert!(msg.contains("sample 1, offset 0") && msg.contains("(0, 1)"), "{msg}");
         let x = Tensor::new(&[2, 2], vec![0.5, -0.01, 0.5, 0.5]).unwrap();
-        let msg = closed.forward(&x).unwrap_err().to_string();
+        let msg = closed.forward(&x, Ctx::NONE).unwrap_err().to_string();
         assert!(msg.contains("sample 0, offset 1") && msg.contains("[0, 1]"), "{msg}");
         let mut nan = Tensor::new(&[1, 2], vec![0.5, 0.5]).unwrap();
         nan.as_mut_slice()[1] = f64::NAN;
-        assert!(matches!(closed.forward(&nan), Err(Error::NonFinite { .. })));
-        assert!(closed.inverse(&Tensor::zeros(&[1, 3]).unwrap()).is_err());
+        assert!(matches!(closed.forward(&nan, Ctx::NONE), Err(Error::NonFinite { .. })));
+        assert!(closed.inverse(&Tensor::zeros(&[1, 3]).unwrap(), Ctx::NONE).is_err());
         // An alpha that underflows in f32 behaves as alpha = 0 there.
         let tiny = Logit::<f64>::new(&[1], 1e-50).unwrap().cast::<f32>();
-        assert!(tiny.forward(&Tensor::new(&[1, 1], vec![0.0f32]).unwrap()).is_err());
+        assert!(
+            tiny.forward(&Tensor::new(&[1, 1], vec![0.0f32]).unwrap(), Ctx::NONE)
+                .is_err()
+        );
         // An alpha that rounds to 0.5 in f32 is an error there, not a division by zero.
         let near_half = Logit::<f64>::new(&[1], 0.5 - 1e-12).unwrap().cast::<f32>();
-        assert!(near_half.forward(&Tensor::new(&[1, 1], vec![0.5f32]).unwrap()).is_err());
-        assert!(near_half.inverse(&Tensor::new(&[1, 1], vec![0.5f32]).unwrap()).is_err());
+        assert!(
+            near_half
+                .forward(&Tensor::new(&[1, 1], vec![0.5f32]).unwrap(), Ctx::NONE)
+                .is_err()
+        );
+        assert!(
+            near_half
+                .inverse(&Tensor::new(&[1, 1], vec![0.5f32]).unwrap(), Ctx::NONE)
+                .is_err()
+        );
     }
 }

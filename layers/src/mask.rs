@@ -54,7 +54,7 @@ impl Mask {
     /// needs `parts` values per transformed element (1 for additive, 2 for affine).
     ///
     /// # Errors
-    /// [`Error::Config`] when the shape has another rank, or either part would be empty.
+    /// [`Error::InvalidArgument`] when the shape has another rank, or either part would be empty.
     pub fn partition(&self, sample_shape: &[usize], parts: usize) -> Result<Partition> {
         let is_a: Vec<bool> = match *sample_shape {
             [d] => (0..d)
@@ -79,20 +79,26 @@ impl Mask {
                 v
             }
             _ => {
-                return Err(Error::Config(format!(
-                    "a coupling mask needs a sample shape [D] or [C, H, W], found {sample_shape:?}"
-                )));
+                return Err(Error::invalid(
+                    "Mask::partition",
+                    "configuration",
+                    format!("a coupling mask needs a sample shape [D] or [C, H, W], found {sample_shape:?}"),
+                ));
             }
         };
         let is_a: Vec<bool> = is_a.into_iter().map(|a| a != self.flip).collect();
         let a_idx: Vec<usize> = (0..is_a.len()).filter(|&i| is_a[i]).collect();
         let b_idx: Vec<usize> = (0..is_a.len()).filter(|&i| !is_a[i]).collect();
         if a_idx.is_empty() || b_idx.is_empty() {
-            return Err(Error::Config(format!(
-                "mask {:?} on a sample of shape {sample_shape:?} leaves one part empty \
+            return Err(Error::invalid(
+                "Mask::partition",
+                "configuration",
+                format!(
+                    "mask {:?} on a sample of shape {sample_shape:?} leaves one part empty \
                  (a coupling needs at least one conditioning and one transformed element)",
-                self
-            )));
+                    self
+                ),
+            ));
         }
         let spatial = sample_shape.len() == 3 && self.kind == MaskKind::Checkerboard;
         let (cond_in_shape, a_src, cond_out_shape, out_idx) = if spatial {

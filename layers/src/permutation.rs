@@ -9,10 +9,9 @@
 //! permutation, here drawn by Fisher-Yates ([`rand::seq::SliceRandom::shuffle`]) from
 //! `ChaCha8Rng::seed_from_u64(seed)`, so a seed names the permutation on every platform.
 //!
-//! The indices are stored as the buffer parameter `perm` (`[C]`, the indices as values of the
-//! scalar type), so checkpoints carry them. Integers are exact in a float up to `2 / eps`
-//! (2^24 for f32), which bounds `C`; a loaded `perm` that is not a permutation of `0..C` is an
-//! error at the next pass.
+//! The indices are stored as the integer buffer `perm` (`[C]`, an [`IntBuffer`]), so checkpoints
+//! carry them exactly; a loaded `perm` that is not a permutation of `0..C` is refused when it is
+//! set, never at a later pass.
 
 use exactflow_kernels::{Error, Real, Result};
 use rand::SeedableRng;
@@ -20,61 +19,20 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::actnorm::channels_and_pixels;
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
-use crate::params::{Param, Params, join};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
+use crate::params::{IntBuffer, Param, Params, join};
 use crate::tensor::Tensor;
 
-/// Fails unless every index below `n` is exactly representable in `T` (`n <= 2 / eps`, 2^24 for
-/// f32), so that a permutation stored as `T` values survives a round trip.
-///
-/// # Errors
-/// [`Error::Config`] naming `op`.
-pub(crate) fn check_index_exact<T: Real>(op: &str, n: usize) -> Result<()> {
-    let limit = 2.0 / T::epsilon().as_f64();
-    if n as f64 > limit {
-        return Err(Error::Config(format!(
-            "{op}: {n} channels cannot be stored exactly as {} indices (at most {limit})",
-            T::NAME
-        )));
-    }
-    Ok(())
-}
-
-/// Reads a permutation of `0..values.len()` stored as scalar values.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] when a value is not an integer in range or an index repeats.
-pub(crate) fn read_permutation<T: Real>(op: &'static str, values: &[T]) -> Result<Vec<usize>> {
-    let n = values.len();
-    let mut seen = vec![false; n];
-    let mut out = Vec::with_capacity(n);
-    for (i, v) in values.iter().enumerate() {
-        let f = v.as_f64();
-        if !(f >= 0.0 && f < n as f64 && f.fract() == 0.0) {
-            return Err(Error::invalid(
-                op,
-                "permutation buffer",
-                format!("entry {i} is {f}, expected an integer in 0..{n}"),
-            ));
-        }
-        let k = f as usize;
-        if std::mem::replace(&mut seen[k], true) {
-            return Err(Error::invalid(
-                op,
-                "permutation buffer",
-                format!("index {k} appears twice (entry {i})"),
-            ));
-        }
-        out.push(k);
-    }
-    Ok(out)
-}
-
 /// Validates a permutation of `0..n` given as indices.
-fn check_permutation(op: &str, perm: &[usize], n: usize) -> Result<()> {
+fn check_permutation(op: &'static str, perm: &[usize], n: usize) -> Result<()> {
     let mut seen = vec![false; n];
     if perm.len() != n || perm.iter().any(|&k| k >= n || std::mem::replace(&mut seen[k], true)) {
-        return Err(Error::Config(format!("{op}: {perm:?} is not a permutation of 0..{n}")));
+        return Err(Error::invalid(
+            op,
+            "configuration",
+            format!("{perm:?} is not a permutation of 0..{n}"),
+        ));
     }
     Ok(())
 }
@@ -94,29 +52,30 @@ fn permute_channels<T: Real>(x: &Tensor<T>, perm: &[usize], pixels: usize, gathe
 }
 
 /// A fixed channel (or feature) permutation `z[:, i] = x[:, perm[i]]`, log-det 0. Its only
-/// parameter is the buffer `perm` (`[C]`).
+/// state is the integer buffer `perm` (`[C]`).
 #[derive(Clone, Debug)]
 pub struct Permutation<T: Real> {
-    /// `[C]`, buffer: the indices `perm[i]` as scalar values.
-    pub perm: Param<T>,
+    /// `[C]`: the indices `perm[i]`.
+    pub perm: IntBuffer,
     sample_shape: Vec<usize>,
     pixels: usize,
+    _scalar: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: Real> Permutation<T> {
     /// The permutation `z[:, i] = x[:, perm[i]]` of samples of shape `[C]` or `[C, H, W]`.
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank, a zero extent, a `perm` that is not a permutation of
-    /// `0..C`, or `C` above the exact-integer range of `T`.
+    /// [`Error::InvalidArgument`] for another rank, a zero extent, a `perm` that is not a permutation of
+    /// `0..C`.
     pub fn new(sample_shape: &[usize], perm: &[usize]) -> Result<Self> {
         let (c, pixels) = channels_and_pixels("Permutation", sample_shape)?;
-        check_index_exact::<T>("Permutation", c)?;
         check_permutation("Permutation", perm, c)?;
         Ok(Permutation {
-            perm: Param::buffer(Tensor::from_fn(&[c], |i| T::lit(perm[i] as f64))?),
+            perm: IntBuffer::permutation(perm)?,
             sample_shape: sample_shape.to_vec(),
             pixels,
+            _scalar: std::marker::PhantomData,
         })
     }
 
@@ -142,30 +101,31 @@ impl<T: Real> Permutation<T> {
     }
 
     /// The indices `perm[i]`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when the buffer (e.g. loaded from a checkpoint) is not a
-    /// permutation of `0..C`.
-    pub fn indices(&self) -> Result<Vec<usize>> {
-        read_permutation("Permutation", self.perm.values())
+    pub fn indices(&self) -> Vec<usize> {
+        self.perm.indices()
     }
 
     /// The same layer in another scalar type.
     pub fn cast<U: Real>(&self) -> Permutation<U> {
         Permutation {
-            perm: self.perm.cast(),
+            perm: self.perm.clone(),
             sample_shape: self.sample_shape.clone(),
             pixels: self.pixels,
+            _scalar: std::marker::PhantomData,
         }
     }
 }
 
 impl<T: Real> Params<T> for Permutation<T> {
-    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
+    fn visit_params(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Param<T>)) {}
+
+    fn visit_params_mut(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, &mut Param<T>)) {}
+
+    fn visit_int(&self, prefix: &str, f: &mut dyn FnMut(&str, &IntBuffer)) {
         f(&join(prefix, "perm"), &self.perm);
     }
 
-    fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
+    fn visit_int_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut IntBuffer)) {
         f(&join(prefix, "perm"), &mut self.perm);
     }
 }
@@ -189,9 +149,9 @@ impl<T: Real> Bijector<T> for Permutation<T> {
     }
 
     /// `z[:, i] = x[:, perm[i]]`, log-det 0.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Permutation::forward", x, &self.sample_shape)?;
-        let perm = self.indices()?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Permutation::forward", x, cx, &self.sample_shape)?;
+        let perm = self.indices();
         Ok((
             permute_channels(x, &perm, self.pixels, true),
             vec![T::zero(); x.batch()],
@@ -199,18 +159,18 @@ impl<T: Real> Bijector<T> for Permutation<T> {
     }
 
     /// `x[:, perm[i]] = z[:, i]`, log-det 0.
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Permutation::inverse", z, &self.sample_shape)?;
-        let perm = self.indices()?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Permutation::inverse", z, cx, &self.sample_shape)?;
+        let perm = self.indices();
         Ok((
             permute_channels(z, &perm, self.pixels, false),
             vec![T::zero(); z.batch()],
         ))
     }
 
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        check_input(self, "Permutation::forward_train", x, &self.sample_shape)?;
-        let perm = self.indices()?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        check_input(self, "Permutation::forward_train", x, cx, &self.sample_shape)?;
+        let perm = self.indices();
         let z = permute_channels(x, &perm, self.pixels, true);
         let cache = PermutationCache {
             perm,
@@ -220,10 +180,10 @@ impl<T: Real> Bijector<T> for Permutation<T> {
     }
 
     /// `dL/dx[:, perm[i]] = dL/dz[:, i]` (the transpose of a permutation is its inverse).
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
         let c: PermutationCache = cache.take("Permutation")?;
         check_grads("Permutation::backward", dz, dlogdet, &c.shape)?;
-        Ok(permute_channels(dz, &c.perm, self.pixels, false))
+        Ok(InputGrad::input(permute_channels(dz, &c.perm, self.pixels, false)))
     }
 
     crate::impl_cast!();
@@ -237,22 +197,22 @@ mod tests {
     fn reverse_and_shuffle_permute_channels() {
         let x = Tensor::from_fn(&[2, 3, 1, 2], |k| k as f64).unwrap();
         let p = Permutation::<f64>::reverse(&[3, 1, 2]).unwrap();
-        let (z, ld) = p.forward(&x).unwrap();
+        let (z, ld) = p.forward(&x, Ctx::NONE).unwrap();
         assert_eq!(
             z.as_slice(),
             &[4.0, 5.0, 2.0, 3.0, 0.0, 1.0, 10.0, 11.0, 8.0, 9.0, 6.0, 7.0]
         );
         assert_eq!(ld, vec![0.0, 0.0]);
-        assert_eq!(p.inverse(&z).unwrap().0, x);
+        assert_eq!(p.inverse(&z, Ctx::NONE).unwrap().0, x);
 
-        let a = Permutation::<f32>::shuffle(&[16], 7).unwrap().indices().unwrap();
-        let b = Permutation::<f64>::shuffle(&[16], 7).unwrap().indices().unwrap();
+        let a = Permutation::<f32>::shuffle(&[16], 7).unwrap().indices();
+        let b = Permutation::<f64>::shuffle(&[16], 7).unwrap().indices();
         assert_eq!(a, b, "a seed names one permutation whatever the scalar type");
         let mut sorted = a.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..16).collect::<Vec<_>>());
         assert_ne!(a, (0..16).collect::<Vec<_>>());
-        assert_ne!(a, Permutation::<f64>::shuffle(&[16], 8).unwrap().indices().unwrap());
+        assert_ne!(a, Permutation::<f64>::shuffle(&[16], 8).unwrap().indices());
     }
 
     #[test]
@@ -262,12 +222,12 @@ mod tests {
         assert!(Permutation::<f64>::new(&[3, 2], &[0, 1, 2]).is_err());
         let mut p = Permutation::<f64>::new(&[3], &[2, 0, 1]).unwrap();
         let x = Tensor::new(&[1, 3], vec![1.0, 2.0, 3.0]).unwrap();
-        assert_eq!(p.forward(&x).unwrap().0.as_slice(), &[3.0, 1.0, 2.0]);
-        for bad in [[0.0, 0.0, 1.0], [0.5, 1.0, 2.0], [0.0, 1.0, 3.0], [-1.0, 1.0, 2.0]] {
-            p.perm.value.as_mut_slice().copy_from_slice(&bad);
-            assert!(p.forward(&x).is_err(), "{bad:?}");
+        assert_eq!(p.forward(&x, Ctx::NONE).unwrap().0.as_slice(), &[3.0, 1.0, 2.0]);
+        // A corrupt buffer (e.g. from a checkpoint) is refused when set and leaves the layer as
+        // it was.
+        for bad in [vec![0, 0, 1], vec![0, 1, 3], vec![-1, 1, 2], vec![0, 1]] {
+            assert!(p.perm.set(bad.clone()).is_err(), "{bad:?}");
+            assert_eq!(p.forward(&x, Ctx::NONE).unwrap().0.as_slice(), &[3.0, 1.0, 2.0]);
         }
-        assert!(check_index_exact::<f32>("t", 1 << 24).is_ok());
-        assert!(check_index_exact::<f32>("t", (1 << 24) + 1).is_err());
     }
 }

@@ -15,7 +15,8 @@
 
 use exactflow_kernels::{Error, Real, Result};
 
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
 
@@ -38,12 +39,14 @@ impl<T: Real> Scaling<T> {
     /// The identity scaling (`s = 0`) for samples of shape `sample_shape` (any rank).
     ///
     /// # Errors
-    /// [`Error::Config`] for an empty shape or a zero extent.
+    /// [`Error::InvalidArgument`] for an empty shape or a zero extent.
     pub fn new(sample_shape: &[usize]) -> Result<Self> {
         if sample_shape.is_empty() || sample_shape.contains(&0) {
-            return Err(Error::Config(format!(
-                "Scaling needs a non-empty sample shape with positive extents, found {sample_shape:?}"
-            )));
+            return Err(Error::invalid(
+                "Scaling",
+                "configuration",
+                format!("needs a non-empty sample shape with positive extents, found {sample_shape:?}"),
+            ));
         }
         Ok(Scaling {
             s: Param::trainable(Tensor::zeros(sample_shape)?),
@@ -107,29 +110,29 @@ impl<T: Real> Bijector<T> for Scaling<T> {
     }
 
     /// `z = exp(s) ⊙ x` (data -> latent), log-det `sum(s)` per sample.
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Scaling::forward", x, &self.sample_shape)?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Scaling::forward", x, cx, &self.sample_shape)?;
         let (z, ld, _) = self.forward_map(x);
         Ok((z, ld))
     }
 
     /// `x = exp(-s) ⊙ z` (latent -> data), log-det `-sum(s)` per sample.
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input(self, "Scaling::inverse", z, &self.sample_shape)?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input(self, "Scaling::inverse", z, cx, &self.sample_shape)?;
         let inv: Vec<T> = self.s.values().iter().map(|v| (-*v).exp()).collect();
         Ok((Self::apply(z, &inv), vec![-self.log_det(); z.batch()]))
     }
 
     /// The same map as [`Bijector::forward`] (the layer has no training state).
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        check_input(self, "Scaling::forward_train", x, &self.sample_shape)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        check_input(self, "Scaling::forward_train", x, cx, &self.sample_shape)?;
         let (z, ld, scale) = self.forward_map(x);
         Ok((z.clone(), ld, Cache::new("Scaling", ScalingCache { z, scale })))
     }
 
     /// `dL/dx = dz ⊙ exp(s)`, `dL/ds = sum_n dz_n ⊙ z_n + sum_n dlogdet_n` (every element of `s`
     /// enters each sample's log-det with weight 1).
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
         let ScalingCache { z, scale } = cache.take::<ScalingCache<T>>("Scaling")?;
         check_grads("Scaling::backward", dz, dlogdet, z.shape())?;
         let total = dlogdet.iter().fold(T::zero(), |acc, &g| acc + g);
@@ -143,7 +146,7 @@ impl<T: Real> Bijector<T> for Scaling<T> {
             }
         }
         self.s.accumulate(&ds);
-        Ok(dx)
+        Ok(InputGrad::input(dx))
     }
 
     crate::impl_cast!();
@@ -165,14 +168,14 @@ mod tests {
     fn scales_each_element_and_log_det_is_sum_of_s() {
         let l = layer(&[3]);
         let x = Tensor::new(&[2, 3], vec![1.0, 2.0, -1.0, 0.5, 0.0, 4.0]).unwrap();
-        let (z, ld) = l.forward(&x).unwrap();
+        let (z, ld) = l.forward(&x, Ctx::NONE).unwrap();
         let s = [-0.5f64, -0.2, 0.1];
         for (k, (&zv, &xv)) in z.as_slice().iter().zip(x.as_slice()).enumerate() {
             assert!((zv - s[k % 3].exp() * xv).abs() < 1e-15);
         }
         let sum: f64 = s.iter().sum();
         assert!(ld.iter().all(|&l| (l - sum).abs() < 1e-15));
-        let (xr, ldi) = l.inverse(&z).unwrap();
+        let (xr, ldi) = l.inverse(&z, Ctx::NONE).unwrap();
         assert!(
             xr.as_slice()
                 .iter()
@@ -186,9 +189,9 @@ mod tests {
     fn images_and_identity_at_construction() {
         let x = Tensor::from_fn(&[2, 2, 2, 3], |k| k as f64 - 7.0).unwrap();
         let id = Scaling::<f64>::new(&[2, 2, 3]).unwrap();
-        assert_eq!(id.forward(&x).unwrap(), (x.clone(), vec![0.0; 2]));
+        assert_eq!(id.forward(&x, Ctx::NONE).unwrap(), (x.clone(), vec![0.0; 2]));
         let l = layer(&[2, 2, 3]);
-        let (z, _) = l.forward(&x).unwrap();
+        let (z, _) = l.forward(&x, Ctx::NONE).unwrap();
         assert_eq!(z.shape(), x.shape());
         let names: Vec<String> = {
             let mut v = Vec::new();
@@ -202,9 +205,9 @@ mod tests {
     fn backward_matches_formula() {
         let mut l = layer(&[2]);
         let x = Tensor::new(&[2, 2], vec![1.0, -2.0, 3.0, 0.5]).unwrap();
-        let (z, _, cache) = l.forward_train(&x, Pass::Train).unwrap();
+        let (z, _, cache) = l.forward_train(&x, Ctx::NONE, Pass::Train).unwrap();
         let dz = Tensor::new(&[2, 2], vec![1.0, 1.0, 2.0, -1.0]).unwrap();
-        let dx = l.backward(cache, &dz, &[0.5, 0.25]).unwrap();
+        let dx = l.backward(cache, &dz, &[0.5, 0.25]).unwrap().x;
         let e = [(-0.5f64).exp(), (-0.2f64).exp()];
         assert!((dx.as_slice()[2] - 2.0 * e[0]).abs() < 1e-15);
         let zs = z.as_slice();
@@ -217,16 +220,21 @@ mod tests {
         assert!(Scaling::<f64>::new(&[]).is_err());
         assert!(Scaling::<f64>::new(&[3, 0]).is_err());
         let mut l = layer(&[3]);
-        assert!(l.forward(&Tensor::zeros(&[2, 4]).unwrap()).is_err());
-        assert!(l.inverse(&Tensor::zeros(&[2, 1, 3]).unwrap()).is_err());
+        assert!(l.forward(&Tensor::zeros(&[2, 4]).unwrap(), Ctx::NONE).is_err());
+        assert!(l.inverse(&Tensor::zeros(&[2, 1, 3]).unwrap(), Ctx::NONE).is_err());
         let mut x = Tensor::zeros(&[2, 3]).unwrap();
         x.as_mut_slice()[4] = f64::NAN;
-        assert!(matches!(l.forward(&x), Err(Error::NonFinite { index: (1, 1), .. })));
-        let (_, _, cache) = l.forward_train(&Tensor::zeros(&[2, 3]).unwrap(), Pass::Train).unwrap();
+        assert!(matches!(
+            l.forward(&x, Ctx::NONE),
+            Err(Error::NonFinite { index: (1, 1), .. })
+        ));
+        let (_, _, cache) = l
+            .forward_train(&Tensor::zeros(&[2, 3]).unwrap(), Ctx::NONE, Pass::Train)
+            .unwrap();
         assert!(l.backward(cache, &Tensor::zeros(&[2, 3]).unwrap(), &[0.0]).is_err());
         l.s.value.as_mut_slice()[1] = f64::INFINITY;
         assert!(matches!(
-            l.forward(&Tensor::zeros(&[1, 3]).unwrap()),
+            l.forward(&Tensor::zeros(&[1, 3]).unwrap(), Ctx::NONE),
             Err(Error::NonFiniteParameter { index: 1, .. })
         ));
     }

@@ -16,8 +16,8 @@
 //! distribution. The map `x -> (rest, z_out)` only moves elements: its log-det is 0, and a flow
 //! adds `log_p` to its log-likelihood.
 //!
-//! `Split` is not a [`crate::Bijector`]: its inverse needs the factored-out half back, `x =
-//! concat(rest, z_out)` along channels. Generation samples `z_out` from the prior
+//! `Split` is not a [`crate::Bijector`] but a factor-out [`Stage`]: its inverse needs the
+//! factored-out half back, `x = concat(rest, z_out)` along channels. Generation samples `z_out` from the prior
 //! ([`Split::sample_out`]) or reuses a stored one; a multi-scale flow that resamples the stored
 //! latents does not reconstruct its input.
 //!
@@ -29,9 +29,11 @@ use exactflow_kernels::{Error, F1, Real, Result};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal;
 
-use crate::bijector::{Cache, check_input};
+use crate::bijector::{Cache, InputGrad, Mapped, Pass, check_input};
+use crate::ctx::Ctx;
 use crate::nets::{Conditioner, Conv2d};
 use crate::params::{Param, Params, join};
+use crate::stage::{Factored, Stage, Step};
 use crate::tensor::Tensor;
 
 /// ln(2 pi) / 2.
@@ -72,12 +74,16 @@ struct PriorOut<T> {
 }
 
 /// `(C, H, W)` of a split's sample shape, `C` even and positive.
-fn split_shape(op: &str, sample_shape: &[usize]) -> Result<(usize, usize, usize)> {
+fn split_shape(op: &'static str, sample_shape: &[usize]) -> Result<(usize, usize, usize)> {
     match *sample_shape {
         [c, h, w] if c >= 2 && c % 2 == 0 && h > 0 && w > 0 => Ok((c, h, w)),
-        _ => Err(Error::Config(format!(
-            "{op} needs an image sample shape [C, H, W] with an even C >= 2 and positive H, W, found {sample_shape:?}"
-        ))),
+        _ => Err(Error::invalid(
+            op,
+            "sample shape",
+            format!(
+                "needs an image sample shape [C, H, W] with an even C >= 2 and positive H, W, found {sample_shape:?}"
+            ),
+        )),
     }
 }
 
@@ -86,7 +92,7 @@ impl<T: Real> Split<T> {
     /// (`Conv2d::new(C/2, C, 3, (H, W), true, rng)`), so `p(z_out | rest)` starts as N(0, I).
     ///
     /// # Errors
-    /// [`Error::Config`] for a sample shape that is not `[C, H, W]` with `C` even.
+    /// [`Error::InvalidArgument`] for a sample shape that is not `[C, H, W]` with `C` even.
     pub fn glow(sample_shape: &[usize], rng: &mut impl Rng) -> Result<Self> {
         let (c, h, w) = split_shape("Split::glow", sample_shape)?;
         let net = Conv2d::new(c / 2, c, 3, (h, w), true, rng)?;
@@ -110,17 +116,21 @@ impl<T: Real> Split<T> {
     /// log standard deviation).
     ///
     /// # Errors
-    /// As [`Split::glow`]; [`Error::Config`] when the conditioner's shapes do not match.
+    /// As [`Split::glow`]; [`Error::InvalidArgument`] when the conditioner's shapes do not match.
     pub fn with_prior(sample_shape: &[usize], prior: Box<dyn Conditioner<T>>) -> Result<Self> {
         let (c, h, w) = split_shape("Split::with_prior", sample_shape)?;
         let (need_in, need_out) = (vec![c / 2, h, w], vec![c, h, w]);
         if prior.in_shape() != need_in || prior.out_shape() != need_out {
-            return Err(Error::Config(format!(
-                "Split on {sample_shape:?}: the prior {} maps {:?} -> {:?}, expected {need_in:?} -> {need_out:?}",
-                prior.kind(),
-                prior.in_shape(),
-                prior.out_shape()
-            )));
+            return Err(Error::invalid(
+                "Split::with_prior",
+                "prior",
+                format!(
+                    "on {sample_shape:?} the prior {} maps {:?} -> {:?}, expected {need_in:?} -> {need_out:?}",
+                    prior.kind(),
+                    prior.in_shape(),
+                    prior.out_shape()
+                ),
+            ));
         }
         Ok(Split {
             prior: Some(prior),
@@ -195,15 +205,15 @@ impl<T: Real> Split<T> {
 
     /// `(mean, logs)` of the prior at `rest`, each `n * C/2 * H * W` long, with the network's
     /// cache when `train`.
-    fn prior_params(&self, rest: &Tensor<T>, train: bool) -> Result<Option<PriorOut<T>>> {
+    fn prior_params(&self, rest: &Tensor<T>, cx: Ctx<'_, T>, train: bool) -> Result<Option<PriorOut<T>>> {
         let Some(net) = &self.prior else {
             return Ok(None);
         };
         let (h, cache) = if train {
-            let (h, c) = net.forward_train(rest)?;
+            let (h, c) = net.forward_train(rest, cx)?;
             (h, Some(c))
         } else {
-            (net.forward(rest)?, None)
+            (net.forward(rest, cx)?, None)
         };
         let half: usize = self.out_shape.iter().product();
         let mut mean = Vec::with_capacity(rest.len());
@@ -232,10 +242,16 @@ impl<T: Real> Split<T> {
             .collect()
     }
 
-    fn run(&self, op: &'static str, x: &Tensor<T>, train: bool) -> Result<(SplitOutput<T>, Option<SplitCache<T>>)> {
-        check_input(self, op, x, &self.in_shape)?;
+    fn run(
+        &self,
+        op: &'static str,
+        x: &Tensor<T>,
+        cx: Ctx<'_, T>,
+        train: bool,
+    ) -> Result<(SplitOutput<T>, Option<SplitCache<T>>)> {
+        check_input(self, op, x, cx, &self.in_shape)?;
         let (rest, z_out) = self.halves(x)?;
-        let (log_p, mean, logs, net) = match self.prior_params(&rest, train)? {
+        let (log_p, mean, logs, net) = match self.prior_params(&rest, cx, train)? {
             Some(PriorOut { mean, logs, cache }) => (self.log_density(&z_out, &mean, &logs), mean, logs, cache),
             None => (vec![T::zero(); x.batch()], Vec::new(), Vec::new(), None),
         };
@@ -254,8 +270,8 @@ impl<T: Real> Split<T> {
     ///
     /// # Errors
     /// A wrong input shape, NaN/inf in the input or a parameter.
-    pub fn forward(&self, x: &Tensor<T>) -> Result<SplitOutput<T>> {
-        Ok(self.run("Split::forward", x, false)?.0)
+    pub fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<SplitOutput<T>> {
+        Ok(self.run("Split::forward", x, cx, false)?.0)
     }
 
     /// `x = concat(rest, z_out)` along channels.
@@ -278,8 +294,14 @@ impl<T: Real> Split<T> {
     /// A wrong shape or NaN/inf in `rest`; a negative or non-finite temperature;
     /// [`Error::InvalidArgument`] for a split without a prior (sample `z_out` from the flow's
     /// base distribution instead).
-    pub fn sample_out(&self, rest: &Tensor<T>, temperature: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
-        Ok(self.draw(rest, temperature, rng)?.0)
+    pub fn sample_out(
+        &self,
+        rest: &Tensor<T>,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+        cx: Ctx<'_, T>,
+    ) -> Result<Tensor<T>> {
+        Ok(self.draw(rest, temperature, rng, cx)?.0)
     }
 
     /// [`Split::sample_out`] together with the prior's log-density of the draw per sample (what
@@ -293,15 +315,22 @@ impl<T: Real> Split<T> {
         rest: &Tensor<T>,
         temperature: f64,
         rng: &mut dyn RngCore,
+        cx: Ctx<'_, T>,
     ) -> Result<(Tensor<T>, Vec<T>)> {
-        let (z_out, PriorOut { mean, logs, .. }) = self.draw(rest, temperature, rng)?;
+        let (z_out, PriorOut { mean, logs, .. }) = self.draw(rest, temperature, rng, cx)?;
         let log_p = self.log_density(&z_out, &mean, &logs);
         Ok((z_out, log_p))
     }
 
     /// A draw of `z_out` from the prior at `rest`, with the prior's `(mean, logs)` it came from.
-    fn draw(&self, rest: &Tensor<T>, temperature: f64, rng: &mut dyn RngCore) -> Result<(Tensor<T>, PriorOut<T>)> {
-        check_input(self, "Split::sample_out", rest, &self.out_shape)?;
+    fn draw(
+        &self,
+        rest: &Tensor<T>,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+        cx: Ctx<'_, T>,
+    ) -> Result<(Tensor<T>, PriorOut<T>)> {
+        check_input(self, "Split::sample_out", rest, cx, &self.out_shape)?;
         if !temperature.is_finite() || temperature < 0.0 {
             return Err(Error::invalid(
                 "Split::sample_out",
@@ -309,7 +338,7 @@ impl<T: Real> Split<T> {
                 format!("{temperature} (must be finite and >= 0)"),
             ));
         }
-        let prior = self.prior_params(rest, false)?.ok_or_else(|| {
+        let prior = self.prior_params(rest, cx, false)?.ok_or_else(|| {
             Error::invalid(
                 "Split::sample_out",
                 "split",
@@ -332,8 +361,8 @@ impl<T: Real> Split<T> {
     ///
     /// # Errors
     /// As [`Split::forward`].
-    pub fn forward_train(&self, x: &Tensor<T>) -> Result<SplitTrainOutput<T>> {
-        let ((rest, z_out, log_p), cache) = self.run("Split::forward_train", x, true)?;
+    pub fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<SplitTrainOutput<T>> {
+        let ((rest, z_out, log_p), cache) = self.run("Split::forward_train", x, cx, true)?;
         let cache = cache.unwrap_or_else(|| unreachable!("invariant: train mode keeps a cache"));
         Ok((rest, z_out, log_p, Cache::new("Split", cache)))
     }
@@ -342,7 +371,7 @@ impl<T: Real> Split<T> {
     /// parameter gradients and returns dL/dx. With `u = (z_out - mean) exp(-logs)` and
     /// `g = dL/dlog_p` of the sample: `dlog_p/dz_out = -u exp(-logs)`, `dlog_p/dmean =
     /// u exp(-logs)`, `dlog_p/dlogs = u^2 - 1`; the mean and logs gradients go back through the
-    /// prior into dL/drest.
+    /// prior into dL/drest (and into dL/dcontext when the prior reads the context).
     ///
     /// # Errors
     /// Shapes that differ from the cached pass; a cache of another layer.
@@ -352,7 +381,7 @@ impl<T: Real> Split<T> {
         d_rest: &Tensor<T>,
         d_z_out: &Tensor<T>,
         d_log_p: &[T],
-    ) -> Result<Tensor<T>> {
+    ) -> Result<InputGrad<T>> {
         let c: SplitCache<T> = cache.take("Split")?;
         let shape = c.z_out.shape().to_vec();
         d_rest.expect_shape("Split::backward", &shape)?;
@@ -374,7 +403,7 @@ impl<T: Real> Split<T> {
             ));
         }
         let (Some(net), Some(net_cache)) = (self.prior.as_mut(), c.net) else {
-            return self.concat(d_rest, d_z_out);
+            return Ok(InputGrad::input(self.concat(d_rest, d_z_out)?));
         };
         let half = c.z_out.sample_len().max(1);
         let mut dz = d_z_out.clone();
@@ -390,10 +419,100 @@ impl<T: Real> Split<T> {
         }
         let mut hshape = vec![n];
         hshape.extend_from_slice(&net.out_shape());
-        let d_prior_in = net.backward(net_cache, &Tensor::new(&hshape, dh)?)?;
-        let dr = d_rest.zip_map(&d_prior_in, |a, b| a + b)?;
-        self.concat(&dr, &dz)
+        let d_prior = net.backward(net_cache, &Tensor::new(&hshape, dh)?)?;
+        let dr = d_rest.zip_map(&d_prior.x, |a, b| a + b)?;
+        Ok(InputGrad {
+            x: self.concat(&dr, &dz)?,
+            context: d_prior.context,
+        })
     }
+}
+
+impl<T: Real> Stage<T> for Split<T> {
+    fn kind(&self) -> &'static str {
+        "Split"
+    }
+
+    fn sample_shapes(&self) -> (Vec<usize>, Vec<usize>) {
+        (self.in_shape.clone(), self.out_shape.clone())
+    }
+
+    fn factored_shape(&self) -> Option<Vec<usize>> {
+        Some(self.out_shape.clone())
+    }
+
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Step<T>> {
+        let (rest, z, log_p) = Split::forward(self, x, cx)?;
+        Ok(self.step(rest, z, log_p))
+    }
+
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Step<T>, Cache)> {
+        let (rest, z, log_p, cache) = Split::forward_train(self, x, cx)?;
+        Ok((self.step(rest, z, log_p), cache))
+    }
+
+    fn inverse(&self, z: &Tensor<T>, factored: Option<&Tensor<T>>, _cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        let x = Split::inverse(self, z, need_factored("Split::inverse", factored)?)?;
+        Ok((x, vec![T::zero(); z.batch()]))
+    }
+
+    fn inverse_replay(&self, z: &Tensor<T>, factored: Option<&Tensor<T>>, _cx: Ctx<'_, T>) -> Result<Tensor<T>> {
+        Split::inverse(self, z, need_factored("Split::inverse_replay", factored)?)
+    }
+
+    fn sample_factored(
+        &self,
+        rest: &Tensor<T>,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+        cx: Ctx<'_, T>,
+    ) -> Result<Option<(Tensor<T>, Vec<T>)>> {
+        if !self.has_prior() {
+            return Ok(None);
+        }
+        self.sample_out_with_log_prob(rest, temperature, rng, cx).map(Some)
+    }
+
+    fn backward(
+        &mut self,
+        cache: Cache,
+        dout: &Tensor<T>,
+        dfactored: Option<&Tensor<T>>,
+        dlog_p: &[T],
+    ) -> Result<InputGrad<T>> {
+        match dfactored {
+            Some(dz) => Split::backward(self, cache, dout, dz, dlog_p),
+            None => Split::backward(self, cache, dout, &dout.zeros_like(), dlog_p),
+        }
+    }
+
+    fn to_f64(&self) -> Box<dyn Stage<f64>> {
+        Box::new(Split::to_f64(self))
+    }
+
+    fn to_dual(&self) -> Box<dyn Stage<F1>> {
+        Box::new(Split::to_dual(self))
+    }
+}
+
+impl<T: Real> Split<T> {
+    /// A forward pass's outputs as a [`Step`]: the prior's log-density only when there is a
+    /// prior, so that the flow's base distribution scores the latent otherwise.
+    fn step(&self, rest: Tensor<T>, z: Tensor<T>, log_p: Vec<T>) -> Step<T> {
+        let n = rest.batch();
+        Step {
+            out: rest,
+            log_det: vec![T::zero(); n],
+            factored: Some(Factored {
+                z,
+                log_p: self.has_prior().then_some(log_p),
+            }),
+        }
+    }
+}
+
+fn need_factored<'a, T>(op: &'static str, factored: Option<&'a Tensor<T>>) -> Result<&'a Tensor<T>> {
+    factored.ok_or_else(|| Error::invalid(op, "factored latent", "a split needs its factored-out half back"))
 }
 
 impl<T: Real> Params<T> for Split<T> {
@@ -434,7 +553,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let s = Split::<f64>::glow(&[4, 2, 3], &mut rng).unwrap();
         let x = Tensor::from_fn(&[2, 4, 2, 3], |k| (k as f64 * 0.3).cos()).unwrap();
-        let (rest, z, lp) = s.forward(&x).unwrap();
+        let (rest, z, lp) = s.forward(&x, Ctx::NONE).unwrap();
         assert_eq!(rest.shape(), &[2, 2, 2, 3]);
         for n in 0..2 {
             assert_eq!(rest.sample(n).unwrap(), &x.sample(n).unwrap()[..12]);
@@ -460,18 +579,18 @@ mod tests {
     fn temperature_zero_gives_the_mean() {
         let s = glow_split(3);
         let x = Tensor::from_fn(&[2, 4, 2, 3], |k| (k as f64 * 0.7).sin()).unwrap();
-        let (rest, _, _) = s.forward(&x).unwrap();
+        let (rest, _, _) = s.forward(&x, Ctx::NONE).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let z0 = s.sample_out(&rest, 0.0, &mut rng).unwrap();
-        let h = s.prior().unwrap().forward(&rest).unwrap();
+        let z0 = s.sample_out(&rest, 0.0, &mut rng, Ctx::NONE).unwrap();
+        let h = s.prior().unwrap().forward(&rest, Ctx::NONE).unwrap();
         for (n, hs) in h.samples().enumerate() {
             assert_eq!(z0.sample(n).unwrap(), &hs[..12]);
         }
-        assert!(s.sample_out(&rest, -1.0, &mut rng).is_err());
+        assert!(s.sample_out(&rest, -1.0, &mut rng, Ctx::NONE).is_err());
         assert!(
             Split::<f64>::without_prior(&[4, 2, 3])
                 .unwrap()
-                .sample_out(&rest, 1.0, &mut rng)
+                .sample_out(&rest, 1.0, &mut rng, Ctx::NONE)
                 .is_err()
         );
     }
@@ -480,16 +599,16 @@ mod tests {
     fn without_prior_and_errors() {
         let mut s = Split::<f64>::without_prior(&[2, 1, 2]).unwrap();
         let x = Tensor::new(&[1, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
-        let (rest, z, lp, cache) = s.forward_train(&x).unwrap();
+        let (rest, z, lp, cache) = s.forward_train(&x, Ctx::NONE).unwrap();
         assert_eq!(
             (rest.as_slice(), z.as_slice(), lp),
             (&[1.0, 2.0][..], &[3.0, 4.0][..], vec![0.0])
         );
-        let dx = s.backward(cache, &rest, &z, &[1.0]).unwrap();
+        let dx = s.backward(cache, &rest, &z, &[1.0]).unwrap().x;
         assert_eq!(dx, x);
         assert!(Split::<f64>::without_prior(&[3, 2, 2]).is_err());
         assert!(Split::<f64>::without_prior(&[4]).is_err());
-        assert!(s.forward(&Tensor::zeros(&[1, 4, 1, 2]).unwrap()).is_err());
+        assert!(s.forward(&Tensor::zeros(&[1, 4, 1, 2]).unwrap(), Ctx::NONE).is_err());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let wrong = Box::new(Conv2d::<f64>::new(1, 3, 3, (1, 2), true, &mut rng).unwrap());
         assert!(Split::with_prior(&[2, 1, 2], wrong).is_err());

@@ -15,7 +15,8 @@ use std::marker::PhantomData;
 
 use exactflow_kernels::{Error, Real, Result};
 
-use crate::bijector::{Bijector, Cache, Mapped, Pass, check_grads, check_input};
+use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
+use crate::ctx::Ctx;
 use crate::tensor::Tensor;
 
 /// For the squeeze of `[c, h, w]`: `src[k]` is the flat input index of flat output index `k`.
@@ -78,12 +79,14 @@ pub struct Unsqueeze<T: Real> {
 crate::no_params!(Squeeze);
 crate::no_params!(Unsqueeze);
 
-fn chw(op: &str, sample_shape: &[usize]) -> Result<(usize, usize, usize)> {
+fn chw(op: &'static str, sample_shape: &[usize]) -> Result<(usize, usize, usize)> {
     match *sample_shape {
         [c, h, w] if c > 0 && h > 0 && w > 0 => Ok((c, h, w)),
-        _ => Err(Error::Config(format!(
-            "{op} needs an image sample shape [C, H, W] with positive extents, found {sample_shape:?}"
-        ))),
+        _ => Err(Error::invalid(
+            op,
+            "configuration",
+            format!("needs an image sample shape [C, H, W] with positive extents, found {sample_shape:?}"),
+        )),
     }
 }
 
@@ -91,13 +94,15 @@ impl<T: Real> Squeeze<T> {
     /// The squeeze of samples of shape `[C, H, W]`.
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank, a zero extent, or an odd `H` or `W`.
+    /// [`Error::InvalidArgument`] for another rank, a zero extent, or an odd `H` or `W`.
     pub fn new(sample_shape: &[usize]) -> Result<Self> {
         let (c, h, w) = chw("Squeeze", sample_shape)?;
         if h % 2 != 0 || w % 2 != 0 {
-            return Err(Error::Config(format!(
-                "Squeeze needs an even height and width, found [C, H, W] = {sample_shape:?}"
-            )));
+            return Err(Error::invalid(
+                "Squeeze",
+                "configuration",
+                format!("needs an even height and width, found [C, H, W] = {sample_shape:?}"),
+            ));
         }
         Ok(Squeeze {
             in_shape: sample_shape.to_vec(),
@@ -122,14 +127,16 @@ impl<T: Real> Unsqueeze<T> {
     /// The unsqueeze of samples of shape `[4C, H, W]` (to `[C, 2H, 2W]`).
     ///
     /// # Errors
-    /// [`Error::Config`] for another rank, a zero extent, or a channel count that is not a
+    /// [`Error::InvalidArgument`] for another rank, a zero extent, or a channel count that is not a
     /// multiple of 4.
     pub fn new(sample_shape: &[usize]) -> Result<Self> {
         let (c4, h, w) = chw("Unsqueeze", sample_shape)?;
         if c4 % 4 != 0 {
-            return Err(Error::Config(format!(
-                "Unsqueeze needs a channel count divisible by 4, found [C, H, W] = {sample_shape:?}"
-            )));
+            return Err(Error::invalid(
+                "Unsqueeze",
+                "configuration",
+                format!("needs a channel count divisible by 4, found [C, H, W] = {sample_shape:?}"),
+            ));
         }
         Ok(Unsqueeze {
             in_shape: sample_shape.to_vec(),
@@ -167,29 +174,39 @@ macro_rules! reorder_bijector {
                 (self.in_shape.clone(), self.out_shape.clone())
             }
 
-            fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-                check_input(self, concat!($name, "::forward"), x, &self.in_shape)?;
+            fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+                check_input(self, concat!($name, "::forward"), x, cx, &self.in_shape)?;
                 let z = reorder(x, &self.src, &self.out_shape, $gather_forward)?;
                 Ok((z, vec![T::zero(); x.batch()]))
             }
 
-            fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-                check_input(self, concat!($name, "::inverse"), z, &self.out_shape)?;
+            fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+                check_input(self, concat!($name, "::inverse"), z, cx, &self.out_shape)?;
                 let x = reorder(z, &self.src, &self.in_shape, !$gather_forward)?;
                 Ok((x, vec![T::zero(); z.batch()]))
             }
 
-            fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-                let (z, ld) = self.forward(x)?;
+            fn forward_train(
+                &mut self,
+                x: &Tensor<T>,
+                cx: Ctx<'_, T>,
+                _pass: Pass,
+            ) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+                let (z, ld) = self.forward(x, cx)?;
                 let shape = z.shape().to_vec();
                 Ok((z, ld, Cache::new($name, shape)))
             }
 
             /// A permutation's transpose is its inverse: `dL/dx` is `dL/dz` moved back.
-            fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+            fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
                 let shape: Vec<usize> = cache.take($name)?;
                 check_grads(concat!($name, "::backward"), dz, dlogdet, &shape)?;
-                reorder(dz, &self.src, &self.in_shape, !$gather_forward)
+                Ok(InputGrad::input(reorder(
+                    dz,
+                    &self.src,
+                    &self.in_shape,
+                    !$gather_forward,
+                )?))
             }
 
             crate::impl_cast!();
@@ -213,7 +230,7 @@ mod tests {
         // 12 13 14 15
         let x = Tensor::from_fn(&[1, 1, 4, 4], |k| k as f64).unwrap();
         let s = Squeeze::<f64>::new(&[1, 4, 4]).unwrap();
-        let (z, ld) = s.forward(&x).unwrap();
+        let (z, ld) = s.forward(&x, Ctx::NONE).unwrap();
         assert_eq!(z.shape(), &[1, 4, 2, 2]);
         assert_eq!(ld, vec![0.0]);
         #[rustfmt::skip]
@@ -224,7 +241,7 @@ mod tests {
             5.0, 7.0, 13.0, 15.0, // (1, 1): bottom-right
         ];
         assert_eq!(z.as_slice(), &expected);
-        assert_eq!(s.inverse(&z).unwrap().0, x);
+        assert_eq!(s.inverse(&z, Ctx::NONE).unwrap().0, x);
     }
 
     #[test]
@@ -233,7 +250,7 @@ mod tests {
         let (c, h, w) = (2, 2, 4);
         let x = Tensor::from_fn(&[1, c, h, w], |k| k as f64).unwrap();
         let s = Squeeze::<f64>::new(&[c, h, w]).unwrap();
-        let (z, _) = s.forward(&x).unwrap();
+        let (z, _) = s.forward(&x, Ctx::NONE).unwrap();
         for ch in 0..c {
             for dy in 0..2 {
                 for dx in 0..2 {
@@ -246,17 +263,29 @@ mod tests {
         }
         let u = Unsqueeze::<f64>::new(&[4 * c, h / 2, w / 2]).unwrap();
         assert_eq!(u.sample_shapes(), (vec![8, 1, 2], vec![2, 2, 4]));
-        assert_eq!(u.forward(&z).unwrap().0, x);
-        assert_eq!(u.inverse(&x).unwrap().0, z);
+        assert_eq!(u.forward(&z, Ctx::NONE).unwrap().0, x);
+        assert_eq!(u.inverse(&x, Ctx::NONE).unwrap().0, z);
     }
 
     #[test]
     fn bad_shapes_are_config_errors() {
-        assert!(matches!(Squeeze::<f64>::new(&[1, 3, 4]), Err(Error::Config(_))));
-        assert!(matches!(Squeeze::<f64>::new(&[1, 4, 5]), Err(Error::Config(_))));
-        assert!(matches!(Squeeze::<f64>::new(&[4, 4]), Err(Error::Config(_))));
-        assert!(matches!(Unsqueeze::<f64>::new(&[6, 2, 2]), Err(Error::Config(_))));
+        assert!(matches!(
+            Squeeze::<f64>::new(&[1, 3, 4]),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            Squeeze::<f64>::new(&[1, 4, 5]),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            Squeeze::<f64>::new(&[4, 4]),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            Unsqueeze::<f64>::new(&[6, 2, 2]),
+            Err(Error::InvalidArgument { .. })
+        ));
         let s = Squeeze::<f64>::new(&[1, 2, 2]).unwrap();
-        assert!(s.forward(&Tensor::zeros(&[1, 1, 2, 4]).unwrap()).is_err());
+        assert!(s.forward(&Tensor::zeros(&[1, 1, 2, 4]).unwrap(), Ctx::NONE).is_err());
     }
 }

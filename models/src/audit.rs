@@ -18,13 +18,14 @@
 //! log-det checks on the map `x -> (z, factored latents)`. Split stages only move coordinates
 //! (their log-det is 0); they get the invertibility check. Everything serializes to JSON.
 
-use exactflow_kernels::{Lu, Matrix, Real, Result};
+use exactflow_kernels::{Lu, Matrix, Real};
 use exactflow_layers::gradcheck::grad_check;
 use exactflow_layers::jacobian::{forward_jacobian_exact, forward_jacobian_fd, jacobian_dual, jacobian_fd, log_dets};
-use exactflow_layers::{Bijector, Tensor};
+use exactflow_layers::{Bijector, Ctx, Tensor};
 use serde::Serialize;
 
-use crate::flow::{Flow, Stage};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
 
 /// The thresholds of the verdicts, and why they are what they are.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -275,22 +276,31 @@ fn weights(n: usize, salt: usize) -> Vec<f64> {
         .collect()
 }
 
-fn audit_layer<T: Real>(name: String, layer: &dyn Bijector<T>, h: &Tensor<T>, tol: &Tolerances) -> Result<StageAudit> {
-    let (z, ld) = layer.forward(h)?;
-    let (back, _) = layer.inverse(&z)?;
+fn audit_layer<T: Real>(
+    name: String,
+    layer: &dyn Bijector<T>,
+    h: &Tensor<T>,
+    context: Option<&Tensor<T>>,
+    tol: &Tolerances,
+) -> Result<StageAudit> {
+    let cx = Ctx::new(context);
+    let (z, ld) = layer.forward(h, cx)?;
+    let (back, _) = layer.inverse(&z, cx)?;
     let inverse = ErrorStats::between(&to_f64s(back.as_slice()), &to_f64s(h.as_slice()));
     let l64 = layer.to_f64();
     let h64: Tensor<f64> = h.cast();
-    let (z64, ld64) = l64.forward(&h64)?;
-    let (back64, _) = l64.inverse(&z64)?;
+    let c64: Option<Tensor<f64>> = context.map(|c| c.cast());
+    let cx64 = Ctx::new(c64.as_ref());
+    let (z64, ld64) = l64.forward(&h64, cx64)?;
+    let (back64, _) = l64.inverse(&z64, cx64)?;
     let inverse_f64 = ErrorStats::between(back64.as_slice(), h64.as_slice());
-    let exact = forward_jacobian_exact(layer, &h64)?;
-    let fd = forward_jacobian_fd(layer, &h64, FD_STEP)?;
+    let exact = forward_jacobian_exact(layer, &h64, c64.as_ref())?;
+    let fd = forward_jacobian_fd(layer, &h64, c64.as_ref(), FD_STEP)?;
     let checks = logdet_checks(&ld64, &to_f64s(&ld), &exact, &fd)?;
     let mut copy = layer.to_f64();
     let wz = Tensor::new(z64.shape(), weights(z64.len(), 1))?;
     let wld = weights(h.batch(), 2);
-    let rep = grad_check(copy.as_mut(), &h64, &wz, &wld, GRAD_STEP, GRAD_ENTRIES)?;
+    let rep = grad_check(copy.as_mut(), &h64, c64.as_ref(), &wz, &wld, GRAD_STEP, GRAD_ENTRIES)?;
     let (worst, grad) = rep.worst();
     let mut a = StageAudit {
         name,
@@ -319,35 +329,43 @@ fn model_logdet_tolerance<T: Real>(tol: &Tolerances) -> f64 {
 }
 
 /// Audits `flow` at the batch `x` (a handful of samples: the cost is that of D forward passes
-/// per layer for the Jacobians plus a gradient check).
+/// per layer for the Jacobians plus a gradient check), with `context` for a conditional flow.
 ///
 /// # Errors
 /// A batch of the wrong shape or with NaN/inf; a layer that fails outright (errors, not bad
 /// numbers: those are what the audit reports).
-pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>) -> Result<FlowAudit> {
+pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>, context: Option<&Tensor<T>>) -> Result<FlowAudit> {
     let tol = Tolerances::for_precision::<T>();
     x.expect_sample_shape("audit", flow.data_shape())?;
     x.check_finite("audit", "input")?;
+    // Checks the context against the flow before any stage sees it.
+    flow.encode_with_log_det(x, context)?;
+    let cx = Ctx::new(context);
+    let c64: Option<Tensor<f64>> = context.map(|c| c.cast());
     let mut stages = Vec::new();
     let mut h = x.clone();
     for (i, s) in flow.stages().iter().enumerate() {
         let name = Flow::<T>::stage_name(i);
-        match s {
-            Stage::Layer(l) => {
-                stages.push(audit_layer(name, l.as_ref(), &h, &tol)?);
-                h = l.forward(&h)?.0;
+        match s.as_bijector() {
+            Some(l) => {
+                stages.push(audit_layer(name, l, &h, context, &tol)?);
+                h = l.forward(&h, cx)?.0;
             }
-            Stage::Split(sp) => {
-                let (rest, z_out, _) = sp.forward(&h)?;
-                let back = sp.inverse(&rest, &z_out)?;
+            None => {
+                // A factor-out: only invertibility applies (it moves elements, log-det 0).
+                let step = s.forward(&h, cx)?;
+                let fz = step.factored.as_ref().map(|f| &f.z);
+                let (back, _) = s.inverse(&step.out, fz, cx)?;
                 let inv = ErrorStats::between(&to_f64s(back.as_slice()), &to_f64s(h.as_slice()));
-                let sp64 = sp.to_f64();
+                let s64 = s.to_f64();
                 let h64: Tensor<f64> = h.cast();
-                let (r64, zo64, _) = sp64.forward(&h64)?;
-                let back64 = sp64.inverse(&r64, &zo64)?;
+                let cx64 = Ctx::new(c64.as_ref());
+                let step64 = s64.forward(&h64, cx64)?;
+                let fz64 = step64.factored.as_ref().map(|f| &f.z);
+                let (back64, _) = s64.inverse(&step64.out, fz64, cx64)?;
                 let mut a = StageAudit {
                     name,
-                    kind: "Split".into(),
+                    kind: s.kind().into(),
                     inverse: inv,
                     inverse_f64: ErrorStats::between(back64.as_slice(), h64.as_slice()),
                     logdet_exact_error: None,
@@ -363,11 +381,11 @@ pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>) -> Result<FlowAudit> {
                 };
                 a.judge(&tol, tol.logdet_exact);
                 stages.push(a);
-                h = rest;
+                h = step.out;
             }
         }
     }
-    let whole = audit_whole(flow, x, &tol)?;
+    let whole = audit_whole(flow, x, context, &tol)?;
     let pass = whole.pass && stages.iter().all(|s| s.pass);
     Ok(FlowAudit {
         precision: T::NAME.to_string(),
@@ -379,18 +397,47 @@ pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>) -> Result<FlowAudit> {
     })
 }
 
-fn audit_whole<T: Real>(flow: &Flow<T>, x: &Tensor<T>, tol: &Tolerances) -> Result<StageAudit> {
-    let (latent, ld) = flow.encode_with_log_det(x)?;
-    let back = flow.decode(&latent)?;
+fn audit_whole<T: Real>(
+    flow: &Flow<T>,
+    x: &Tensor<T>,
+    context: Option<&Tensor<T>>,
+    tol: &Tolerances,
+) -> Result<StageAudit> {
+    let (latent, ld) = flow.encode_with_log_det(x, context)?;
+    let back = flow.decode(&latent, context)?;
     let inverse = ErrorStats::between(&to_f64s(back.as_slice()), &to_f64s(x.as_slice()));
     let f64flow = flow.to_f64();
     let x64: Tensor<f64> = x.cast();
-    let (l64, ld64) = f64flow.encode_with_log_det(&x64)?;
-    let back64 = f64flow.decode(&l64)?;
+    let c64: Option<Tensor<f64>> = context.map(|c| c.cast());
+    let (l64, ld64) = f64flow.encode_with_log_det(&x64, c64.as_ref())?;
+    let back64 = f64flow.decode(&l64, c64.as_ref())?;
     let inverse_f64 = ErrorStats::between(back64.as_slice(), x64.as_slice());
     let dual = flow.to_dual();
-    let exact = jacobian_dual(|t| dual.encode_with_log_det(t)?.0.flatten(), &x64)?;
-    let fd = jacobian_fd(|t| f64flow.encode_with_log_det(t)?.0.flatten(), &x64, FD_STEP)?;
+    let cdual: Option<Tensor<exactflow_kernels::F1>> = context.map(|c| c.cast());
+    // The Jacobian helpers work in the kernels' error type; a flow error is reported as the
+    // invalid argument it is (the flow already ran on these inputs above).
+    let as_kernel = |e: Error| match e {
+        Error::Numerical(k) => k,
+        other => exactflow_kernels::Error::invalid("audit", "flow", other.to_string()),
+    };
+    let exact = jacobian_dual(
+        |t| {
+            dual.encode_with_log_det(t, cdual.as_ref())
+                .and_then(|l| l.0.flatten())
+                .map_err(as_kernel)
+        },
+        &x64,
+    )?;
+    let fd = jacobian_fd(
+        |t| {
+            f64flow
+                .encode_with_log_det(t, c64.as_ref())
+                .and_then(|l| l.0.flatten())
+                .map_err(as_kernel)
+        },
+        &x64,
+        FD_STEP,
+    )?;
     let checks = logdet_checks(&ld64, &to_f64s(&ld), &exact, &fd)?;
     let mut a = StageAudit {
         name: "flow".into(),

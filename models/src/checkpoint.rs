@@ -1,33 +1,37 @@
 //! Checkpoints: one safetensors file per model (see FORMAT.md).
 //!
-//! - every parameter and buffer under its stable name (`flow.3.net.0.weight`, `base.mean`, ...),
-//!   in the model's precision (F32 or F64), in the layer's PyTorch layout;
-//! - metadata `exactflow.format` = "1", `exactflow.config` = the [`ModelConfig`] as JSON, and,
-//!   for a training checkpoint, `exactflow.train_state` = [`TrainState`] as JSON;
+//! - every parameter and real-valued buffer under its stable name (`flow.3.net.0.weight`,
+//!   `base.mean`, ...), in the model's precision (F32 or F64), in the layer's PyTorch layout;
+//! - every integer buffer (a permutation, signs, a flag) as integers: I64, I8 or BOOL;
+//! - metadata `exactflow.format` = "2", `exactflow.config` = the [`ModelConfig`] as JSON, and,
+//!   for a training checkpoint, `exactflow.train_state` = the training state as JSON (interpreted
+//!   by `crate::train::TrainState`; this module only stores it, see [`TrainingRecord`]);
 //! - for a training checkpoint, Adam's moments as F64 tensors `optim.m.{name}` and
 //!   `optim.v.{name}`, and the best parameters so far as `best.{name}` when early stopping keeps
 //!   them. (Moments are tensors rather than JSON: a 4M-parameter model's moments would not fit
 //!   the 100 MB header limit of safetensors, and JSON would round them.)
 //!
-//! Writes are atomic: a temporary file in the same directory, fsync, rename, fsync of the
-//! directory; a crash leaves either the old file or the new one. Reads refuse truncated or corrupt
-//! files, missing or unexpected tensors and shape mismatches with an [`Error::Format`].
+//! Writes are atomic ([`crate::atomic_write`]). Reads refuse truncated or corrupt files, missing
+//! or unexpected tensors and shape mismatches with an [`Error::Format`]. Files of format version 1
+//! (integer buffers stored as floats) still load: their float buffers must hold exact integers
+//! that satisfy the buffer's rule.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 
-use exactflow_kernels::{Error, Real, Result};
-use exactflow_layers::{ParamKind, Params, Tensor};
+use exactflow_kernels::Real;
+use exactflow_layers::{IntBuffer, IntKind, ParamKind, Params, Tensor};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use serde::{Deserialize, Serialize};
 
+use crate::atomic_write::write_atomic;
 use crate::config::ModelConfig;
+use crate::error::{Error, Result};
 use crate::flow::Flow;
-use crate::train::{Adam, AdamConfig, TrainConfig};
 
 /// The checkpoint format version written by this library.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
+/// The format versions this library reads.
+pub const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
 const KEY_FORMAT: &str = "exactflow.format";
 const KEY_CONFIG: &str = "exactflow.config";
 const KEY_STATE: &str = "exactflow.train_state";
@@ -36,52 +40,16 @@ const FORMAT: &str = "exactflow checkpoint (safetensors)";
 /// Values by parameter name (f64, row-major), as stored for optimizer moments and snapshots.
 pub type NamedValues = BTreeMap<String, Vec<f64>>;
 
-/// Where training stood when a checkpoint was written; enough to resume exactly.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Optimizer steps done.
-    pub step: u64,
-    /// Epochs completed.
-    pub epoch: usize,
-    /// Batches done within the current epoch.
-    pub batch_in_epoch: usize,
-    /// The training configuration (seed included).
-    pub config: TrainConfig,
-    /// Adam's hyper-parameters.
-    pub adam: AdamConfig,
-    /// Adam's step count.
-    pub adam_t: u64,
-    /// Best validation NLL so far (nats per sample).
-    pub best_val_nll: Option<f64>,
-    /// The epoch that reached it.
-    pub best_epoch: Option<usize>,
-    /// Epochs since the best one.
-    pub epochs_since_best: usize,
-    /// Whether training ran to completion (the parameters are the final, best ones).
-    pub finished: bool,
-    /// Mean training NLL of each completed epoch.
-    pub train_history: Vec<f64>,
-    /// Validation NLL of each completed epoch.
-    pub val_history: Vec<Option<f64>>,
-    /// Adam's moments (written as tensors, not JSON).
-    #[serde(skip)]
+/// What a training checkpoint carries beside the model: the training state (stored as JSON,
+/// interpreted by `crate::train::TrainState`), Adam's moments and the best parameters so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingRecord {
+    /// The training state as JSON (metadata `exactflow.train_state`).
+    pub state_json: String,
+    /// Adam's first and second moments by trainable parameter name (`optim.m.*`, `optim.v.*`).
     pub moments: Option<(NamedValues, NamedValues)>,
-    /// The best parameters so far (written as `best.*` tensors).
-    #[serde(skip)]
-    pub best_params: Option<BTreeMap<String, Vec<f64>>>,
-}
-
-impl TrainState {
-    /// Rebuilds Adam from the saved moments.
-    pub fn adam(&self) -> Adam {
-        let (m, v) = self.moments.clone().unwrap_or_default();
-        Adam {
-            config: self.adam,
-            t: self.adam_t,
-            m,
-            v,
-        }
-    }
+    /// The parameters of the best validation epoch by name (`best.*`).
+    pub best: Option<NamedValues>,
 }
 
 /// A model read back from a checkpoint.
@@ -90,23 +58,16 @@ pub struct Loaded<T: Real> {
     pub config: ModelConfig,
     /// The flow with the saved parameters.
     pub flow: Flow<T>,
-    /// The training state, for a training checkpoint.
-    pub state: Option<TrainState>,
+    /// The training record, for a training checkpoint.
+    pub record: Option<TrainingRecord>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    Error::io(path, e)
 }
 
 fn fmt_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Format {
-        path: path.display().to_string(),
-        format: FORMAT,
-        reason: reason.into(),
-    }
+    Error::format(path, FORMAT, reason)
 }
 
 fn to_bytes_f64(v: &[f64]) -> Vec<u8> {
@@ -136,39 +97,29 @@ fn dtype_of<T: Real>() -> Result<Dtype> {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-///
-/// # Errors
-/// [`Error::Io`] when any step fails (the old file, if any, is then untouched).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io_err(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            // Persist the rename; some file systems refuse fsync on a directory, which is harmless.
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// The dtype an integer buffer is stored as.
+fn int_dtype(kind: IntKind) -> Dtype {
+    match kind {
+        IntKind::Permutation => Dtype::I64,
+        IntKind::Sign => Dtype::I8,
+        IntKind::Flag => Dtype::BOOL,
     }
-    result
 }
 
-/// Saves a model (and, for a training checkpoint, its training state) to `path`, atomically.
+fn int_bytes(b: &IntBuffer) -> Vec<u8> {
+    match b.kind() {
+        IntKind::Permutation => b.values().iter().flat_map(|v| v.to_le_bytes()).collect(),
+        // invariant: signs are -1 or +1 and flags 0 or 1, so they fit one byte.
+        IntKind::Sign => b.values().iter().map(|&v| v as i8 as u8).collect(),
+        IntKind::Flag => b.values().iter().map(|&v| v as u8).collect(),
+    }
+}
+
+/// Saves a model (and, for a training checkpoint, its training record) to `path`, atomically.
 ///
 /// # Errors
 /// [`Error::Io`] when writing fails; an error for dual-number models.
-pub fn save<T: Real>(path: &Path, config: &ModelConfig, flow: &Flow<T>, state: Option<&TrainState>) -> Result<()> {
+pub fn save<T: Real>(path: &Path, config: &ModelConfig, flow: &Flow<T>, record: Option<&TrainingRecord>) -> Result<()> {
     let dtype = dtype_of::<T>()?;
     let mut entries: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     flow.visit_params("", &mut |name, p| {
@@ -179,15 +130,15 @@ pub fn save<T: Real>(path: &Path, config: &ModelConfig, flow: &Flow<T>, state: O
             tensor_bytes(&p.value, dtype),
         ));
     });
+    flow.visit_int("", &mut |name, b| {
+        entries.push((name.to_string(), int_dtype(b.kind()), vec![b.len()], int_bytes(b)));
+    });
     let mut meta = HashMap::new();
     meta.insert(KEY_FORMAT.to_string(), FORMAT_VERSION.to_string());
     let cfg = serde_json::to_string(config).map_err(|e| io_err(path, e))?;
     meta.insert(KEY_CONFIG.to_string(), cfg);
-    if let Some(st) = state {
-        meta.insert(
-            KEY_STATE.to_string(),
-            serde_json::to_string(st).map_err(|e| io_err(path, e))?,
-        );
+    if let Some(rec) = record {
+        meta.insert(KEY_STATE.to_string(), rec.state_json.clone());
         let shapes: BTreeMap<String, Vec<usize>> = entries.iter().map(|e| (e.0.clone(), e.2.clone())).collect();
         let mut extra = |prefix: &str, map: &BTreeMap<String, Vec<f64>>| {
             for (name, v) in map {
@@ -195,11 +146,11 @@ pub fn save<T: Real>(path: &Path, config: &ModelConfig, flow: &Flow<T>, state: O
                 entries.push((format!("{prefix}.{name}"), Dtype::F64, shape, to_bytes_f64(v)));
             }
         };
-        if let Some((m, v)) = &st.moments {
+        if let Some((m, v)) = &rec.moments {
             extra("optim.m", m);
             extra("optim.v", v);
         }
-        if let Some(best) = &st.best_params {
+        if let Some(best) = &rec.best {
             extra("best", best);
         }
     }
@@ -251,11 +202,14 @@ fn open(path: &Path) -> Result<(Vec<u8>, HashMap<String, String>)> {
         .clone()
         .ok_or_else(|| fmt_err(path, "no exactflow metadata (not an exactflow checkpoint)"))?;
     match meta.get(KEY_FORMAT) {
-        Some(v) if v == FORMAT_VERSION => {}
+        Some(v) if READABLE_VERSIONS.contains(&v.as_str()) => {}
         Some(v) => {
             return Err(fmt_err(
                 path,
-                format!("format version {v}, this exactflow reads {FORMAT_VERSION}"),
+                format!(
+                    "format version {v}, this exactflow reads {}",
+                    READABLE_VERSIONS.join(" and ")
+                ),
             ));
         }
         None => return Err(fmt_err(path, "no exactflow.format entry (not an exactflow checkpoint)")),
@@ -289,10 +243,10 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
     let config = parse_config(path, &meta)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| fmt_err(path, format!("corrupt or truncated: {e}")))?;
     let mut flow: Flow<T> = config.build()?;
-    let mut state: Option<TrainState> = match meta.get(KEY_STATE) {
-        Some(s) => Some(serde_json::from_str(s).map_err(|e| fmt_err(path, format!("bad training state: {e}")))?),
-        None => None,
-    };
+    let mut record = meta.get(KEY_STATE).map(|s| TrainingRecord {
+        state_json: s.clone(),
+        ..TrainingRecord::default()
+    });
     let names: std::collections::HashSet<String> = st.names().into_iter().map(str::to_string).collect();
     let mut expected = std::collections::HashSet::new();
     let mut failure = None;
@@ -325,6 +279,23 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
     if let Some(e) = failure {
         return Err(e);
     }
+    flow.visit_int_mut("", &mut |name, b| {
+        expected.insert(name.to_string());
+        if failure.is_some() {
+            return;
+        }
+        let r = st
+            .tensor(name)
+            .map_err(|_| fmt_err(path, format!("missing tensor {name} (the config's model has it)")))
+            .and_then(|view| read_ints(path, name, &view, b.len()))
+            .and_then(|v| b.set(v).map_err(|e| fmt_err(path, format!("tensor {name}: {e}"))));
+        if let Err(e) = r {
+            failure = Some(e);
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let read_group = |prefix: &str, group: &[String]| -> Result<Option<BTreeMap<String, Vec<f64>>>> {
         let mut map = BTreeMap::new();
         for name in group {
@@ -336,11 +307,11 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
         }
         Ok((!map.is_empty()).then_some(map))
     };
-    if let Some(s) = state.as_mut() {
+    if let Some(r) = record.as_mut() {
         let m = read_group("optim.m", &trainable)?;
         let v = read_group("optim.v", &trainable)?;
-        s.moments = m.zip(v);
-        s.best_params = read_group("best", &all)?;
+        r.moments = m.zip(v);
+        r.best = read_group("best", &all)?;
     }
     for n in &names {
         let known = expected.contains(n)
@@ -354,7 +325,57 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
             ));
         }
     }
-    Ok(Loaded { config, flow, state })
+    Ok(Loaded { config, flow, record })
+}
+
+/// Reads an integer buffer of `len` entries: any integer dtype, or (format version 1) F32/F64
+/// values that are exact integers.
+fn read_ints(path: &Path, name: &str, view: &TensorView<'_>, len: usize) -> Result<Vec<i64>> {
+    if view.shape() != [len] {
+        return Err(fmt_err(
+            path,
+            format!("tensor {name} has shape {:?}, the model expects [{len}]", view.shape()),
+        ));
+    }
+    let data = view.data();
+    let floats = |v: Vec<f64>| -> Result<Vec<i64>> {
+        v.iter()
+            .map(|&f| {
+                // Exact integers only: a rounded index or sign would silently change the model.
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    Ok(f as i64)
+                } else {
+                    Err(fmt_err(path, format!("tensor {name} holds {f}, expected an integer")))
+                }
+            })
+            .collect()
+    };
+    match view.dtype() {
+        Dtype::I64 => Ok(data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect()),
+        Dtype::I32 => Ok(data
+            .chunks_exact(4)
+            .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect()),
+        Dtype::I8 => Ok(data.iter().map(|&b| i64::from(b as i8)).collect()),
+        Dtype::U8 | Dtype::BOOL => Ok(data.iter().map(|&b| i64::from(b)).collect()),
+        Dtype::F32 => floats(
+            data.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+        ),
+        Dtype::F64 => floats(
+            data.chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        ),
+        other => Err(fmt_err(
+            path,
+            format!("tensor {name} has dtype {other:?}, expected an integer type"),
+        )),
+    }
 }
 
 /// Copies named f64 values into a model's parameters (restoring a snapshot).

@@ -6,7 +6,9 @@
 //! on the discrete NLL), with `bits/dim = NLL / (D ln 2)`. The dequantization noise of an
 //! evaluation is drawn from a fixed seed, so repeated evaluations agree bit for bit.
 
-use exactflow_kernels::{Real, Result};
+use exactflow_kernels::Real;
+
+use crate::error::Result;
 use exactflow_layers::Tensor;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -61,7 +63,7 @@ pub fn evaluate<T: Real>(flow: &Flow<T>, ds: &Dataset, batch: usize) -> Result<E
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = model_input::<T>(ds, chunk, &mut rng)?;
-        for lp in flow.log_prob(&x)? {
+        for lp in flow.log_prob(&x, None)? {
             ll.push(data_log_likelihood(lp.as_f64(), dim, ds.levels));
         }
     }

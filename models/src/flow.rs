@@ -1,57 +1,39 @@
-//! `Flow<T>`: invertible stages and a base distribution, scored exactly by the change of variables.
+//! `Flow<T>`: a list of stages and a base distribution, scored exactly by the change of variables.
 //!
 //! `log p(x) = log pi(z) + sum_k log|det dz_k / dz_{k-1}|` with z = the data pushed through every
 //! stage in the *forward* (data -> latent) direction. Multi-scale flows factor latents out part
-//! way (a split stage): those latents are scored by the split's conditional prior (Glow) or the
-//! base distribution (RealNVP), and they are kept in the [`Latent`] so that
-//! `decode(encode(x)) = x` exactly, up to rounding.
+//! way (a factor-out [`Stage`] such as a split): those latents are scored by the stage's own
+//! conditional prior (Glow) or the base distribution (RealNVP), and they are kept in the
+//! [`Latent`] so that `decode(encode(x)) = x` exactly, up to rounding.
+//!
+//! # One walk per direction
+//!
+//! Every stage, a layer or a factor-out, is used through the one [`Stage`] interface, and the
+//! flow walks its stages in four places only:
+//!
+//! - the **forward walk** (inference): [`Flow::log_prob`], [`Flow::encode`],
+//!   [`Flow::encode_with_log_det`];
+//! - the **inverse walk**, whose factored latents come either from a stored encoding
+//!   ([`Flow::decode`]) or from the priors ([`Flow::sample`]);
+//! - the **training forward walk** ([`Flow::forward_train`]), which keeps every stage's cache
+//!   ([`TrainMode::Cached`]) or only the latents ([`TrainMode::MemoryEfficient`]);
+//! - the **backward walk** ([`Flow::backward`]), which takes each stage's cache from the cached
+//!   pass or rebuilds it from the stage's output (inverse replay, then a `Pass::Replay` forward).
+//!
+//! # Context and parallelism
+//!
+//! Every method takes the context of a conditional flow (`[N, C]`, one row per sample); an
+//! unconditional flow (context width 0) refuses one. The flow carries the [`Parallelism`] of its
+//! matrix products as a value ([`Flow::set_parallelism`]); nothing is process-wide.
 
-use exactflow_kernels::{Error, F1, Real, Result};
+use exactflow_kernels::gemm::Parallelism;
+use exactflow_kernels::{F1, Real};
 use exactflow_layers::distributions::Distribution;
-use exactflow_layers::params::{Param, Params, join};
-use exactflow_layers::{Bijector, Cache, Pass, Split, Tensor};
+use exactflow_layers::params::{IntBuffer, Param, Params, join};
+use exactflow_layers::{Cache, Ctx, InputGrad, Pass, Stage, Tensor};
 use rand::RngCore;
 
-/// One stage of a flow.
-pub enum Stage<T: Real> {
-    /// An invertible layer.
-    Layer(Box<dyn Bijector<T>>),
-    /// A multi-scale factor-out: half the channels leave the flow as a latent, scored by the
-    /// split's conditional prior (Glow) or, without one, by the flow's base distribution
-    /// (RealNVP).
-    Split(Split<T>),
-}
-
-impl<T: Real> Stage<T> {
-    /// The layer type's name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Stage::Layer(l) => l.kind(),
-            Stage::Split(_) => "Split",
-        }
-    }
-
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
-        match self {
-            Stage::Layer(l) => l.visit_params(prefix, f),
-            Stage::Split(sp) => sp.visit_params(prefix, f),
-        }
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
-        match self {
-            Stage::Layer(l) => l.visit_params_mut(prefix, f),
-            Stage::Split(sp) => sp.visit_params_mut(prefix, f),
-        }
-    }
-
-    fn shapes(&self) -> (Vec<usize>, Vec<usize>) {
-        match self {
-            Stage::Layer(l) => l.sample_shapes(),
-            Stage::Split(sp) => (sp.in_shape().to_vec(), sp.out_shape().to_vec()),
-        }
-    }
-}
+use crate::error::{Error, Result};
 
 /// Everything the forward pass maps a batch to: the final latent and the factored-out ones (in
 /// the order they left the flow).
@@ -79,85 +61,134 @@ impl<T: Real> Latent<T> {
                 data.extend_from_slice(t.sample(i)?);
             }
         }
-        Tensor::new(&[n, width], data)
+        Ok(Tensor::new(&[n, width], data)?)
     }
 }
 
-/// What one stage keeps for the backward pass.
-enum StageCache<T> {
-    Layer(Cache),
-    /// The split's cache and the factored-out latent (scored by the base distribution when the
-    /// split has no prior).
-    Split(Cache, Tensor<T>),
+/// What the training forward pass keeps for the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TrainMode {
+    /// Every stage's activations: the backward pass reads them (memory grows with depth).
+    #[default]
+    Cached,
+    /// Only the latents: the backward pass recomputes each stage's input from its output with
+    /// the stage's inverse and rebuilds its cache by a `Pass::Replay` forward, so activation
+    /// memory is that of one stage whatever the depth, for about one extra inverse and forward
+    /// pass of compute. Gradients equal the cached mode's up to the rounding of the inverses.
+    MemoryEfficient,
 }
 
-/// What [`Flow::backward`] needs from [`Flow::forward_train`] (every stage's cache) or from
-/// [`Flow::forward_train_memory_efficient`] (only the latents: the stages' inputs are recomputed
-/// from their outputs during the backward pass).
-pub struct FlowCache<T> {
-    stages: CachedStages<T>,
+/// A latent factored out during a training pass, and whether the base distribution (rather than
+/// the stage's own prior) scored it.
+struct FactoredOut<T> {
     z: Tensor<T>,
+    base_scored: bool,
 }
 
-/// The per-stage part of a [`FlowCache`].
-enum CachedStages<T> {
-    /// Every stage's cache, in forward order.
-    Full(Vec<StageCache<T>>),
-    /// Memory-efficient mode: no stage caches, only the factored-out latents (first split
-    /// first), which are outputs of the flow and cannot be recomputed from `z`.
-    Recompute(Vec<Tensor<T>>),
+/// What [`Flow::backward`] needs from [`Flow::forward_train`].
+pub struct FlowCache<T> {
+    /// Every stage's cache in forward order ([`TrainMode::Cached`]), or none.
+    caches: Option<Vec<Cache>>,
+    factored: Vec<FactoredOut<T>>,
+    z: Tensor<T>,
+    /// The context and parallelism of the pass, for the replays of the memory-efficient mode.
+    context: Option<Tensor<T>>,
+    par: Parallelism,
 }
 
 impl<T> FlowCache<T> {
     /// Whether the cache is a memory-efficient one (no per-stage activations kept).
     pub fn is_memory_efficient(&self) -> bool {
-        matches!(self.stages, CachedStages::Recompute(_))
+        self.caches.is_none()
     }
+}
+
+/// Where the inverse walk takes the factored latents from.
+enum LatentSource<'a, T> {
+    /// A stored encoding, first split first (walked from the last).
+    Stored(&'a [Tensor<T>]),
+    /// Drawn from each stage's prior (or the base distribution) at a temperature, their
+    /// log-densities added to the accumulator.
+    Drawn { temperature: f64, rng: &'a mut dyn RngCore },
 }
 
 /// A normalizing flow: stages applied in the forward (data -> latent) direction, then a base
 /// distribution. Parameter names are `flow.{stage}.{...}` and `base.{...}`.
 pub struct Flow<T: Real> {
-    stages: Vec<Stage<T>>,
+    stages: Vec<Box<dyn Stage<T>>>,
     base: Box<dyn Distribution<T>>,
     data_shape: Vec<usize>,
+    context_dim: usize,
+    par: Parallelism,
 }
 
 fn stage_name(i: usize) -> String {
     format!("flow.{i}")
 }
 
-fn check_finite_out<T: Real>(name: &str, kind: &str, t: &Tensor<T>, ld: &[T]) -> Result<()> {
-    if t.first_non_finite().is_some() {
-        return Err(Error::Diverged {
-            step: 0,
-            layer: format!("{name} ({kind})"),
-            what: "output".into(),
-        });
+/// A non-finite entry of `v` (viewed as `n` samples), as (sample, offset, value).
+fn first_bad<T: Real>(v: &[T], sample_len: usize) -> Option<((usize, usize), f64)> {
+    let m = sample_len.max(1);
+    v.iter()
+        .position(|x| !x.is_finite_value())
+        .map(|k| ((k / m, k % m), v[k].as_f64()))
+}
+
+fn non_finite(i: usize, kind: &'static str, what: &str, bad: ((usize, usize), f64)) -> Error {
+    Error::NonFinite {
+        stage: stage_name(i),
+        kind,
+        what: what.to_string(),
+        index: bad.0,
+        value: bad.1,
     }
-    if ld.iter().any(|v| !v.is_finite_value()) {
-        return Err(Error::Diverged {
-            step: 0,
-            layer: format!("{name} ({kind})"),
-            what: "log-det".into(),
-        });
+}
+
+/// A stage's error, with a non-finite value met inside it attributed to the stage.
+fn at_stage(i: usize, kind: &'static str, e: exactflow_kernels::Error) -> Error {
+    match e {
+        exactflow_kernels::Error::NonFinite { op, what, index, value } => Error::NonFinite {
+            stage: stage_name(i),
+            kind,
+            what: format!("{what} (in {op})"),
+            index,
+            value,
+        },
+        other => Error::Numerical(other),
     }
-    Ok(())
+}
+
+/// Fails unless a stage's output and its per-sample values are finite.
+fn check_out<T: Real>(i: usize, kind: &'static str, out: &Tensor<T>, per_sample: &[T], what: &str) -> Result<()> {
+    if let Some((k, v)) = out.first_non_finite() {
+        let m = out.sample_len().max(1);
+        return Err(non_finite(i, kind, "output", ((k / m, k % m), v)));
+    }
+    match first_bad(per_sample, 1) {
+        Some(bad) => Err(non_finite(i, kind, what, bad)),
+        None => Ok(()),
+    }
+}
+
+fn add_into<T: Real>(acc: &mut [T], v: &[T]) {
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a += b;
+    }
 }
 
 impl<T: Real> Flow<T> {
-    /// A flow over samples of shape `data_shape`, checked so that consecutive stages agree on
-    /// their sample shapes.
+    /// An unconditional flow over samples of shape `data_shape`, checked so that consecutive
+    /// stages agree on their sample shapes. One thread.
     ///
     /// # Errors
     /// [`Error::Config`] for no stages or mismatched shapes.
-    pub fn new(stages: Vec<Stage<T>>, base: Box<dyn Distribution<T>>, data_shape: &[usize]) -> Result<Self> {
+    pub fn new(stages: Vec<Box<dyn Stage<T>>>, base: Box<dyn Distribution<T>>, data_shape: &[usize]) -> Result<Self> {
         if stages.is_empty() {
             return Err(Error::Config("a flow needs at least one stage".into()));
         }
         let mut shape = data_shape.to_vec();
         for (i, s) in stages.iter().enumerate() {
-            let (inp, out) = s.shapes();
+            let (inp, out) = s.sample_shapes();
             if inp != shape {
                 return Err(Error::Config(format!(
                     "stage {i} ({}) expects samples of shape {inp:?}, but receives {shape:?}",
@@ -170,6 +201,8 @@ impl<T: Real> Flow<T> {
             stages,
             base,
             data_shape: data_shape.to_vec(),
+            context_dim: 0,
+            par: Parallelism::Sequential,
         })
     }
 
@@ -178,13 +211,18 @@ impl<T: Real> Flow<T> {
         &self.data_shape
     }
 
+    /// The width of the context a conditional flow needs (0 for an unconditional flow).
+    pub fn context_dim(&self) -> usize {
+        self.context_dim
+    }
+
     /// The sample shape of the final latent.
     pub fn latent_shape(&self) -> Vec<usize> {
-        self.stages.last().map(|s| s.shapes().1).unwrap_or_default()
+        self.stages.last().map(|s| s.sample_shapes().1).unwrap_or_default()
     }
 
     /// The stages, in forward order.
-    pub fn stages(&self) -> &[Stage<T>] {
+    pub fn stages(&self) -> &[Box<dyn Stage<T>>] {
         &self.stages
     }
 
@@ -198,52 +236,118 @@ impl<T: Real> Flow<T> {
         stage_name(i)
     }
 
+    /// The number of factor-out stages (the number of factored-out latents).
+    pub fn num_splits(&self) -> usize {
+        self.stages.iter().filter(|s| s.factored_shape().is_some()).count()
+    }
+
+    /// The parallelism of the flow's matrix products.
+    pub fn parallelism(&self) -> Parallelism {
+        self.par
+    }
+
+    /// Sets the parallelism of the flow's matrix products (`Parallelism::Sequential`, the
+    /// default, is bit-for-bit reproducible on any machine).
+    pub fn set_parallelism(&mut self, par: Parallelism) {
+        self.par = par;
+    }
+
+    /// The flow with its matrix products on `par`.
+    pub fn with_parallelism(mut self, par: Parallelism) -> Self {
+        self.par = par;
+        self
+    }
+
+    /// The call context for a batch of `n` samples: checks that a conditional flow has a
+    /// context of `n` rows and the right width, and an unconditional one none.
+    fn ctx<'a>(&self, op: &'static str, n: usize, context: Option<&'a Tensor<T>>) -> Result<Ctx<'a, T>> {
+        match (self.context_dim, context) {
+            (0, None) => {}
+            (0, Some(c)) => {
+                return Err(Error::invalid(
+                    op,
+                    "context",
+                    format!(
+                        "this flow is unconditional, but a context of shape {:?} was given",
+                        c.shape()
+                    ),
+                ));
+            }
+            (d, None) => {
+                return Err(Error::invalid(
+                    op,
+                    "context",
+                    format!("this flow is conditional and needs a context of shape [N, {d}], none was given"),
+                ));
+            }
+            (d, Some(c)) => {
+                c.expect_shape(op, &[n, d])?;
+            }
+        }
+        let cx = Ctx::new(context).with_par(self.par);
+        cx.check_batch(op, n)?;
+        Ok(cx)
+    }
+
     fn check_data(&self, op: &'static str, x: &Tensor<T>) -> Result<()> {
         x.expect_sample_shape(op, &self.data_shape)?;
-        x.check_finite(op, "data")
+        x.check_finite(op, "data")?;
+        Ok(())
     }
 
-    /// Pushes a batch through every stage (forward direction) and returns its latents and
-    /// `log p(x)` per sample.
-    ///
-    /// # Errors
-    /// A batch of the wrong shape or with NaN/inf; [`Error::Diverged`] naming the first stage
-    /// whose output is not finite.
-    pub fn encode_with_log_prob(&self, x: &Tensor<T>) -> Result<(Latent<T>, Vec<T>)> {
-        self.encode_walk("Flow::encode", x, true)
+    /// The log-density of a factored latent: the stage's prior's, or the base distribution's.
+    fn score_factored(&self, z: &Tensor<T>, own: Option<Vec<T>>, cx: Ctx<'_, T>) -> Result<Vec<T>> {
+        match own {
+            Some(lp) => Ok(lp),
+            None => Ok(self.base.log_prob(z, cx)?),
+        }
     }
 
-    /// The forward pass behind [`Flow::encode_with_log_prob`] (`score`: add the split priors
-    /// and the base distribution) and [`Flow::encode_with_log_det`] (only the log-dets).
-    fn encode_walk(&self, op: &'static str, x: &Tensor<T>, score: bool) -> Result<(Latent<T>, Vec<T>)> {
+    /// The forward walk: the latents of a batch and, per sample, the sum of the stages'
+    /// log-dets, plus (`score`) the log-densities of the factored latents and of the final one.
+    fn forward_walk(
+        &self,
+        op: &'static str,
+        x: &Tensor<T>,
+        context: Option<&Tensor<T>>,
+        score: bool,
+    ) -> Result<(Latent<T>, Vec<T>)> {
         self.check_data(op, x)?;
+        let cx = self.ctx(op, x.batch(), context)?;
         let mut total = vec![T::zero(); x.batch()];
         let mut h = x.clone();
         let mut factored = Vec::new();
         for (i, s) in self.stages.iter().enumerate() {
-            match s {
-                Stage::Layer(l) => {
-                    let (next, ld) = l.forward(&h)?;
-                    check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
-                    add_into(&mut total, &ld);
-                    h = next;
-                }
-                Stage::Split(sp) => {
-                    let (rest, z_out, lp) = sp.forward(&h)?;
-                    if score {
-                        let lp = split_log_p(self.base.as_ref(), sp, lp, &z_out)?;
-                        check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
-                        add_into(&mut total, &lp);
+            let kind = s.kind();
+            let step = s.forward(&h, cx).map_err(|e| at_stage(i, kind, e))?;
+            check_out(i, kind, &step.out, &step.log_det, "log-det")?;
+            add_into(&mut total, &step.log_det);
+            if let Some(f) = step.factored {
+                if score {
+                    let lp = self.score_factored(&f.z, f.log_p, cx)?;
+                    if let Some(bad) = first_bad(&lp, 1) {
+                        return Err(non_finite(i, kind, "log-density of the factored latent", bad));
                     }
-                    factored.push(z_out);
-                    h = rest;
+                    add_into(&mut total, &lp);
                 }
+                factored.push(f.z);
             }
+            h = step.out;
         }
         if score {
-            add_into(&mut total, &self.base.log_prob(&h)?);
+            add_into(&mut total, &self.base.log_prob(&h, cx)?);
         }
         Ok((Latent { z: h, factored }, total))
+    }
+
+    /// Pushes a batch through every stage (forward direction) and returns its latents and
+    /// `log p(x)` per sample (`log p(x | context)` for a conditional flow).
+    ///
+    /// # Errors
+    /// A batch of the wrong shape or with NaN/inf; a context that does not fit the flow;
+    /// [`Error::NonFinite`] naming the first stage whose output is not finite.
+    pub fn encode_with_log_prob(&self, x: &Tensor<T>, context: Option<&Tensor<T>>) -> Result<(Latent<T>, Vec<T>)> {
+        self.forward_walk("Flow::encode", x, context, true)
     }
 
     /// The latents of a batch and `sum_k log|det dz_k/dz_{k-1}|` per sample: the log-det of the
@@ -251,127 +355,152 @@ impl<T: Real> Flow<T> {
     ///
     /// # Errors
     /// As [`Flow::encode_with_log_prob`].
-    pub fn encode_with_log_det(&self, x: &Tensor<T>) -> Result<(Latent<T>, Vec<T>)> {
-        self.encode_walk("Flow::encode_with_log_det", x, false)
+    pub fn encode_with_log_det(&self, x: &Tensor<T>, context: Option<&Tensor<T>>) -> Result<(Latent<T>, Vec<T>)> {
+        self.forward_walk("Flow::encode_with_log_det", x, context, false)
     }
 
     /// `log p(x)` per sample (nats).
     ///
     /// # Errors
     /// As [`Flow::encode_with_log_prob`].
-    pub fn log_prob(&self, x: &Tensor<T>) -> Result<Vec<T>> {
-        Ok(self.encode_with_log_prob(x)?.1)
+    pub fn log_prob(&self, x: &Tensor<T>, context: Option<&Tensor<T>>) -> Result<Vec<T>> {
+        Ok(self.encode_with_log_prob(x, context)?.1)
     }
 
     /// The latents of a batch.
     ///
     /// # Errors
     /// As [`Flow::encode_with_log_prob`].
-    pub fn encode(&self, x: &Tensor<T>) -> Result<Latent<T>> {
-        Ok(self.encode_with_log_prob(x)?.0)
+    pub fn encode(&self, x: &Tensor<T>, context: Option<&Tensor<T>>) -> Result<Latent<T>> {
+        Ok(self.encode_with_log_prob(x, context)?.0)
+    }
+
+    /// The inverse walk from the final latent `z`: each stage's inverse in reverse order, the
+    /// factored latents taken from `source`. Per sample, `acc` receives `sign` times every
+    /// stage's `log|det dx/dz|` and, for drawn latents, their log-densities.
+    fn inverse_walk(
+        &self,
+        z: Tensor<T>,
+        cx: Ctx<'_, T>,
+        mut source: LatentSource<'_, T>,
+        acc: &mut [T],
+        sign: T,
+    ) -> Result<Tensor<T>> {
+        let mut h = z;
+        let mut stored = match &source {
+            LatentSource::Stored(latents) => latents.len(),
+            LatentSource::Drawn { .. } => 0,
+        };
+        for (i, s) in self.stages.iter().enumerate().rev() {
+            let kind = s.kind();
+            let drawn;
+            let factored = match (s.factored_shape(), &mut source) {
+                (None, _) => None,
+                (Some(_), LatentSource::Stored(latents)) => {
+                    // invariant: the caller checked the count against num_splits.
+                    stored = stored.checked_sub(1).ok_or_else(|| {
+                        Error::invalid("Flow::decode", "latent", "fewer factored latents than splits")
+                    })?;
+                    Some(&latents[stored])
+                }
+                (Some(shape), LatentSource::Drawn { temperature, rng }) => {
+                    let (z_out, lp) = match s
+                        .sample_factored(&h, *temperature, &mut **rng, cx)
+                        .map_err(|e| at_stage(i, kind, e))?
+                    {
+                        Some(drawn) => drawn,
+                        None => {
+                            let z_out = self.base.sample(h.batch(), &shape, *temperature, &mut **rng, cx)?;
+                            let lp = self.base.log_prob(&z_out, cx)?;
+                            (z_out, lp)
+                        }
+                    };
+                    add_into(acc, &lp);
+                    drawn = z_out;
+                    Some(&drawn)
+                }
+            };
+            let (x, ld) = s.inverse(&h, factored, cx).map_err(|e| at_stage(i, kind, e))?;
+            check_out(i, kind, &x, &ld, "inverse log-det")?;
+            for (a, &d) in acc.iter_mut().zip(&ld) {
+                *a += sign * d;
+            }
+            h = x;
+        }
+        Ok(h)
     }
 
     /// The data a set of latents maps back to (the inverse of [`Flow::encode`]).
     ///
     /// # Errors
-    /// Latents of the wrong shape or count; NaN/inf.
-    pub fn decode(&self, latent: &Latent<T>) -> Result<Tensor<T>> {
-        Ok(self.decode_with_log_det(latent)?.0)
-    }
-
-    /// The number of split stages (the number of factored-out latents).
-    pub fn num_splits(&self) -> usize {
-        self.stages.iter().filter(|s| matches!(s, Stage::Split(_))).count()
-    }
-
-    /// Decodes and returns `sum_k log|det dx/dz|` per sample along the way.
-    fn decode_with_log_det(&self, latent: &Latent<T>) -> Result<(Tensor<T>, Vec<T>)> {
+    /// Latents of the wrong shape or count; NaN/inf; a context that does not fit the flow;
+    /// [`Error::NonFinite`] naming a stage whose inverse overflowed.
+    pub fn decode(&self, latent: &Latent<T>, context: Option<&Tensor<T>>) -> Result<Tensor<T>> {
         latent.z.expect_sample_shape("Flow::decode", &self.latent_shape())?;
+        latent.z.check_finite("Flow::decode", "latent")?;
         if latent.factored.len() != self.num_splits() {
-            return Err(Error::LengthMismatch {
+            return Err(exactflow_kernels::Error::LengthMismatch {
                 op: "Flow::decode",
                 what: "factored latents",
                 expected: self.num_splits(),
                 found: latent.factored.len(),
-            });
-        }
-        let mut ld_total = vec![T::zero(); latent.z.batch()];
-        let mut h = latent.z.clone();
-        let mut factored = latent.factored.iter().rev();
-        for s in self.stages.iter().rev() {
-            match s {
-                Stage::Layer(l) => {
-                    let (prev, ld) = l.inverse(&h)?;
-                    add_into(&mut ld_total, &ld);
-                    h = prev;
-                }
-                Stage::Split(sp) => {
-                    // invariant: the count was checked against num_splits above.
-                    let z_out = factored
-                        .next()
-                        .ok_or_else(|| Error::Config("factored latent missing".into()))?;
-                    h = sp.inverse(&h, z_out)?;
-                }
             }
+            .into());
         }
-        Ok((h, ld_total))
+        let cx = self.ctx("Flow::decode", latent.z.batch(), context)?;
+        let mut ld = vec![T::zero(); latent.z.batch()];
+        let source = LatentSource::Stored(&latent.factored);
+        self.inverse_walk(latent.z.clone(), cx, source, &mut ld, T::one())
     }
 
     /// `n` samples of the model at `temperature` (the base distribution's spread times T; T = 1 is
     /// the model itself, T = 0 its mode pushed through the inverse).
     ///
     /// # Errors
-    /// A negative or non-finite temperature.
-    pub fn sample(&self, n: usize, temperature: f64, rng: &mut dyn RngCore) -> Result<Tensor<T>> {
-        Ok(self.sample_and_log_prob(n, temperature, rng)?.0)
+    /// A negative or non-finite temperature; a context that does not fit the flow.
+    pub fn sample(
+        &self,
+        n: usize,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+        context: Option<&Tensor<T>>,
+    ) -> Result<Tensor<T>> {
+        Ok(self.sample_and_log_prob(n, temperature, rng, context)?.0)
     }
 
     /// Samples and their model log-density `log p(x)`, from one inverse pass:
-    /// `log p(x) = log pi(z) - sum_k log|det dx/dz|_k`.
+    /// `log p(x) = log pi(z) + sum_splits log p(z_l) - sum_k log|det dx/dz|_k`.
     ///
     /// # Errors
-    /// A negative or non-finite temperature.
+    /// A negative or non-finite temperature; a context that does not fit the flow.
     pub fn sample_and_log_prob(
         &self,
         n: usize,
         temperature: f64,
         rng: &mut dyn RngCore,
+        context: Option<&Tensor<T>>,
     ) -> Result<(Tensor<T>, Vec<T>)> {
-        let mut h = self.base.sample(n, &self.latent_shape(), temperature, rng)?;
-        let mut log_p = self.base.log_prob(&h)?;
-        for s in self.stages.iter().rev() {
-            match s {
-                Stage::Layer(l) => {
-                    let (prev, ld) = l.inverse(&h)?;
-                    for (p, d) in log_p.iter_mut().zip(&ld) {
-                        *p -= *d;
-                    }
-                    h = prev;
-                }
-                Stage::Split(sp) => {
-                    // A split with a prior draws its half from p(z_out | rest); one without draws
-                    // it from the base distribution. Either way it is scored as in encode.
-                    let (z_out, lp) = if sp.has_prior() {
-                        sp.sample_out_with_log_prob(&h, temperature, rng)?
-                    } else {
-                        let z_out = self.base.sample(n, sp.out_shape(), temperature, rng)?;
-                        let lp = self.base.log_prob(&z_out)?;
-                        (z_out, lp)
-                    };
-                    add_into(&mut log_p, &lp);
-                    h = sp.inverse(&h, &z_out)?;
-                }
-            }
-        }
-        Ok((h, log_p))
+        let cx = self.ctx("Flow::sample", n, context)?;
+        let z = self.base.sample(n, &self.latent_shape(), temperature, rng, cx)?;
+        let mut log_p = self.base.log_prob(&z, cx)?;
+        let source = LatentSource::Drawn { temperature, rng };
+        let x = self.inverse_walk(z, cx, source, &mut log_p, -T::one())?;
+        Ok((x, log_p))
     }
 
     /// `steps` points on the straight line between the latents of `x_a` and `x_b` (single
-    /// samples, batch 1), decoded: row 0 is `x_a`, row `steps - 1` is `x_b` (up to rounding).
+    /// samples, batch 1), decoded: row 0 is `x_a`, row `steps - 1` is `x_b` (up to rounding). A
+    /// conditional flow takes one context row, used for every point.
     ///
     /// # Errors
     /// Inputs that are not one sample each; `steps < 2`.
-    pub fn interpolate(&self, x_a: &Tensor<T>, x_b: &Tensor<T>, steps: usize) -> Result<Tensor<T>> {
+    pub fn interpolate(
+        &self,
+        x_a: &Tensor<T>,
+        x_b: &Tensor<T>,
+        steps: usize,
+        context: Option<&Tensor<T>>,
+    ) -> Result<Tensor<T>> {
         if x_a.batch() != 1 || x_b.batch() != 1 {
             return Err(Error::invalid(
                 "Flow::interpolate",
@@ -386,7 +515,7 @@ impl<T: Real> Flow<T> {
                 format!("{steps} (need at least 2)"),
             ));
         }
-        let (la, lb) = (self.encode(x_a)?, self.encode(x_b)?);
+        let (la, lb) = (self.encode(x_a, context)?, self.encode(x_b, context)?);
         let lerp = |a: &Tensor<T>, b: &Tensor<T>| -> Result<Tensor<T>> {
             let m = a.sample_len();
             let mut data = Vec::with_capacity(steps * m);
@@ -396,7 +525,7 @@ impl<T: Real> Flow<T> {
             }
             let mut shape = a.shape().to_vec();
             shape[0] = steps;
-            Tensor::new(&shape, data)
+            Ok(Tensor::new(&shape, data)?)
         };
         let latent = Latent {
             z: lerp(&la.z, &lb.z)?,
@@ -407,279 +536,189 @@ impl<T: Real> Flow<T> {
                 .map(|(a, b)| lerp(a, b))
                 .collect::<Result<_>>()?,
         };
-        self.decode(&latent)
+        let repeated = context.map(|c| c.gather_batch(&vec![0; steps])).transpose()?;
+        self.decode(&latent, repeated.as_ref())
     }
 
-    /// The training-mode forward pass: `log p(x)` per sample and the cache for
-    /// [`Flow::backward`]. Batch norm uses batch statistics; ActNorm initializes on its first call.
+    /// The training forward walk: `log p(x)` per sample and the cache for [`Flow::backward`].
+    /// Batch norm uses batch statistics; ActNorm initializes on its first call. `mode` decides
+    /// what the cache keeps (see [`TrainMode`]).
     ///
     /// # Errors
     /// As [`Flow::encode_with_log_prob`].
-    pub fn forward_train(&mut self, x: &Tensor<T>) -> Result<(Vec<T>, FlowCache<T>)> {
+    pub fn forward_train(
+        &mut self,
+        x: &Tensor<T>,
+        context: Option<&Tensor<T>>,
+        mode: TrainMode,
+    ) -> Result<(Vec<T>, FlowCache<T>)> {
         self.check_data("Flow::forward_train", x)?;
+        let cx = self.ctx("Flow::forward_train", x.batch(), context)?;
         let mut log_p = vec![T::zero(); x.batch()];
-        let mut caches = Vec::with_capacity(self.stages.len());
-        let mut h = x.clone();
-        for (i, s) in self.stages.iter_mut().enumerate() {
-            match s {
-                Stage::Layer(l) => {
-                    let (next, ld, c) = l.forward_train(&h, Pass::Train)?;
-                    check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
-                    add_into(&mut log_p, &ld);
-                    caches.push(StageCache::Layer(c));
-                    h = next;
-                }
-                Stage::Split(sp) => {
-                    let (rest, z_out, lp, c) = sp.forward_train(&h)?;
-                    let lp = split_log_p(self.base.as_ref(), sp, lp, &z_out)?;
-                    check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
-                    add_into(&mut log_p, &lp);
-                    caches.push(StageCache::Split(c, z_out));
-                    h = rest;
-                }
-            }
-        }
-        add_into(&mut log_p, &self.base.log_prob(&h)?);
-        Ok((
-            log_p,
-            FlowCache {
-                stages: CachedStages::Full(caches),
-                z: h,
-            },
-        ))
-    }
-
-    /// The training-mode forward pass of the memory-efficient mode: the same map and `log p(x)`
-    /// as [`Flow::forward_train`] (the same `Pass::Train` of every layer: batch statistics,
-    /// ActNorm's initialization), but each stage's cache is dropped as soon as it is made. The
-    /// returned cache holds only the latents (the final one and the factored-out ones);
-    /// [`Flow::backward`] then walks the stages in reverse, recomputes each layer's input from
-    /// its output with [`Bijector::inverse_replay`] (a split's input as `concat(rest, z_out)`),
-    /// rebuilds that layer's cache with `forward_train(x, Pass::Replay)` and backpropagates
-    /// through it. Activation memory is then that of one stage, whatever the depth, for about
-    /// one extra inverse and forward pass of compute. The gradients equal those of the cached
-    /// mode up to the rounding of the inverses.
-    ///
-    /// # Errors
-    /// As [`Flow::forward_train`].
-    pub fn forward_train_memory_efficient(&mut self, x: &Tensor<T>) -> Result<(Vec<T>, FlowCache<T>)> {
-        self.check_data("Flow::forward_train_memory_efficient", x)?;
-        let mut log_p = vec![T::zero(); x.batch()];
+        let mut caches = (mode == TrainMode::Cached).then(|| Vec::with_capacity(self.stages.len()));
         let mut factored = Vec::new();
         let mut h = x.clone();
-        for (i, s) in self.stages.iter_mut().enumerate() {
-            match s {
-                Stage::Layer(l) => {
-                    // The cache is dropped here: backward rebuilds it from a replay.
-                    let (next, ld, _) = l.forward_train(&h, Pass::Train)?;
-                    check_finite_out(&stage_name(i), l.kind(), &next, &ld)?;
-                    add_into(&mut log_p, &ld);
-                    h = next;
+        for i in 0..self.stages.len() {
+            let kind = self.stages[i].kind();
+            let (step, cache) = self.stages[i]
+                .forward_train(&h, cx, Pass::Train)
+                .map_err(|e| at_stage(i, kind, e))?;
+            check_out(i, kind, &step.out, &step.log_det, "log-det")?;
+            add_into(&mut log_p, &step.log_det);
+            if let Some(f) = step.factored {
+                let base_scored = f.log_p.is_none();
+                let lp = self.score_factored(&f.z, f.log_p, cx)?;
+                if let Some(bad) = first_bad(&lp, 1) {
+                    return Err(non_finite(i, kind, "log-density of the factored latent", bad));
                 }
-                Stage::Split(sp) => {
-                    let (rest, z_out, lp) = sp.forward(&h)?;
-                    let lp = split_log_p(self.base.as_ref(), sp, lp, &z_out)?;
-                    check_finite_out(&stage_name(i), "Split", &rest, &lp)?;
-                    add_into(&mut log_p, &lp);
-                    factored.push(z_out);
-                    h = rest;
-                }
+                add_into(&mut log_p, &lp);
+                factored.push(FactoredOut { z: f.z, base_scored });
             }
+            // In the memory-efficient mode the cache is dropped here; backward rebuilds it.
+            if let Some(c) = caches.as_mut() {
+                c.push(cache);
+            }
+            h = step.out;
         }
-        add_into(&mut log_p, &self.base.log_prob(&h)?);
-        Ok((
-            log_p,
-            FlowCache {
-                stages: CachedStages::Recompute(factored),
-                z: h,
-            },
-        ))
+        add_into(&mut log_p, &self.base.log_prob(&h, cx)?);
+        let cache = FlowCache {
+            caches,
+            factored,
+            z: h,
+            context: context.cloned(),
+            par: self.par,
+        };
+        Ok((log_p, cache))
     }
 
-    /// [`Flow::forward_train_memory_efficient`] when `memory_efficient`, else
-    /// [`Flow::forward_train`]; either cache goes to [`Flow::backward`].
+    /// The backward walk: backpropagates `dL/dlog p(x_i)` (one weight per sample) into every
+    /// parameter's gradient, and returns dL/dx (and dL/dcontext for a conditional flow). A
+    /// memory-efficient cache has each stage's activations recomputed on the way (see
+    /// [`TrainMode::MemoryEfficient`]).
     ///
     /// # Errors
-    /// As [`Flow::forward_train`].
-    pub fn forward_train_with(&mut self, x: &Tensor<T>, memory_efficient: bool) -> Result<(Vec<T>, FlowCache<T>)> {
-        if memory_efficient {
-            self.forward_train_memory_efficient(x)
-        } else {
-            self.forward_train(x)
-        }
-    }
-
-    /// Backpropagates `dL/dlog p(x_i)` (one weight per sample) into every parameter's gradient.
-    /// A cache of [`Flow::forward_train_memory_efficient`] recomputes each stage's activations
-    /// from its output on the way (see there); one of [`Flow::forward_train`] uses the stored ones.
-    ///
-    /// # Errors
-    /// A weight vector of the wrong length; a cache from another flow.
-    pub fn backward(&mut self, cache: FlowCache<T>, dlog_p: &[T]) -> Result<()> {
-        if dlog_p.len() != cache.z.batch() {
-            return Err(Error::LengthMismatch {
+    /// A weight vector of the wrong length; a cache from another flow; [`Error::NonFinite`] when
+    /// a recomputing inverse overflows.
+    pub fn backward(&mut self, cache: FlowCache<T>, dlog_p: &[T]) -> Result<InputGrad<T>> {
+        let FlowCache {
+            mut caches,
+            mut factored,
+            z,
+            context,
+            par,
+        } = cache;
+        if dlog_p.len() != z.batch() {
+            return Err(exactflow_kernels::Error::LengthMismatch {
                 op: "Flow::backward",
                 what: "dlog_p",
-                expected: cache.z.batch(),
+                expected: z.batch(),
                 found: dlog_p.len(),
-            });
+            }
+            .into());
         }
-        let mut g = self.base.backward(&cache.z, dlog_p)?;
-        let caches = match cache.stages {
-            CachedStages::Full(c) => c,
-            CachedStages::Recompute(factored) => return self.backward_recompute(cache.z, factored, g, dlog_p),
-        };
-        if caches.len() != self.stages.len() {
-            return Err(Error::invalid(
-                "Flow::backward",
-                "cache",
-                "the cache does not match the flow's stages",
-            ));
-        }
-        for (s, c) in self.stages.iter_mut().zip(caches).rev() {
-            g = match (s, c) {
-                (Stage::Layer(l), StageCache::Layer(c)) => l.backward(c, &g, dlog_p)?,
-                (Stage::Split(sp), StageCache::Split(c, z_out)) => {
-                    let dz_out = split_dz_out(self.base.as_mut(), sp, &z_out, dlog_p)?;
-                    sp.backward(c, &g, &dz_out, dlog_p)?
-                }
-                _ => {
-                    return Err(Error::invalid(
-                        "Flow::backward",
-                        "cache",
-                        "the cache does not match the flow's stages",
-                    ));
-                }
-            };
-        }
-        Ok(())
-    }
-
-    /// The backward pass of the memory-efficient mode: from the last stage to the first,
-    /// recompute the stage's input from its output (`inverse_replay`, or `concat(rest, z_out)`
-    /// for a split), rebuild its cache by a `Pass::Replay` forward, backpropagate `g` through it.
-    fn backward_recompute(
-        &mut self,
-        z: Tensor<T>,
-        mut factored: Vec<Tensor<T>>,
-        mut g: Tensor<T>,
-        dlog_p: &[T],
-    ) -> Result<()> {
-        let mismatch = || {
-            Error::invalid(
-                "Flow::backward",
-                "cache",
-                "the memory-efficient cache does not match the flow's splits",
-            )
-        };
-        if factored.len() != self.num_splits() {
+        let mismatch = || Error::invalid("Flow::backward", "cache", "the cache does not match the flow's stages");
+        if caches.as_ref().is_some_and(|c| c.len() != self.stages.len()) || factored.len() != self.num_splits() {
             return Err(mismatch());
         }
+        let cx = Ctx::new(context.as_ref()).with_par(par);
+        let top = self.base.backward(&z, dlog_p, cx)?;
+        let mut g = top.x;
+        let mut dcontext = top.context;
+        // The memory-efficient walk recomputes each stage's input from its output, starting here.
         let mut h = z;
-        for s in self.stages.iter_mut().rev() {
-            match s {
-                Stage::Layer(l) => {
-                    let x = l.inverse_replay(&h)?;
-                    let (_, _, c) = l.forward_train(&x, Pass::Replay)?;
-                    g = l.backward(c, &g, dlog_p)?;
-                    h = x;
+        for i in (0..self.stages.len()).rev() {
+            let kind = self.stages[i].kind();
+            let out = if self.stages[i].factored_shape().is_some() {
+                Some(factored.pop().ok_or_else(mismatch)?)
+            } else {
+                None
+            };
+            let dfactored = match &out {
+                Some(f) if f.base_scored => {
+                    let d = self.base.backward(&f.z, dlog_p, cx)?;
+                    dcontext = exactflow_layers::bijector::sum_optional(dcontext, d.context)?;
+                    Some(d.x)
                 }
-                Stage::Split(sp) => {
-                    // invariant: the count was checked against num_splits above.
-                    let z_out = factored.pop().ok_or_else(mismatch)?;
-                    let x = sp.inverse(&h, &z_out)?;
-                    let (_, _, _, c) = sp.forward_train(&x)?;
-                    let dz_out = split_dz_out(self.base.as_mut(), sp, &z_out, dlog_p)?;
-                    g = sp.backward(c, &g, &dz_out, dlog_p)?;
+                _ => None,
+            };
+            let stage = &mut self.stages[i];
+            let stage_cache = match caches.as_mut() {
+                Some(c) => c.pop().ok_or_else(mismatch)?,
+                None => {
+                    let fz = out.as_ref().map(|f| &f.z);
+                    let x = stage.inverse_replay(&h, fz, cx).map_err(|e| at_stage(i, kind, e))?;
+                    if let Some((k, v)) = x.first_non_finite() {
+                        let m = x.sample_len().max(1);
+                        return Err(non_finite(i, kind, "recomputed input", ((k / m, k % m), v)));
+                    }
+                    let (_, c) = stage
+                        .forward_train(&x, cx, Pass::Replay)
+                        .map_err(|e| at_stage(i, kind, e))?;
                     h = x;
+                    c
                 }
-            }
+            };
+            let grad = stage
+                .backward(stage_cache, &g, dfactored.as_ref(), dlog_p)
+                .map_err(|e| at_stage(i, kind, e))?;
+            g = grad.x;
+            dcontext = exactflow_layers::bijector::sum_optional(dcontext, grad.context)?;
         }
-        Ok(())
+        Ok(InputGrad {
+            x: g,
+            context: dcontext,
+        })
     }
 
     /// The same flow on forward-mode dual numbers, for exact Jacobians (the audit).
     pub fn to_dual(&self) -> Flow<F1> {
         Flow {
-            stages: self
-                .stages
-                .iter()
-                .map(|s| match s {
-                    Stage::Layer(l) => Stage::Layer(l.to_dual()),
-                    Stage::Split(sp) => Stage::Split(sp.to_dual()),
-                })
-                .collect(),
+            stages: self.stages.iter().map(|s| s.to_dual()).collect(),
             base: self.base.to_dual(),
             data_shape: self.data_shape.clone(),
+            context_dim: self.context_dim,
+            par: self.par,
         }
     }
 
     /// The same flow (parameters and state) in f64.
     pub fn to_f64(&self) -> Flow<f64> {
         Flow {
-            stages: self
-                .stages
-                .iter()
-                .map(|s| match s {
-                    Stage::Layer(l) => Stage::Layer(l.to_f64()),
-                    Stage::Split(sp) => Stage::Split(sp.to_f64()),
-                })
-                .collect(),
+            stages: self.stages.iter().map(|s| s.to_f64()).collect(),
             base: self.base.to_f64(),
             data_shape: self.data_shape.clone(),
+            context_dim: self.context_dim,
+            par: self.par,
         }
-    }
-}
-
-/// The log-density of a split's factored-out half: the split's own conditional prior `prior_lp`,
-/// or, for a split without a prior (RealNVP), the base distribution's.
-fn split_log_p<T: Real>(
-    base: &dyn Distribution<T>,
-    sp: &Split<T>,
-    prior_lp: Vec<T>,
-    z_out: &Tensor<T>,
-) -> Result<Vec<T>> {
-    if sp.has_prior() {
-        Ok(prior_lp)
-    } else {
-        base.log_prob(z_out)
-    }
-}
-
-/// dL/dz_out of a split's factored-out half from its scoring: zero when the split's own prior
-/// scores it (the split's backward handles that term), the base distribution's gradient
-/// otherwise.
-fn split_dz_out<T: Real>(
-    base: &mut dyn Distribution<T>,
-    sp: &Split<T>,
-    z_out: &Tensor<T>,
-    dlog_p: &[T],
-) -> Result<Tensor<T>> {
-    if sp.has_prior() {
-        Tensor::zeros(z_out.shape())
-    } else {
-        base.backward(z_out, dlog_p)
-    }
-}
-
-fn add_into<T: Real>(acc: &mut [T], v: &[T]) {
-    for (a, &b) in acc.iter_mut().zip(v) {
-        *a += b;
     }
 }
 
 impl<T: Real> Params<T> for Flow<T> {
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
         for (i, s) in self.stages.iter().enumerate() {
-            s.visit(&join(prefix, &stage_name(i)), f);
+            s.visit_params(&join(prefix, &stage_name(i)), f);
         }
         self.base.visit_params(&join(prefix, "base"), f);
     }
 
     fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
         for (i, s) in self.stages.iter_mut().enumerate() {
-            s.visit_mut(&join(prefix, &stage_name(i)), f);
+            s.visit_params_mut(&join(prefix, &stage_name(i)), f);
         }
         self.base.visit_params_mut(&join(prefix, "base"), f);
+    }
+
+    fn visit_int(&self, prefix: &str, f: &mut dyn FnMut(&str, &IntBuffer)) {
+        for (i, s) in self.stages.iter().enumerate() {
+            s.visit_int(&join(prefix, &stage_name(i)), f);
+        }
+        self.base.visit_int(&join(prefix, "base"), f);
+    }
+
+    fn visit_int_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut IntBuffer)) {
+        for (i, s) in self.stages.iter_mut().enumerate() {
+            s.visit_int_mut(&join(prefix, &stage_name(i)), f);
+        }
+        self.base.visit_int_mut(&join(prefix, "base"), f);
     }
 }

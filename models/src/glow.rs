@@ -29,21 +29,73 @@
 //! ActNorm, ...); [`stage_labels`] names each stage by level, step and role
 //! (`level0.step3.actnorm`).
 
-use exactflow_kernels::{Error, Real, Result};
+use exactflow_kernels::Real;
 use exactflow_layers::distributions::DiagonalGaussian;
-use exactflow_layers::{ActNorm, AdditiveCoupling, Bijector, Conv1x1Lu, GlowCoupling, Permutation, Split, Squeeze};
+use exactflow_layers::{
+    ActNorm, AdditiveCoupling, Bijector, Conv1x1Lu, GlowCoupling, Layer, Permutation, Split, Squeeze, Stage, layer,
+};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{
-    GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, check_image, check_split, image_shape,
-};
-use crate::flow::{Flow, Stage};
+use serde::{Deserialize, Serialize};
 
-/// The presets of the "glow" family (see [`ModelConfig::preset`]).
+use crate::checks::{check_image, check_split, image_shape};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+
+/// The presets of the "glow" family (see [`crate::ModelConfig::preset`]).
 pub const PRESETS: [&str; 4] = ["tiny", "digits", "mnist", "cifar10"];
 
 const MODEL: &str = "glow";
+
+/// The coupling of a Glow step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlowCouplingKind {
+    /// Affine: `z_B = x_B * sigmoid(h + 2) + t`, `(h, t) = NN(x_A)`, log-det
+    /// `sum log sigmoid(h + 2)` (the paper's model).
+    Affine,
+    /// Additive: `z_B = x_B + NN(x_A)`, log-det 0 (the paper's ablation).
+    Additive,
+}
+
+/// The channel mixing of a Glow step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GlowPermutation {
+    /// Invertible 1x1 convolution, LU-parameterized `W = P L (U + diag(s))`, log-det
+    /// `H * W * sum log|s|` (the paper's model).
+    LuConv,
+    /// Reverse the channel order (RealNVP's choice; the paper's ablation), log-det 0.
+    Reverse,
+    /// A fixed random channel permutation (the paper's ablation), log-det 0.
+    Shuffle,
+}
+
+/// Glow (Kingma & Dhariwal, 2018) for images `[C, H, W]`: `levels` levels, each a squeeze
+/// (`[C, H, W] -> [4C, H/2, W/2]`), `steps` steps of (ActNorm, channel mixing, coupling), and,
+/// after every level but the last, a split that factors out half of the channels under a learned
+/// conditional Gaussian prior `p(z_out | rest)`; the final latent has a learned diagonal
+/// Gaussian prior (mean and log standard deviation per element, starting at N(0, I)).
+///
+/// `log p(x) = log N(z_L; mu, sigma^2) + sum_splits log p(z_l | rest_l) + sum_k log|det J_k|`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlowConfig {
+    /// The data's sample shape `[C, H, W]`; `H` and `W` must be divisible by `2^levels`.
+    pub shape: [usize; 3],
+    /// Number of levels L (one squeeze each).
+    pub levels: usize,
+    /// Steps of flow per level K.
+    pub steps: usize,
+    /// Channels inside each coupling's conditioner `NN` (3x3, 1x1, zero-initialized 3x3 conv).
+    pub hidden: usize,
+    /// Affine (the paper) or additive couplings.
+    pub coupling: GlowCouplingKind,
+    /// LU 1x1 convolution (the paper), reverse or shuffle.
+    pub permutation: GlowPermutation,
+    /// Seed of the parameter initialization (and of the shuffles).
+    pub seed: u64,
+}
 
 /// Checks a configuration without building it.
 ///
@@ -86,32 +138,32 @@ pub fn validate(c: &GlowConfig) -> Result<()> {
 pub fn build<T: Real>(c: &GlowConfig) -> Result<Flow<T>> {
     validate(c)?;
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
-    let mut stages: Vec<Stage<T>> = Vec::new();
+    let mut stages: Vec<Box<dyn Stage<T>>> = Vec::new();
     let mut shape = c.shape.to_vec();
     for level in 0..c.levels {
         let squeeze = Squeeze::<T>::new(&shape)?;
         shape = vec![4 * shape[0], shape[1] / 2, shape[2] / 2];
-        stages.push(Stage::Layer(Box::new(squeeze)));
+        stages.push(layer(squeeze));
         for _ in 0..c.steps {
-            stages.push(Stage::Layer(Box::new(ActNorm::<T>::new(&shape)?)));
+            stages.push(layer(ActNorm::<T>::new(&shape)?));
             let mix: Box<dyn Bijector<T>> = match c.permutation {
                 GlowPermutation::LuConv => Box::new(Conv1x1Lu::<T>::new(&shape, &mut rng)?),
                 GlowPermutation::Reverse => Box::new(Permutation::<T>::reverse(&shape)?),
                 GlowPermutation::Shuffle => Box::new(Permutation::<T>::shuffle(&shape, rng.next_u64())?),
             };
-            stages.push(Stage::Layer(mix));
+            stages.push(Box::new(Layer(mix)));
             let coupling: Box<dyn Bijector<T>> = match c.coupling {
                 GlowCouplingKind::Affine => Box::new(GlowCoupling::<T>::with_glow_net(&shape, c.hidden, &mut rng)?),
                 GlowCouplingKind::Additive => {
                     Box::new(AdditiveCoupling::<T>::with_glow_net(&shape, c.hidden, &mut rng)?)
                 }
             };
-            stages.push(Stage::Layer(coupling));
+            stages.push(Box::new(Layer(coupling)));
         }
         if level + 1 < c.levels {
             let split = Split::<T>::glow(&shape, &mut rng)?;
             shape = split.out_shape().to_vec();
-            stages.push(Stage::Split(split));
+            stages.push(Box::new(split));
         }
     }
     let top = DiagonalGaussian::<T>::new(&shape)?;
@@ -137,11 +189,11 @@ pub fn stage_labels(c: &GlowConfig) -> Vec<String> {
     v
 }
 
-/// The "glow" family's presets (see [`ModelConfig::preset`]); `digits-image` is `digits`.
+/// The "glow" family's presets (see [`crate::ModelConfig::preset`]); `digits-image` is `digits`.
 ///
 /// # Errors
 /// [`Error::Config`] for an unknown preset or a shape that is not `[C, H, W]`.
-pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<ModelConfig> {
+pub fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<GlowConfig> {
     let (levels, steps, hidden) = match preset {
         "tiny" => (2, 2, 8),
         "digits" | "digits-image" => (2, 8, 64),
@@ -155,7 +207,7 @@ pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<Mo
         }
     };
     let shape = image_shape("glow", preset, data_shape)?;
-    Ok(ModelConfig::Glow(GlowConfig {
+    Ok(GlowConfig {
         shape,
         levels,
         steps,
@@ -163,5 +215,5 @@ pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<Mo
         coupling: GlowCouplingKind::Affine,
         permutation: GlowPermutation::LuConv,
         seed,
-    }))
+    })
 }

@@ -9,10 +9,13 @@
 
 #![warn(missing_docs)]
 
+pub mod atomic_write;
 pub mod audit;
 pub mod checkpoint;
+mod checks;
 pub mod config;
 pub mod data;
+pub mod error;
 pub mod eval;
 pub mod flow;
 pub mod glow;
@@ -21,10 +24,12 @@ pub mod nice;
 pub mod realnvp;
 pub mod train;
 
-pub use config::{
-    GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, MultiScaleRealNvpConfig, NiceConfig, Prior,
-    RealNvpConfig,
-};
+pub use config::ModelConfig;
+pub use error::{Error, Result};
 pub use eval::{Evaluation, evaluate};
-pub use flow::{Flow, FlowCache, Latent, Stage};
+pub use flow::{Flow, FlowCache, Latent, TrainMode};
+pub use glow::{GlowConfig, GlowCouplingKind, GlowPermutation};
+pub use multiscale::MultiScaleRealNvpConfig;
+pub use nice::{NiceConfig, Prior};
+pub use realnvp::RealNvpConfig;
 pub use train::{TrainConfig, TrainReport, train};

@@ -20,17 +20,19 @@
 //! Stage names follow the construction order (`flow.0` is the logit, `flow.1` the first
 //! coupling, ...); [`stage_labels`] names each stage by scale and role.
 
-use exactflow_kernels::{Real, Result};
+use exactflow_kernels::Real;
 use exactflow_layers::batchnorm::BatchNorm;
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
 use exactflow_layers::nets::ResNetConfig;
-use exactflow_layers::{AffineCoupling, Mask, MaskKind, Split, Squeeze};
+use exactflow_layers::{AffineCoupling, Mask, MaskKind, Split, Squeeze, Stage, layer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelConfig, MultiScaleRealNvpConfig, check_image, check_split, image_shape};
-use crate::flow::{Flow, Stage};
+use crate::checks::{check_image, check_split, image_shape};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
 
 /// Checkerboard couplings at every scale but the last (the paper's 3).
 pub const CHECKERBOARD_COUPLINGS: usize = 3;
@@ -39,17 +41,44 @@ pub const CHANNEL_COUPLINGS: usize = 3;
 /// Checkerboard couplings of the last scale (the paper's 4).
 pub const FINAL_COUPLINGS: usize = 4;
 
-/// The image presets of the "realnvp" family (see [`ModelConfig::preset`]).
+/// The image presets of the "realnvp" family (see [`crate::ModelConfig::preset`]).
 pub const PRESETS: [&str; 3] = ["digits-image", "mnist", "cifar10"];
 
 const MODEL: &str = "realnvp (multi-scale)";
 
+/// Multi-scale RealNVP (Dinh, Sohl-Dickstein, Bengio, 2017, section 3.6) for images `[C, H, W]`:
+/// logit preprocessing, then `scales` scales. Every scale but the last: 3 affine couplings with
+/// alternating checkerboard masks, a squeeze (`[C, H, W] -> [4C, H/2, W/2]`), 3 affine couplings
+/// with alternating channel masks, then half of the channels factored out (scored by the
+/// standard normal base distribution). The last scale: 4 checkerboard couplings. Each coupling
+/// is `z_B = x_B * exp(scale * tanh(h)) + t` with `(h, t)` from a ResNet of `blocks` residual
+/// blocks of `features` channels; with `batch_norm`, a batch normalization layer follows every
+/// coupling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MultiScaleRealNvpConfig {
+    /// The data's sample shape `[C, H, W]`; `H` and `W` must be divisible by `2^(scales - 1)`
+    /// and the last scale must have at least 2 pixels.
+    pub shape: [usize; 3],
+    /// Number of scales (`scales - 1` squeezes and splits).
+    pub scales: usize,
+    /// Residual blocks of each coupling's ResNet.
+    pub blocks: usize,
+    /// Feature channels of each coupling's ResNet.
+    pub features: usize,
+    /// Batch normalization after every coupling.
+    pub batch_norm: bool,
+    /// Logit preprocessing `logit(alpha + (1 - 2 alpha) x)` for data in [0, 1], if set (the
+    /// paper: 0.05).
+    pub logit_alpha: Option<f64>,
+    /// Seed of the parameter initialization.
+    pub seed: u64,
+}
+
 /// Checks a configuration without building it.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Config`] naming the first impossible setting.
+/// [`Error::Config`] naming the first impossible setting.
 pub fn validate(c: &MultiScaleRealNvpConfig) -> Result<()> {
-    use exactflow_kernels::Error;
     if c.scales == 0 {
         return Err(Error::Config(format!("{MODEL}: needs at least one scale, found 0")));
     }
@@ -92,7 +121,7 @@ pub fn validate(c: &MultiScaleRealNvpConfig) -> Result<()> {
 /// Builds multi-scale RealNVP from its config (parameters from `c.seed`).
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Config`] for impossible settings (see [`validate`]).
+/// [`Error::Config`] for impossible settings (see [`validate`]).
 pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
     validate(c)?;
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
@@ -100,23 +129,22 @@ pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
         blocks: c.blocks,
         features: c.features,
     };
-    let mut stages: Vec<Stage<T>> = Vec::new();
+    let mut stages: Vec<Box<dyn Stage<T>>> = Vec::new();
     let mut shape = c.shape.to_vec();
     if let Some(alpha) = c.logit_alpha {
-        stages.push(Stage::Layer(Box::new(Logit::<T>::new(&shape, alpha)?)));
+        stages.push(layer(Logit::<T>::new(&shape, alpha)?));
     }
-    let mut couplings = |stages: &mut Vec<Stage<T>>, shape: &[usize], kind: MaskKind, n: usize| -> Result<()> {
-        for k in 0..n {
-            let mask = Mask::new(kind, k % 2 == 1);
-            stages.push(Stage::Layer(Box::new(AffineCoupling::<T>::with_resnet(
-                shape, mask, &res, &mut rng,
-            )?)));
-            if c.batch_norm {
-                stages.push(Stage::Layer(Box::new(BatchNorm::<T>::new(shape)?)));
+    let mut couplings =
+        |stages: &mut Vec<Box<dyn Stage<T>>>, shape: &[usize], kind: MaskKind, n: usize| -> Result<()> {
+            for k in 0..n {
+                let mask = Mask::new(kind, k % 2 == 1);
+                stages.push(layer(AffineCoupling::<T>::with_resnet(shape, mask, &res, &mut rng)?));
+                if c.batch_norm {
+                    stages.push(layer(BatchNorm::<T>::new(shape)?));
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     for s in 0..c.scales {
         if s + 1 == c.scales {
             couplings(&mut stages, &shape, MaskKind::Checkerboard, FINAL_COUPLINGS)?;
@@ -125,11 +153,11 @@ pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
         couplings(&mut stages, &shape, MaskKind::Checkerboard, CHECKERBOARD_COUPLINGS)?;
         let squeeze = Squeeze::<T>::new(&shape)?;
         shape = vec![4 * shape[0], shape[1] / 2, shape[2] / 2];
-        stages.push(Stage::Layer(Box::new(squeeze)));
+        stages.push(layer(squeeze));
         couplings(&mut stages, &shape, MaskKind::Channel, CHANNEL_COUPLINGS)?;
         let split = Split::<T>::without_prior(&shape)?;
         shape = split.out_shape().to_vec();
-        stages.push(Stage::Split(split));
+        stages.push(Box::new(split));
     }
     Flow::new(stages, Box::new(StandardNormal), &c.shape)
 }
@@ -163,26 +191,26 @@ pub fn stage_labels(c: &MultiScaleRealNvpConfig) -> Vec<String> {
     v
 }
 
-/// The "realnvp" family's image presets (see [`ModelConfig::preset`]); `digits` on image data
+/// The "realnvp" family's image presets (see [`crate::ModelConfig::preset`]); `digits` on image data
 /// is `digits-image`.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Config`] for an unknown preset or a shape that is not
+/// [`Error::Config`] for an unknown preset or a shape that is not
 /// `[C, H, W]`.
-pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<ModelConfig> {
+pub fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<MultiScaleRealNvpConfig> {
     let (scales, blocks, features) = match preset {
         "digits-image" | "digits" => (2, 2, 32),
         "mnist" => (3, 4, 32),
         "cifar10" => (3, 8, 64),
         _ => {
-            return Err(exactflow_kernels::Error::Config(format!(
+            return Err(Error::Config(format!(
                 "unknown realnvp preset {preset:?} for image data of shape {data_shape:?}; known image presets: {}",
                 PRESETS.join(", ")
             )));
         }
     };
     let shape = image_shape("realnvp", preset, data_shape)?;
-    Ok(ModelConfig::MultiScaleRealNvp(MultiScaleRealNvpConfig {
+    Ok(MultiScaleRealNvpConfig {
         shape,
         scales,
         blocks,
@@ -190,5 +218,5 @@ pub(crate) fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<Mo
         batch_norm: true,
         logit_alpha: Some(0.05),
         seed,
-    }))
+    })
 }

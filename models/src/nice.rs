@@ -5,39 +5,103 @@
 //! log-det `sum(s)`; so `log p(x) = sum_d log pi(z_d) + sum(s)`. Without the scaling, NICE would
 //! be volume preserving.
 
-use exactflow_kernels::{Real, Result};
+use exactflow_kernels::Real;
 use exactflow_layers::distributions::{Distribution, StandardLogistic, StandardNormal};
 use exactflow_layers::logit::Logit;
+use exactflow_layers::nets::Activation;
 use exactflow_layers::scaling::Scaling;
-use exactflow_layers::{AdditiveCoupling, Mask};
+use exactflow_layers::{AdditiveCoupling, Mask, MaskKind, layer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{NiceConfig, Prior, check_vector, coupling_mlp};
-use crate::flow::{Flow, Stage};
+use crate::checks::{check_vector, coupling_mlp};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+
+/// The presets of the "nice" family (see [`crate::ModelConfig::preset`]).
+pub const PRESETS: [&str; 3] = ["paper", "toy", "digits"];
+
+/// The prior (base distribution) of a vector flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prior {
+    /// Standard normal.
+    Normal,
+    /// Standard logistic (NICE's choice).
+    Logistic,
+}
+
+/// NICE (Dinh et al., 2014) for vector data: additive couplings with alternating partitions,
+/// then the diagonal scaling layer `z = exp(s) * h`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NiceConfig {
+    /// Data dimension D.
+    pub dim: usize,
+    /// Number of additive coupling layers (the paper: 4).
+    pub couplings: usize,
+    /// Hidden widths of each coupling's MLP `m(x_A)` (the paper: 5 layers of 1000).
+    pub hidden: Vec<usize>,
+    /// Activation of the MLPs (the paper: ReLU).
+    pub activation: Activation,
+    /// Partition pattern; successive couplings flip it (the paper: odd/even).
+    pub mask: MaskKind,
+    /// Base distribution (the paper: logistic).
+    pub prior: Prior,
+    /// Logit preprocessing `logit(alpha + (1 - 2 alpha) x)` for data in [0, 1), if set.
+    pub logit_alpha: Option<f64>,
+    /// Seed of the parameter initialization.
+    pub seed: u64,
+}
 
 /// Builds NICE from its config.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Config`] for impossible settings.
+/// [`Error::Config`] for impossible settings.
 pub fn build<T: Real>(c: &NiceConfig) -> Result<Flow<T>> {
     check_vector("nice", c.dim, c.couplings, c.logit_alpha)?;
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut stages = Vec::new();
     if let Some(alpha) = c.logit_alpha {
-        stages.push(Stage::Layer(Box::new(Logit::<T>::new(&[c.dim], alpha)?)));
+        stages.push(layer(Logit::<T>::new(&[c.dim], alpha)?));
     }
     let mlp = coupling_mlp(&c.hidden, c.activation);
     for k in 0..c.couplings {
         let mask = Mask::new(c.mask, k % 2 == 1);
-        stages.push(Stage::Layer(Box::new(AdditiveCoupling::<T>::with_mlp(
-            c.dim, mask, &mlp, &mut rng,
-        )?)));
+        stages.push(layer(AdditiveCoupling::<T>::with_mlp(c.dim, mask, &mlp, &mut rng)?));
     }
-    stages.push(Stage::Layer(Box::new(Scaling::<T>::new(&[c.dim])?)));
+    stages.push(layer(Scaling::<T>::new(&[c.dim])?));
     let base: Box<dyn Distribution<T>> = match c.prior {
         Prior::Normal => Box::new(StandardNormal),
         Prior::Logistic => Box::new(StandardLogistic),
     };
     Flow::new(stages, base, &[c.dim])
+}
+
+/// A NICE preset for `[dim]` data (see [`crate::ModelConfig::preset`] for the table).
+///
+/// # Errors
+/// [`Error::Config`] for an unknown preset.
+pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NiceConfig> {
+    let (couplings, hidden, mask, prior, logit_alpha) = match preset {
+        "paper" => (4, vec![1000; 5], MaskKind::OddEven, Prior::Logistic, None),
+        "toy" => (4, vec![128; 3], MaskKind::Halves, Prior::Normal, None),
+        "digits" => (4, vec![256; 3], MaskKind::OddEven, Prior::Logistic, Some(0.05)),
+        _ => {
+            return Err(Error::Config(format!(
+                "unknown nice preset {preset:?}; known: {}",
+                PRESETS.join(", ")
+            )));
+        }
+    };
+    Ok(NiceConfig {
+        dim,
+        couplings,
+        hidden,
+        activation: Activation::Relu,
+        mask,
+        prior,
+        logit_alpha,
+        seed,
+    })
 }

@@ -2,37 +2,92 @@
 //! `s = scale * tanh(h)`, alternating masks, optional batch normalization between couplings
 //! (Dinh, Sohl-Dickstein, Bengio, 2016). Standard normal prior.
 
-use exactflow_kernels::{Real, Result};
+use exactflow_kernels::Real;
 use exactflow_layers::batchnorm::BatchNorm;
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
-use exactflow_layers::{AffineCoupling, Mask};
+use exactflow_layers::nets::Activation;
+use exactflow_layers::{AffineCoupling, Mask, MaskKind, layer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{RealNvpConfig, check_vector, coupling_mlp};
-use crate::flow::{Flow, Stage};
+use crate::checks::{check_vector, coupling_mlp};
+use crate::error::{Error, Result};
+use crate::flow::Flow;
+
+/// The vector presets of the "realnvp" family (see [`crate::ModelConfig::preset`]).
+pub const PRESETS: [&str; 3] = ["toy", "digits", "digits-bn"];
+
+/// RealNVP (Dinh et al., 2016) for vector data: affine couplings with tanh-bounded scales and
+/// alternating masks, optionally with batch normalization between couplings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealNvpConfig {
+    /// Data dimension D.
+    pub dim: usize,
+    /// Number of affine coupling layers.
+    pub couplings: usize,
+    /// Hidden widths of each coupling's MLP returning `(h, t)`.
+    pub hidden: Vec<usize>,
+    /// Activation of the MLPs.
+    pub activation: Activation,
+    /// Partition pattern; successive couplings flip it.
+    pub mask: MaskKind,
+    /// Batch normalization after every coupling but the last.
+    pub batch_norm: bool,
+    /// Logit preprocessing for data in [0, 1), if set.
+    pub logit_alpha: Option<f64>,
+    /// Seed of the parameter initialization.
+    pub seed: u64,
+}
 
 /// Builds a vector RealNVP from its config.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Config`] for impossible settings.
+/// [`Error::Config`] for impossible settings.
 pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
     check_vector("realnvp", c.dim, c.couplings, c.logit_alpha)?;
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut stages = Vec::new();
     if let Some(alpha) = c.logit_alpha {
-        stages.push(Stage::Layer(Box::new(Logit::<T>::new(&[c.dim], alpha)?)));
+        stages.push(layer(Logit::<T>::new(&[c.dim], alpha)?));
     }
     let mlp = coupling_mlp(&c.hidden, c.activation);
     for k in 0..c.couplings {
         let mask = Mask::new(c.mask, k % 2 == 1);
-        stages.push(Stage::Layer(Box::new(AffineCoupling::<T>::with_mlp(
-            c.dim, mask, &mlp, &mut rng,
-        )?)));
+        stages.push(layer(AffineCoupling::<T>::with_mlp(c.dim, mask, &mlp, &mut rng)?));
         if c.batch_norm && k + 1 < c.couplings {
-            stages.push(Stage::Layer(Box::new(BatchNorm::<T>::new(&[c.dim])?)));
+            stages.push(layer(BatchNorm::<T>::new(&[c.dim])?));
         }
     }
     Flow::new(stages, Box::new(StandardNormal), &[c.dim])
+}
+
+/// A vector RealNVP preset for `[dim]` data (see [`crate::ModelConfig::preset`] for the table).
+///
+/// # Errors
+/// [`Error::Config`] for an unknown preset.
+pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<RealNvpConfig> {
+    let (couplings, hidden, mask, batch_norm, logit_alpha) = match preset {
+        "toy" => (8, vec![128, 128], MaskKind::Halves, false, None),
+        "digits" => (6, vec![256, 256], MaskKind::OddEven, false, Some(0.05)),
+        "digits-bn" => (6, vec![256, 256], MaskKind::OddEven, true, Some(0.05)),
+        _ => {
+            return Err(Error::Config(format!(
+                "unknown realnvp preset {preset:?}; known: {}, {}",
+                PRESETS.join(", "),
+                crate::multiscale::PRESETS.join(", ")
+            )));
+        }
+    };
+    Ok(RealNvpConfig {
+        dim,
+        couplings,
+        hidden,
+        activation: Activation::Relu,
+        mask,
+        batch_norm,
+        logit_alpha,
+        seed,
+    })
 }

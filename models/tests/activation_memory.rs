@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::batch;
 use exactflow_layers::Params;
-use exactflow_models::{GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig};
+use exactflow_models::{GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, TrainMode};
 
 struct Counting;
 
@@ -71,14 +71,19 @@ fn step_peak_bytes(model: &ModelConfig, n: usize, memory_efficient: bool) -> usi
     let shape: [usize; 3] = model.data_shape().try_into().expect("image shape");
     let mut flow = model.build::<f64>().expect("builds");
     let w = vec![-1.0 / n as f64; n];
+    let mode = if memory_efficient {
+        TrainMode::MemoryEfficient
+    } else {
+        TrainMode::Cached
+    };
     let warm = batch(n, shape, 1);
-    let (_, cache) = flow.forward_train_with(&warm, memory_efficient).expect("forward");
+    let (_, cache) = flow.forward_train(&warm, None, mode).expect("forward");
     flow.backward(cache, &w).expect("backward");
     let x = batch(n, shape, 2);
     flow.zero_grad();
     let start = LIVE.load(Ordering::SeqCst);
     PEAK.store(start, Ordering::SeqCst);
-    let (lp, cache) = flow.forward_train_with(&x, memory_efficient).expect("forward");
+    let (lp, cache) = flow.forward_train(&x, None, mode).expect("forward");
     flow.backward(cache, &w).expect("backward");
     let peak = PEAK.load(Ordering::SeqCst) - start;
     assert!(lp.iter().all(|v| v.is_finite()));

@@ -5,10 +5,10 @@
 
 use exactflow_kernels::{Real, Result};
 use exactflow_layers::bijector::check_input;
-use exactflow_layers::{Bijector, Cache, Mapped, Pass, StandardNormal, Tensor};
+use exactflow_layers::{Bijector, Cache, Ctx, InputGrad, Mapped, Pass, StandardNormal, Tensor, layer};
 use exactflow_models::audit::audit_flow;
 use exactflow_models::train::{Silent, TrainConfig, train};
-use exactflow_models::{Flow, ModelConfig, Stage};
+use exactflow_models::{Flow, ModelConfig};
 
 /// What is wrong with the test layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,8 +42,8 @@ impl<T: Real> Bijector<T> for Bent {
     fn sample_shapes(&self) -> (Vec<usize>, Vec<usize>) {
         (vec![self.d], vec![self.d])
     }
-    fn forward(&self, x: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input::<T, Self>(self, "Bent", x, &[self.d])?;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input::<T, Self>(self, "Bent", x, cx, &[self.d])?;
         let z = x.map(|v| v + T::lit(0.5) * v.tanh());
         let mut ld: Vec<T> = x
             .samples()
@@ -58,8 +58,8 @@ impl<T: Real> Bijector<T> for Bent {
         }
         Ok((z, ld))
     }
-    fn inverse(&self, z: &Tensor<T>) -> Result<Mapped<T>> {
-        check_input::<T, Self>(self, "Bent", z, &[self.d])?;
+    fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
+        check_input::<T, Self>(self, "Bent", z, cx, &[self.d])?;
         let x = if self.fault == Fault::WrongInverse {
             z.clone()
         } else {
@@ -78,11 +78,11 @@ impl<T: Real> Bijector<T> for Bent {
             .collect();
         Ok((x, ld))
     }
-    fn forward_train(&mut self, x: &Tensor<T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
-        let (z, ld) = self.forward(x)?;
+    fn forward_train(&mut self, x: &Tensor<T>, cx: Ctx<'_, T>, _pass: Pass) -> Result<(Tensor<T>, Vec<T>, Cache)> {
+        let (z, ld) = self.forward(x, cx)?;
         Ok((z, ld, Cache::new("Bent", x.clone())))
     }
-    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<Tensor<T>> {
+    fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>> {
         let x: Tensor<T> = cache.take("Bent")?;
         let d = self.d;
         let mut dx = x.clone();
@@ -99,7 +99,7 @@ impl<T: Real> Bijector<T> for Bent {
             };
             *v = dz.as_slice()[k] * deriv(xv) + through_logdet;
         }
-        Ok(dx)
+        Ok(InputGrad::input(dx))
     }
     fn to_f64(&self) -> Box<dyn Bijector<f64>> {
         Box::new(self.clone())
@@ -145,10 +145,7 @@ fn flow_with(fault: Fault) -> Flow<f64> {
     )
     .expect("coupling");
     Flow::new(
-        vec![
-            Stage::Layer(Box::new(coupling)),
-            Stage::Layer(Box::new(Bent { d, fault })),
-        ],
+        vec![layer(coupling), layer(Bent { d, fault })],
         Box::new(StandardNormal),
         &[d],
     )
@@ -159,7 +156,7 @@ fn flow_with(fault: Fault) -> Flow<f64> {
 fn trained_nice_and_realnvp_pass_their_audit() {
     for model in ["nice", "realnvp"] {
         let (_, flow) = trained(model);
-        let a = audit_flow(&flow, &batch(4, 2)).expect("audits");
+        let a = audit_flow(&flow, &batch(4, 2), None).expect("audits");
         assert!(
             a.pass,
             "{model}: {:#?}",
@@ -175,7 +172,7 @@ fn trained_nice_and_realnvp_pass_their_audit() {
             exactflow_models::checkpoint::restore_params(&mut f, &snap);
             f
         };
-        let a32 = audit_flow(&f32flow, &batch(4, 2).cast()).expect("audits f32");
+        let a32 = audit_flow(&f32flow, &batch(4, 2).cast(), None).expect("audits f32");
         assert_eq!(a32.precision, "f32");
         assert!(
             a32.pass,
@@ -191,12 +188,12 @@ fn trained_nice_and_realnvp_pass_their_audit() {
 
 #[test]
 fn a_correct_custom_layer_passes() {
-    let a = audit_flow(&flow_with(Fault::None), &batch(4, 3)).expect("audits");
+    let a = audit_flow(&flow_with(Fault::None), &batch(4, 3), None).expect("audits");
     assert!(a.pass, "{:#?}", a);
 }
 
 fn failing_checks(fault: Fault) -> (Vec<String>, Vec<String>) {
-    let a = audit_flow(&flow_with(fault), &batch(4, 3)).expect("audits");
+    let a = audit_flow(&flow_with(fault), &batch(4, 3), None).expect("audits");
     assert!(!a.pass, "{fault:?} not caught");
     assert!(
         a.stages[0].pass,
@@ -237,8 +234,8 @@ fn a_backward_that_forgets_the_log_det_gradient_is_caught() {
 #[test]
 fn bad_inputs_are_errors() {
     let flow = flow_with(Fault::None);
-    assert!(audit_flow(&flow, &batch(2, 4)).is_err());
+    assert!(audit_flow(&flow, &batch(2, 4), None).is_err());
     let mut x = batch(2, 3);
     x.as_mut_slice()[1] = f64::NAN;
-    assert!(audit_flow(&flow, &x).is_err());
+    assert!(audit_flow(&flow, &x, None).is_err());
 }

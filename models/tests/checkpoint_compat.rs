@@ -68,10 +68,15 @@ fn old_checkpoints_score_bit_for_bit_in_f64() {
     for name in FIXTURES {
         let e = expected(name);
         let loaded = checkpoint::load::<f64>(&fixture(&format!("{name}.safetensors"))).expect(name);
-        assert!(loaded.state.is_some(), "{name}: the fixture is a training checkpoint");
-        let log_p = loaded.flow.log_prob(&e.x).expect("log_prob");
+        assert!(loaded.record.is_some(), "{name}: the fixture is a training checkpoint");
+        let log_p = loaded.flow.log_prob(&e.x, None).expect("log_prob");
         assert_eq!(bits64(&log_p), bits64(&e.log_p), "{name}: log p(x) changed");
-        let latent = loaded.flow.encode(&e.x).expect("encode").flatten().expect("flatten");
+        let latent = loaded
+            .flow
+            .encode(&e.x, None)
+            .expect("encode")
+            .flatten()
+            .expect("flatten");
         assert_eq!(bits64(latent.as_slice()), bits64(&e.latent), "{name}: latents changed");
     }
 }
@@ -81,7 +86,7 @@ fn old_checkpoints_score_bit_for_bit_in_f32() {
     for name in FIXTURES {
         let e = expected(name);
         let loaded = checkpoint::load::<f32>(&fixture(&format!("{name}.safetensors"))).expect(name);
-        let log_p = loaded.flow.log_prob(&e.x.cast::<f32>()).expect("log_prob");
+        let log_p = loaded.flow.log_prob(&e.x.cast::<f32>(), None).expect("log_prob");
         let got: Vec<u32> = log_p.iter().map(|v| v.to_bits()).collect();
         let want: Vec<u32> = e.log_p_f32.iter().map(|v| v.to_bits()).collect();
         assert_eq!(got, want, "{name}: f32 log p(x) changed");

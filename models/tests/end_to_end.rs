@@ -2,14 +2,13 @@
 //! bit for bit and resume exactly, sampling at temperature 0 is the decoded mode, divergence
 //! stops with a named step and keeps the last good checkpoint, bad files are refused.
 
-use exactflow_kernels::Error;
 use exactflow_layers::MaskKind;
 use exactflow_layers::nets::Activation;
 use exactflow_layers::{Params, Tensor};
 use exactflow_models::checkpoint::{self, snapshot_params};
 use exactflow_models::data::{DataSpec, Dataset, Splits};
-use exactflow_models::train::{Decay, Schedule, Silent, TrainConfig, train};
-use exactflow_models::{Flow, Latent, ModelConfig, NiceConfig, Prior, RealNvpConfig, evaluate};
+use exactflow_models::train::{Decay, Schedule, Silent, TrainConfig, TrainState, train};
+use exactflow_models::{Error, Flow, Latent, ModelConfig, NiceConfig, Prior, RealNvpConfig, evaluate};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -137,7 +136,10 @@ fn save_then_load_reproduces_log_prob_bit_for_bit() {
         let loaded = checkpoint::load::<f64>(&path).expect("loads");
         assert_eq!(loaded.config, model);
         let x = d.test.data.slice_batch(0..32).expect("rows");
-        let (a, b) = (flow.log_prob(&x).expect("lp"), loaded.flow.log_prob(&x).expect("lp"));
+        let (a, b) = (
+            flow.log_prob(&x, None).expect("lp"),
+            loaded.flow.log_prob(&x, None).expect("lp"),
+        );
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a), bits(&b), "{}", model.family());
         // An f32 model saved in f32 loads back into f32 with identical parameters.
@@ -146,7 +148,10 @@ fn save_then_load_reproduces_log_prob_bit_for_bit() {
         checkpoint::save(&p32, &model, &flow32, None).expect("saves f32");
         let l32 = checkpoint::load::<f32>(&p32).expect("loads f32");
         let x32: Tensor<f32> = x.cast();
-        assert_eq!(flow32.log_prob(&x32).expect("lp"), l32.flow.log_prob(&x32).expect("lp"));
+        assert_eq!(
+            flow32.log_prob(&x32, None).expect("lp"),
+            l32.flow.log_prob(&x32, None).expect("lp")
+        );
     }
 }
 
@@ -157,26 +162,28 @@ fn temperature_zero_sample_is_the_decoded_mode_and_decode_inverts_encode() {
         let mut flow = model.build::<f64>().expect("valid config");
         train(&mut flow, &model, &cfg(20, None), &d.train, None, &mut Silent, None).expect("trains");
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let s = flow.sample(3, 0.0, &mut rng).expect("samples");
+        let s = flow.sample(3, 0.0, &mut rng, None).expect("samples");
         let zero = Latent {
             z: Tensor::zeros(&[3, 2]).expect("shape"),
             factored: vec![],
         };
-        assert_eq!(s, flow.decode(&zero).expect("decodes"));
+        assert_eq!(s, flow.decode(&zero, None).expect("decodes"));
         let x = d.test.data.slice_batch(0..16).expect("rows");
-        let back = flow.decode(&flow.encode(&x).expect("encodes")).expect("decodes");
+        let back = flow
+            .decode(&flow.encode(&x, None).expect("encodes"), None)
+            .expect("decodes");
         for (a, b) in back.as_slice().iter().zip(x.as_slice()) {
             assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
         }
         // sample_and_log_prob agrees with log_prob of the samples.
-        let (xs, lp) = flow.sample_and_log_prob(8, 1.0, &mut rng).expect("samples");
-        let lp2 = flow.log_prob(&xs).expect("scores");
+        let (xs, lp) = flow.sample_and_log_prob(8, 1.0, &mut rng, None).expect("samples");
+        let lp2 = flow.log_prob(&xs, None).expect("scores");
         for (a, b) in lp.iter().zip(&lp2) {
             assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
         }
         // Interpolation starts and ends at the inputs.
         let (xa, xb) = (x.slice_batch(0..1).expect("row"), x.slice_batch(1..2).expect("row"));
-        let path = flow.interpolate(&xa, &xb, 5).expect("interpolates");
+        let path = flow.interpolate(&xa, &xb, 5, None).expect("interpolates");
         assert_eq!(path.batch(), 5);
         for (a, b) in path.sample(0).expect("row").iter().zip(xa.as_slice()) {
             assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()));
@@ -216,7 +223,9 @@ fn resuming_gives_the_same_parameters_as_an_uninterrupted_run() {
     // The observer hears of epoch 3 (step 24) before its checkpoint is written: the last one
     // on disk is that of step 16.
     let loaded = checkpoint::load::<f64>(&path).expect("checkpoint of step 16");
-    let state = loaded.state.expect("training state");
+    let state = TrainState::of_checkpoint(&path, &loaded)
+        .expect("state parses")
+        .expect("training state");
     assert_eq!(state.step, 16);
     let mut resumed = loaded.flow;
     c.checkpoint = Some(path.clone());
@@ -282,9 +291,10 @@ fn divergence_names_the_step_and_keeps_the_last_good_checkpoint() {
     // finite and it scores data finitely.
     assert!(std::fs::read(&path).expect("still there") == good, "checkpoint changed");
     let loaded = checkpoint::load::<f64>(&path).expect("the last good checkpoint loads");
-    assert_eq!(loaded.state.expect("training state").step, 16);
+    let state = TrainState::of_checkpoint(&path, &loaded).expect("state parses");
+    assert_eq!(state.expect("training state").step, 16);
     assert!(loaded.flow.check_params_finite("test").is_ok());
-    let lp = loaded.flow.log_prob(&d.test.data).expect("finite model");
+    let lp = loaded.flow.log_prob(&d.test.data, None).expect("finite model");
     assert!(lp.iter().all(|v| v.is_finite()));
 }
 

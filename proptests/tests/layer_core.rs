@@ -17,6 +17,7 @@
 //!   the sample standard deviation within 5 % of `temperature * std` (its standard error is
 //!   0.5 % for a normal and 0.6 % for a logistic: the bound is 8 standard errors).
 
+mod flow_harness;
 mod layer_harness;
 
 use exactflow_kernels::F1;
@@ -24,9 +25,10 @@ use exactflow_layers::coupling::{AdditiveCoupling, AffineCoupling, GlowCoupling}
 use exactflow_layers::gradcheck::mixed_error;
 use exactflow_layers::nets::{Activation, MlpConfig};
 use exactflow_layers::{
-    Bijector, DiagonalGaussian, Distribution, Mask, MaskKind, Params, Permutation, Sequential, StandardLogistic,
-    StandardNormal, Tensor,
+    Bijector, Ctx, DiagonalGaussian, Distribution, Mask, MaskKind, Params, Permutation, Stage, StandardLogistic,
+    StandardNormal, Tensor, layer,
 };
+use flow_harness::{check_flow_errors, check_flow_f32, check_flow_laws, copy_params_to_f32, flow_of};
 use layer_harness::{GRAD_F64, batch, cases, check_errors, check_f32, check_laws, fail, perturb, values};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -171,37 +173,35 @@ proptest! {
         })?;
     }
 
-    /// A RealNVP-like stack: couplings with alternating masks and a shuffle between them; the
-    /// Sequential's log-det must equal the sum of its members' at the intermediate points.
+    /// A RealNVP-like stack: couplings with alternating masks and a shuffle between them,
+    /// composed by a flow. Its latent is the members' composition and its log-det the sum of
+    /// theirs at the intermediate points; every law of the composition, the f32 copy and the
+    /// error cases.
     #[test]
-    fn sequential_of_couplings(case in case()) {
-        fn stack<T: exactflow_kernels::Real>(c: &Case) -> exactflow_kernels::Result<Sequential<T>> {
+    fn flow_of_couplings(case in case()) {
+        fn stack<T: exactflow_kernels::Real>(c: &Case) -> exactflow_kernels::Result<Vec<Box<dyn Stage<T>>>> {
             let mut rng = c.rng();
             let d = c.d;
-            let layers: Vec<Box<dyn Bijector<T>>> = vec![
-                Box::new(AffineCoupling::<T>::with_mlp(d, Mask::new(MaskKind::Halves, false), &c.mlp, &mut rng)?),
-                Box::new(Permutation::<T>::shuffle(&[d], c.seed)?),
-                Box::new(AdditiveCoupling::<T>::with_mlp(d, Mask::new(MaskKind::OddEven, true), &c.mlp, &mut rng)?),
-                Box::new(GlowCoupling::<T>::with_mlp(d, c.mask, &c.mlp, &mut rng)?),
-            ];
-            Sequential::new(layers)
+            Ok(vec![
+                layer(AffineCoupling::<T>::with_mlp(d, Mask::new(MaskKind::Halves, false), &c.mlp, &mut rng)?),
+                layer(Permutation::<T>::shuffle(&[d], c.seed)?),
+                layer(AdditiveCoupling::<T>::with_mlp(d, Mask::new(MaskKind::OddEven, true), &c.mlp, &mut rng)?),
+                layer(GlowCoupling::<T>::with_mlp(d, c.mask, &c.mlp, &mut rng)?),
+            ])
         }
-        check_layer(&case, |c| Ok((Box::new(stack::<f64>(c)?), Box::new(stack::<f32>(c)?))))?;
-        let mut seq = stack::<f64>(&case).map_err(fail("build"))?;
-        perturb(&mut seq, &case.delta, 1.0);
+        let mut flow = flow_of(stack::<f64>(&case).map_err(fail("build"))?, &[case.d])?;
+        perturb(&mut flow, &case.delta, 1.0);
         let x = case.x();
-        let (z, ld) = seq.forward(&x).map_err(fail("forward"))?;
-        let mut h = x.clone();
-        let mut sum = vec![0.0; case.n];
-        for layer in seq.layers() {
-            let (next, l) = layer.forward(&h).map_err(fail("member forward"))?;
-            sum.iter_mut().zip(&l).for_each(|(s, v)| *s += v);
-            h = next;
-        }
-        prop_assert_eq!(h.as_slice(), z.as_slice(), "Sequential is the composition of its members");
-        for (a, b) in ld.iter().zip(&sum) {
-            prop_assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "log-det {a} vs sum {b}");
-        }
+        check_flow_laws(&mut flow, &x, &case.wld)?;
+        let mut flow32 = exactflow_models::Flow::new(
+            stack::<f32>(&case).map_err(fail("build f32"))?,
+            Box::new(StandardNormal),
+            &[case.d],
+        )
+        .map_err(flow_harness::flow_fail("f32 flow"))?;
+        copy_params_to_f32(&flow, &mut flow32);
+        check_flow_f32(&flow32, &flow, &x)?;
+        check_flow_errors(&mut flow, &x)?;
     }
 }
 
@@ -261,9 +261,9 @@ fn gaussian(c: &DistCase) -> Result<DiagonalGaussian<f64>, TestCaseError> {
 /// against central differences, for `L = sum_i w_i log p(z_i)`.
 fn check_dist_grads(dist: &mut dyn Distribution<f64>, z: &Tensor<f64>, w: &[f64]) -> Result<(), TestCaseError> {
     dist.visit_params_mut("", &mut |_, p| p.zero_grad());
-    let dz = dist.backward(z, w).map_err(fail("backward"))?;
+    let dz = dist.backward(z, w, Ctx::NONE).map_err(fail("backward"))?.x;
     let loss = |d: &dyn Distribution<f64>, z: &Tensor<f64>| -> Result<f64, TestCaseError> {
-        let lp = d.log_prob(z).map_err(fail("log_prob"))?;
+        let lp = d.log_prob(z, Ctx::NONE).map_err(fail("log_prob"))?;
         Ok(lp.iter().zip(w).map(|(a, b)| a * b).sum())
     };
     // d/dz, exactly and by central differences.
@@ -271,7 +271,7 @@ fn check_dist_grads(dist: &mut dyn Distribution<f64>, z: &Tensor<f64>, w: &[f64]
     for k in 0..z.len() {
         let mut zd: Tensor<F1> = z.map(F1::cst);
         zd.as_mut_slice()[k].dx = 1.0;
-        let lp = dual.log_prob(&zd).map_err(fail("dual log_prob"))?;
+        let lp = dual.log_prob(&zd, Ctx::NONE).map_err(fail("dual log_prob"))?;
         let exact: f64 = lp.iter().zip(w).map(|(a, b)| a.dx * b).sum();
         prop_assert!(
             mixed_error(dz.as_slice()[k], exact) <= 1e-12,
@@ -322,7 +322,7 @@ fn total_mass(dist: &dyn Distribution<f64>) -> f64 {
     let m = 40001;
     let h = 80.0 / (m - 1) as f64;
     let z = Tensor::from_fn(&[m, 1], |i| -40.0 + h * i as f64).expect("m * 1 values");
-    let lp = dist.log_prob(&z).expect("finite grid");
+    let lp = dist.log_prob(&z, Ctx::NONE).expect("finite grid");
     let inner: f64 = lp.iter().map(|l| l.exp()).sum();
     h * (inner - 0.5 * (lp[0].exp() + lp[m - 1].exp()))
 }
@@ -331,7 +331,9 @@ fn total_mass(dist: &dyn Distribution<f64>) -> f64 {
 fn sample_moments(dist: &dyn Distribution<f64>, d: usize, temperature: f64) -> Vec<(f64, f64)> {
     let n = 20000;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let s = dist.sample(n, &[d], temperature, &mut rng).expect("valid temperature");
+    let s = dist
+        .sample(n, &[d], temperature, &mut rng, Ctx::NONE)
+        .expect("valid temperature");
     (0..d)
         .map(|j| {
             let col: Vec<f64> = (0..n).map(|i| s.as_slice()[i * d + j]).collect();
@@ -355,7 +357,7 @@ proptest! {
             (&g, Box::new(|j, v| normal_logp(v, c.mean[j], c.log_std[j]))),
         ];
         for (dist, formula) in dists {
-            let lp = dist.log_prob(&z).map_err(fail("log_prob"))?;
+            let lp = dist.log_prob(&z, Ctx::NONE).map_err(fail("log_prob"))?;
             prop_assert_eq!(lp.len(), c.n);
             for (i, l) in lp.iter().enumerate() {
                 let want: f64 = (0..c.d).map(|j| formula(j, c.z[i * c.d + j])).sum();
@@ -429,7 +431,9 @@ fn sampling_has_the_right_moments_and_temperature() {
         }
         // Temperature 0 returns the mode, exactly.
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let s = dist.sample(3, &[2], 0.0, &mut rng).expect("temperature 0 is valid");
+        let s = dist
+            .sample(3, &[2], 0.0, &mut rng, Ctx::NONE)
+            .expect("temperature 0 is valid");
         for i in 0..3 {
             assert_eq!(
                 &s.as_slice()[i * 2..i * 2 + 2],
@@ -441,7 +445,7 @@ fn sampling_has_the_right_moments_and_temperature() {
         // Bad temperatures are errors.
         for t in [-1.0, f64::NAN, f64::INFINITY] {
             assert!(
-                dist.sample(1, &[2], t, &mut rng).is_err(),
+                dist.sample(1, &[2], t, &mut rng, Ctx::NONE).is_err(),
                 "{} accepted temperature {t}",
                 dist.kind()
             );
@@ -449,7 +453,7 @@ fn sampling_has_the_right_moments_and_temperature() {
     }
     // NaN in z and a shape the learned Gaussian does not cover are errors.
     let z = Tensor::new(&[1, 2], vec![f64::NAN, 0.0]).expect("two values");
-    assert!(StandardNormal.log_prob(&z).is_err());
+    assert!(StandardNormal.log_prob(&z, Ctx::NONE).is_err());
     let z3 = Tensor::zeros(&[1, 3]).expect("shape");
-    assert!(g.log_prob(&z3).is_err());
+    assert!(g.log_prob(&z3, Ctx::NONE).is_err());
 }

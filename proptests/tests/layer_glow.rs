@@ -14,15 +14,18 @@
 //!   the formula evaluated directly <= 1e-12 relative to `1 + |log_p|`; backward against central
 //!   differences `GRAD_F64` (mixed error) at step `GRAD_STEP`; f32 vs f64 `F32_TOL`.
 
+mod flow_harness;
 mod layer_harness;
 
 use exactflow_kernels::Real;
 use exactflow_layers::gradcheck::mixed_error;
 use exactflow_layers::nets::{Conditioner, Conv2d};
 use exactflow_layers::{
-    ActNorm, Bijector, Conv1x1, Conv1x1Lu, GlowCoupling, Params, Pass, Permutation, Sequential, Split, Squeeze, Tensor,
-    Unsqueeze,
+    ActNorm, Bijector, Conv1x1, Conv1x1Lu, Ctx, GlowCoupling, Params, Pass, Permutation, Split, Squeeze, Tensor,
+    Unsqueeze, layer,
 };
+use exactflow_models::TrainMode;
+use flow_harness::{check_flow_errors, check_flow_laws, flow_fail, flow_of};
 use layer_harness::{
     F32_TOL, GRAD_F64, GRAD_STEP, batch, check_errors, check_f32, check_laws, fail, perturb, rel_err, values,
 };
@@ -168,7 +171,7 @@ proptest! {
         let d: usize = case.shape.iter().product();
         let x0 = init.tensor(&case.shape);
         let mut layer = ActNorm::<f64>::new(&case.shape).map_err(fail("build"))?;
-        let (z0, ld0, _) = layer.forward_train(&x0, Pass::Train).map_err(fail("init"))?;
+        let (z0, ld0, _) = layer.forward_train(&x0, Ctx::NONE, Pass::Train).map_err(fail("init"))?;
         prop_assert!(layer.is_initialized());
         for (ch, (mean, var)) in channel_moments(&z0).into_iter().enumerate() {
             prop_assert!(mean.abs() <= 1e-12, "channel {ch}: mean {mean:e} after initialization");
@@ -183,15 +186,22 @@ proptest! {
         // first training batch.
         let mut saved = Vec::new();
         layer.visit_params("", &mut |name, p| saved.push((name.to_string(), p.value.clone())));
+        let mut flags = Vec::new();
+        layer.visit_int("", &mut |name, b| flags.push((name.to_string(), b.values().to_vec())));
         let mut loaded = ActNorm::<f64>::new(&case.shape).map_err(fail("build"))?;
         loaded.visit_params_mut("", &mut |name, p| {
             if let Some((_, v)) = saved.iter().find(|(s, _)| s == name) {
                 p.value = v.clone();
             }
         });
+        loaded.visit_int_mut("", &mut |name, b| {
+            if let Some((_, v)) = flags.iter().find(|(s, _)| s == name) {
+                b.set(v.clone()).expect("a valid flag");
+            }
+        });
         let x = case.x();
-        let (z_loaded, _, _) = loaded.forward_train(&x, Pass::Train).map_err(fail("loaded"))?;
-        let (z_orig, _) = layer.forward(&x).map_err(fail("forward"))?;
+        let (z_loaded, _, _) = loaded.forward_train(&x, Ctx::NONE, Pass::Train).map_err(fail("loaded"))?;
+        let (z_orig, _) = layer.forward(&x, Ctx::NONE).map_err(fail("forward"))?;
         prop_assert_eq!(z_loaded, z_orig, "a loaded ActNorm re-initialized");
 
         check_all(&mut layer, |l| Box::new(l.cast::<f32>()), &case)?;
@@ -222,12 +232,12 @@ proptest! {
         )
         .map_err(fail("log_det"))?;
         let hw = (case.shape.iter().product::<usize>() / c) as f64;
-        let (_, ld) = layer.forward(&case.x()).map_err(fail("forward"))?;
+        let (_, ld) = layer.forward(&case.x(), Ctx::NONE).map_err(fail("forward"))?;
         prop_assert!((ld[0] - hw * dense.log_abs).abs() <= 1e-12 * (1.0 + ld[0].abs()));
         // The same map as the dense layer with that weight.
         let dense_layer = Conv1x1::with_weight(&case.shape, w).map_err(fail("dense"))?;
-        let (z1, _) = layer.forward(&case.x()).map_err(fail("forward"))?;
-        let (z2, _) = dense_layer.forward(&case.x()).map_err(fail("forward"))?;
+        let (z1, _) = layer.forward(&case.x(), Ctx::NONE).map_err(fail("forward"))?;
+        let (z2, _) = dense_layer.forward(&case.x(), Ctx::NONE).map_err(fail("forward"))?;
         prop_assert!(rel_err(z1.as_slice(), z2.as_slice()) <= 1e-13);
         check_all(&mut layer, |l| Box::new(l.cast::<f32>()), &case)?;
     }
@@ -241,8 +251,8 @@ proptest! {
             Permutation::<f64>::reverse(&case.shape)
         }
         .map_err(fail("build"))?;
-        let perm = layer.indices().map_err(fail("indices"))?;
-        let (z, _) = layer.forward(&case.x()).map_err(fail("forward"))?;
+        let perm = layer.indices();
+        let (z, _) = layer.forward(&case.x(), Ctx::NONE).map_err(fail("forward"))?;
         let c = case.shape[0];
         let hw = case.shape.iter().product::<usize>() / c;
         for (s, (zs, xs)) in z.samples().zip(case.x().samples()).enumerate() {
@@ -258,7 +268,7 @@ proptest! {
     fn squeeze_and_unsqueeze(case in case(squeeze_shape())) {
         let mut layer = Squeeze::<f64>::new(&case.shape).map_err(fail("build"))?;
         let (c, h, w) = (case.shape[0], case.shape[1], case.shape[2]);
-        let (z, _) = layer.forward(&case.x()).map_err(fail("forward"))?;
+        let (z, _) = layer.forward(&case.x(), Ctx::NONE).map_err(fail("forward"))?;
         let x = case.x();
         for s in 0..case.n {
             for ch in 0..c {
@@ -274,7 +284,7 @@ proptest! {
         let sq_shape = vec![4 * c, h / 2, w / 2];
         let mut un = Unsqueeze::<f64>::new(&sq_shape).map_err(fail("build"))?;
         let un_case = Case { shape: sq_shape, ..case.clone() };
-        prop_assert_eq!(un.forward(&z).map_err(fail("unsqueeze"))?.0, case.x());
+        prop_assert_eq!(un.forward(&z, Ctx::NONE).map_err(fail("unsqueeze"))?.0, case.x());
         check_all(&mut un, |l| Box::new(l.cast::<f32>()), &un_case)?;
     }
 }
@@ -287,31 +297,36 @@ fn step_shape() -> impl Strategy<Value = Vec<usize>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(layer_harness::cases(32)))]
 
-    /// One step of Glow composed with `Sequential`: ActNorm (initialized on a batch) -> LU 1x1
-    /// convolution -> affine coupling, every parameter perturbed, against every law.
+    /// One step of Glow composed by a flow: ActNorm (initialized on a batch) -> LU 1x1
+    /// convolution -> affine coupling, every parameter perturbed, against every law of the
+    /// composition (the flow's cached and memory-efficient backward included).
     #[test]
     fn glow_step((case, init) in with_init(step_shape()), hidden in 1usize..=3) {
         let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
         let shape = &case.shape;
-        let layers: Vec<Box<dyn Bijector<f64>>> = vec![
-            Box::new(ActNorm::new(shape).map_err(fail("actnorm"))?),
-            Box::new(Conv1x1Lu::new(shape, &mut rng).map_err(fail("conv"))?),
-            Box::new(GlowCoupling::with_glow_net(shape, hidden, &mut rng).map_err(fail("coupling"))?),
+        let stages = vec![
+            layer(ActNorm::new(shape).map_err(fail("actnorm"))?),
+            layer(Conv1x1Lu::new(shape, &mut rng).map_err(fail("conv"))?),
+            layer(GlowCoupling::with_glow_net(shape, hidden, &mut rng).map_err(fail("coupling"))?),
         ];
-        let mut step = Sequential::new(layers).map_err(fail("sequential"))?;
-        step.forward_train(&init.tensor(shape), Pass::Train).map_err(fail("init"))?;
+        let mut step = flow_of(stages, shape)?;
+        step.forward_train(&init.tensor(shape), None, TrainMode::Cached).map_err(flow_fail("init"))?;
         let x = case.x();
         perturb(&mut step, &case.delta, 0.2);
-        check_laws(&mut step, &x, &case.wz, &case.wld)?;
-        check_errors(&mut step, &x)?;
+        check_flow_laws(&mut step, &x, &case.wld)?;
         let names: Vec<String> = {
             let mut v = Vec::new();
             step.visit_params("", &mut |n, _| v.push(n.to_string()));
+            step.visit_int("", &mut |n, _| v.push(n.to_string()));
             v
         };
-        for expected in ["0.bias", "0.logs", "0.initialized", "1.lower", "1.upper", "1.log_s", "1.sign", "1.perm"] {
+        for expected in [
+            "flow.0.bias", "flow.0.logs", "flow.0.initialized", "flow.1.lower", "flow.1.upper", "flow.1.log_s",
+            "flow.1.sign", "flow.1.perm",
+        ] {
             prop_assert!(names.iter().any(|n| n == expected), "no parameter {expected} in {names:?}");
         }
+        check_flow_errors(&mut step, &x)?;
     }
 }
 
@@ -323,33 +338,33 @@ fn level_shape() -> impl Strategy<Value = Vec<usize>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(layer_harness::cases(32)))]
 
-    /// The layers of a level with shape changes: squeeze -> ActNorm -> dense 1x1 convolution ->
-    /// seeded shuffle -> affine coupling, against every law.
+    /// The layers of a level with shape changes, composed by a flow: squeeze -> ActNorm -> dense
+    /// 1x1 convolution -> seeded shuffle -> affine coupling, against every law.
     #[test]
     fn glow_level((case, init) in with_init(level_shape()), hidden in 1usize..=3) {
         let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
         let (c, h, w) = (case.shape[0], case.shape[1], case.shape[2]);
         let sq = [4 * c, h / 2, w / 2];
-        let layers: Vec<Box<dyn Bijector<f64>>> = vec![
-            Box::new(Squeeze::new(&case.shape).map_err(fail("squeeze"))?),
-            Box::new(ActNorm::new(&sq).map_err(fail("actnorm"))?),
-            Box::new(Conv1x1::new(&sq, &mut rng).map_err(fail("conv"))?),
-            Box::new(Permutation::shuffle(&sq, case.seed).map_err(fail("shuffle"))?),
-            Box::new(GlowCoupling::with_glow_net(&sq, hidden, &mut rng).map_err(fail("coupling"))?),
+        let stages = vec![
+            layer(Squeeze::new(&case.shape).map_err(fail("squeeze"))?),
+            layer(ActNorm::new(&sq).map_err(fail("actnorm"))?),
+            layer(Conv1x1::new(&sq, &mut rng).map_err(fail("conv"))?),
+            layer(Permutation::shuffle(&sq, case.seed).map_err(fail("shuffle"))?),
+            layer(GlowCoupling::with_glow_net(&sq, hidden, &mut rng).map_err(fail("coupling"))?),
         ];
-        let mut level = Sequential::new(layers).map_err(fail("sequential"))?;
-        prop_assert_eq!(level.sample_shapes(), (case.shape.clone(), sq.to_vec()));
-        level.forward_train(&init.tensor(&case.shape), Pass::Train).map_err(fail("init"))?;
+        let mut level = flow_of(stages, &case.shape)?;
+        prop_assert_eq!(level.latent_shape(), sq.to_vec());
+        level.forward_train(&init.tensor(&case.shape), None, TrainMode::Cached).map_err(flow_fail("init"))?;
         let x = case.x();
         perturb(&mut level, &case.delta, 0.1);
-        check_laws(&mut level, &x, &case.wz, &case.wld)?;
-        check_errors(&mut level, &x)?;
+        check_flow_laws(&mut level, &x, &case.wld)?;
+        check_flow_errors(&mut level, &x)?;
     }
 }
 
 /// The Split loss `L = sum(w_r * rest) + sum(w_z * z_out) + sum(w_l * log_p)`.
 fn split_loss(split: &Split<f64>, x: &Tensor<f64>, wr: &[f64], wz: &[f64], wl: &[f64]) -> Result<f64, TestCaseError> {
-    let (rest, z, lp) = split.forward(x).map_err(fail("split forward"))?;
+    let (rest, z, lp) = split.forward(x, Ctx::NONE).map_err(fail("split forward"))?;
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
     Ok(dot(rest.as_slice(), wr) + dot(z.as_slice(), wz) + dot(&lp, wl))
 }
@@ -384,7 +399,7 @@ proptest! {
         let half = c / 2 * h * w;
 
         // Round trip, exactly: the split only moves elements.
-        let (rest, z_out, lp) = split.forward(&x).map_err(fail("forward"))?;
+        let (rest, z_out, lp) = split.forward(&x, Ctx::NONE).map_err(fail("forward"))?;
         prop_assert_eq!(split.inverse(&rest, &z_out).map_err(fail("inverse"))?, x.clone());
         for s in 0..case.n {
             let xs = x.sample(s).map_err(fail("sample"))?;
@@ -394,7 +409,7 @@ proptest! {
 
         // log_p against the Gaussian formula with the prior evaluated directly.
         let ln2pi = (2.0 * std::f64::consts::PI).ln();
-        let hout = if glow { Some(net.forward(&rest).map_err(fail("prior"))?) } else { None };
+        let hout = if glow { Some(net.forward(&rest, Ctx::NONE).map_err(fail("prior"))?) } else { None };
         for (s, &lps) in lp.iter().enumerate() {
             let zs = z_out.sample(s).map_err(fail("sample"))?;
             let expected: f64 = match &hout {
@@ -414,20 +429,20 @@ proptest! {
 
         // Temperature 0 returns the mean.
         if let Some(hp) = &hout {
-            let z0 = split.sample_out(&rest, 0.0, &mut rng).map_err(fail("sample_out"))?;
+            let z0 = split.sample_out(&rest, 0.0, &mut rng, Ctx::NONE).map_err(fail("sample_out"))?;
             for s in 0..case.n {
                 prop_assert_eq!(z0.sample(s).map_err(fail("sample"))?, &hp.sample(s).map_err(fail("sample"))?[..half]);
             }
-            let z1 = split.sample_out(&rest, 1.0, &mut rng).map_err(fail("sample_out"))?;
+            let z1 = split.sample_out(&rest, 1.0, &mut rng, Ctx::NONE).map_err(fail("sample_out"))?;
             prop_assert!(z1.first_non_finite().is_none() && z1 != z0);
             // The draw scored in the same prior pass: the same draw as sample_out from the same
             // stream, and the forward pass's log_p of concat(rest, draw), bit for bit.
             let mut r1 = ChaCha8Rng::seed_from_u64(case.seed);
             let mut r2 = ChaCha8Rng::seed_from_u64(case.seed);
-            let (zs, lps) = split.sample_out_with_log_prob(&rest, 0.7, &mut r1).map_err(fail("sample_out_with_log_prob"))?;
-            prop_assert_eq!(&zs, &split.sample_out(&rest, 0.7, &mut r2).map_err(fail("sample_out"))?);
+            let (zs, lps) = split.sample_out_with_log_prob(&rest, 0.7, &mut r1, Ctx::NONE).map_err(fail("sample_out_with_log_prob"))?;
+            prop_assert_eq!(&zs, &split.sample_out(&rest, 0.7, &mut r2, Ctx::NONE).map_err(fail("sample_out"))?);
             let joined = split.inverse(&rest, &zs).map_err(fail("inverse"))?;
-            let (_, _, lpf) = split.forward(&joined).map_err(fail("forward"))?;
+            let (_, _, lpf) = split.forward(&joined, Ctx::NONE).map_err(fail("forward"))?;
             prop_assert_eq!(
                 lps.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 lpf.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -439,10 +454,10 @@ proptest! {
         let wz = &case.wz[..case.n * half];
         let wl = &case.wld[..case.n];
         split.zero_grad();
-        let (r, z, _, cache) = split.forward_train(&x).map_err(fail("forward_train"))?;
+        let (r, z, _, cache) = split.forward_train(&x, Ctx::NONE).map_err(fail("forward_train"))?;
         let dr = Tensor::new(r.shape(), wr.to_vec()).map_err(fail("dr"))?;
         let dz = Tensor::new(z.shape(), wz.to_vec()).map_err(fail("dz"))?;
-        let dx = split.backward(cache, &dr, &dz, wl).map_err(fail("backward"))?;
+        let dx = split.backward(cache, &dr, &dz, wl).map_err(fail("backward"))?.x;
         let mut xp = x.clone();
         for k in 0..x.len() {
             let v = x.as_slice()[k];
@@ -483,30 +498,30 @@ proptest! {
         }
         .map_err(fail("build f32"))?;
         let x32: Tensor<f32> = x.cast();
-        let (r32, z32, lp32) = split32.forward(&x32).map_err(fail("f32 forward"))?;
-        let (r64, z64, lp64) = split32.to_f64().forward(&x32.cast()).map_err(fail("f64 forward"))?;
+        let (r32, z32, lp32) = split32.forward(&x32, Ctx::NONE).map_err(fail("f32 forward"))?;
+        let (r64, z64, lp64) = split32.to_f64().forward(&x32.cast(), Ctx::NONE).map_err(fail("f64 forward"))?;
         prop_assert_eq!(r32.cast::<f64>(), r64);
         prop_assert_eq!(z32.cast::<f64>(), z64);
         let lp32: Vec<f64> = lp32.iter().map(|&v| v as f64).collect();
         let scale = lp64.iter().map(|v| v.abs()).fold(1.0, f64::max);
         prop_assert!(layer_harness::max_abs(&lp32, &lp64) <= F32_TOL * scale, "f32 log_p {lp32:?} vs {lp64:?}");
         // The dual-number copy computes the same values.
-        let (_, _, lpd) = split.to_dual().forward(&x.cast()).map_err(fail("dual forward"))?;
+        let (_, _, lpd) = split.to_dual().forward(&x.cast(), Ctx::NONE).map_err(fail("dual forward"))?;
         let lpd: Vec<f64> = lpd.iter().map(|v| v.as_f64()).collect();
         prop_assert!(layer_harness::max_abs(&lpd, &lp) <= 1e-12 * scale);
 
         // Errors, not panics: wrong shapes, NaN input, an infinite prior parameter.
         let mut bad = x.shape().to_vec();
         bad[1] += 1;
-        prop_assert!(split.forward(&Tensor::zeros(&bad).map_err(fail("zeros"))?).is_err());
+        prop_assert!(split.forward(&Tensor::zeros(&bad).map_err(fail("zeros"))?, Ctx::NONE).is_err());
         prop_assert!(split.inverse(&rest, &x).is_err());
         let mut nan_x = x.clone();
         nan_x.as_mut_slice()[0] = f64::NAN;
-        prop_assert!(split.forward(&nan_x).is_err());
+        prop_assert!(split.forward(&nan_x, Ctx::NONE).is_err());
         if glow {
             split.visit_params_mut("", &mut |_, p| p.value.as_mut_slice()[0] = f64::INFINITY);
-            prop_assert!(split.forward(&x).is_err());
-            prop_assert!(split.sample_out(&rest, 1.0, &mut rng).is_err());
+            prop_assert!(split.forward(&x, Ctx::NONE).is_err());
+            prop_assert!(split.sample_out(&rest, 1.0, &mut rng, Ctx::NONE).is_err());
         }
     }
 }

@@ -10,7 +10,7 @@ mod layer_harness;
 
 use exactflow_layers::gradcheck::grad_check_net;
 use exactflow_layers::nets::{Activation, Conditioner, Conv2d, GlowNet, Mlp, MlpConfig, ResNet, ResNetConfig};
-use exactflow_layers::{AdditiveCoupling, AffineCoupling, Bijector, GlowCoupling, Mask, MaskKind, Tensor};
+use exactflow_layers::{AdditiveCoupling, AffineCoupling, Bijector, Ctx, GlowCoupling, Mask, MaskKind, Tensor};
 use layer_harness::{F32_TOL, GRAD_F64, GRAD_STEP, batch, fail, perturb, rel_err, values};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -51,7 +51,7 @@ fn check_net(
     let x = batch(n, &net.in_shape(), d.x.clone());
     let w = batch(n, &net.out_shape(), d.w.clone());
     // Backward vs central differences in f64.
-    let rep = grad_check_net(net, &x, &w, GRAD_STEP, MAX_PER_PARAM).map_err(fail("grad check"))?;
+    let rep = grad_check_net(net, &x, None, &w, GRAD_STEP, MAX_PER_PARAM).map_err(fail("grad check"))?;
     let (name, err) = rep.worst();
     prop_assert!(
         err <= GRAD_F64,
@@ -62,17 +62,20 @@ fn check_net(
     // f32 against f64 with the same (f32-rounded) parameters and input.
     let x32: Tensor<f32> = x.cast();
     let mut net64 = net32.to_f64();
-    let (y32, c32) = net32.forward_train(&x32).map_err(fail("f32 forward"))?;
-    let (y64, c64) = net64.forward_train(&x32.cast()).map_err(fail("f64 forward"))?;
+    let (y32, c32) = net32.forward_train(&x32, Ctx::NONE).map_err(fail("f32 forward"))?;
+    let (y64, c64) = net64
+        .forward_train(&x32.cast(), Ctx::NONE)
+        .map_err(fail("f64 forward"))?;
     let y32f: Vec<f64> = y32.as_slice().iter().map(|&v| v as f64).collect();
     let e = rel_err(&y32f, y64.as_slice());
     prop_assert!(e <= F32_TOL, "{}: f32 vs f64 output relative error {e:e}", net.kind());
-    let y64_infer = net64.forward(&x32.cast()).map_err(fail("forward"))?;
+    let y64_infer = net64.forward(&x32.cast(), Ctx::NONE).map_err(fail("forward"))?;
     prop_assert_eq!(y64.as_slice(), y64_infer.as_slice(), "forward and forward_train differ");
-    let dx32 = net32.backward(c32, &w.cast()).map_err(fail("f32 backward"))?;
+    let dx32 = net32.backward(c32, &w.cast()).map_err(fail("f32 backward"))?.x;
     let dx64 = net64
         .backward(c64, &w.cast::<f32>().cast())
-        .map_err(fail("f64 backward"))?;
+        .map_err(fail("f64 backward"))?
+        .x;
     let dx32f: Vec<f64> = dx32.as_slice().iter().map(|&v| v as f64).collect();
     let e = rel_err(&dx32f, dx64.as_slice());
     prop_assert!(
@@ -105,14 +108,18 @@ fn check_net(
     }
     for s in bad.iter().filter(|s| **s != shape) {
         let wrong = Tensor::<f64>::zeros(s).map_err(fail("zeros"))?;
-        prop_assert!(net.forward(&wrong).is_err(), "{}: forward accepted {s:?}", net.kind());
         prop_assert!(
-            net.forward_train(&wrong).is_err(),
+            net.forward(&wrong, Ctx::NONE).is_err(),
+            "{}: forward accepted {s:?}",
+            net.kind()
+        );
+        prop_assert!(
+            net.forward_train(&wrong, Ctx::NONE).is_err(),
             "{}: forward_train accepted {s:?}",
             net.kind()
         );
     }
-    let (_, cache) = net.forward_train(&x).map_err(fail("forward_train"))?;
+    let (_, cache) = net.forward_train(&x, Ctx::NONE).map_err(fail("forward_train"))?;
     let mut wrong_dy = w.shape().to_vec();
     wrong_dy[1] += 1;
     let wrong_dy = Tensor::<f64>::zeros(&wrong_dy).map_err(fail("zeros"))?;
@@ -135,7 +142,7 @@ fn check_net(
         &mut rng,
     )
     .map_err(fail("mlp"))?;
-    let (_, foreign) = mlp.forward_train(&other).map_err(fail("mlp forward"))?;
+    let (_, foreign) = mlp.forward_train(&other, Ctx::NONE).map_err(fail("mlp forward"))?;
     if net.kind() != "Mlp" {
         prop_assert!(
             net.backward(foreign, &w).is_err(),

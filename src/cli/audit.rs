@@ -20,7 +20,7 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
     }
     let path = checkpoint_path(&a.dir);
     let loaded = checkpoint::load::<f64>(&path)?;
-    let seed = data_seed(&loaded);
+    let seed = data_seed(&path, &loaded)?;
     let flow = loaded.flow;
     let mut rng = ChaCha8Rng::seed_from_u64(AUDIT_SEED);
     let x: Tensor<f64> = match &a.data {
@@ -42,9 +42,9 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
                 None => x,
             }
         }
-        None => flow.sample(a.samples, 1.0, &mut rng)?,
+        None => flow.sample(a.samples, 1.0, &mut rng, None)?,
     };
-    let report = audit_flow(&flow, &x)?;
+    let report = audit_flow(&flow, &x, None)?;
     if a.json {
         let v = serde_json::to_value(&report).map_err(|e| CliError(format!("JSON: {e}")))?;
         println!("{v}");

@@ -22,7 +22,7 @@ use super::{CliError, CliResult, write_json};
 const MAX_SIZE: usize = 8192;
 
 /// Mean seconds per call of `f`, repeating for at least `min_time` seconds (and at least 3 times).
-fn time_it(min_time: f64, mut f: impl FnMut() -> exactflow::Result<()>) -> exactflow::Result<f64> {
+fn time_it(min_time: f64, mut f: impl FnMut() -> exactflow::kernels::Result<()>) -> exactflow::kernels::Result<f64> {
     f()?; // warm caches and code
     let start = Instant::now();
     let mut calls = 0u64;

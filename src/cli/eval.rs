@@ -6,6 +6,7 @@ use exactflow::layers::Tensor;
 use exactflow::models::checkpoint;
 use exactflow::models::data::{DataSpec, npy};
 use exactflow::models::evaluate;
+use exactflow::models::train::TrainState;
 use serde_json::json;
 
 use super::args::EvalArgs;
@@ -20,20 +21,19 @@ pub(crate) fn checkpoint_path(dir: &Path) -> PathBuf {
     }
 }
 
-/// The seed a checkpoint's data splits were drawn with.
-pub(crate) fn data_seed(loaded: &checkpoint::Loaded<f64>) -> u64 {
-    loaded
-        .state
-        .as_ref()
+/// The seed a checkpoint's data splits were drawn with: the training run's, or for a model-only
+/// checkpoint the model's.
+pub(crate) fn data_seed(path: &Path, loaded: &checkpoint::Loaded<f64>) -> CliResult<u64> {
+    Ok(TrainState::of_checkpoint(path, loaded)?
         .map(|s| s.config.seed)
-        .unwrap_or_else(|| loaded.config.seed())
+        .unwrap_or_else(|| loaded.config.seed()))
 }
 
 pub fn run(a: EvalArgs) -> CliResult<()> {
     let path = checkpoint_path(&a.dir);
     let loaded = checkpoint::load::<f64>(&path)?;
     let spec: DataSpec = a.data.parse()?;
-    let splits = spec.load(data_seed(&loaded), a.toy_samples)?;
+    let splits = spec.load(data_seed(&path, &loaded)?, a.toy_samples)?;
     let ds = match a.split.as_str() {
         "train" => &splits.train,
         "val" | "validation" => &splits.val,

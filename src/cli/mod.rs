@@ -26,6 +26,12 @@ impl From<exactflow::Error> for CliError {
     }
 }
 
+impl From<exactflow::kernels::Error> for CliError {
+    fn from(e: exactflow::kernels::Error) -> Self {
+        CliError(e.to_string())
+    }
+}
+
 impl From<String> for CliError {
     fn from(s: String) -> Self {
         CliError(s)
@@ -92,22 +98,17 @@ fn run(cli: Cli) -> CliResult<()> {
     }
 }
 
-/// Sets the number of threads of the matrix kernels and of rayon's global pool.
-fn set_threads(threads: usize) -> CliResult<()> {
+/// The parallelism `--threads` asks for: one thread or `Parallelism::Rayon(threads)`.
+fn parallelism(threads: usize) -> CliResult<exactflow::kernels::gemm::Parallelism> {
     if threads == 0 {
         return Err("--threads must be at least 1".into());
     }
-    exactflow::kernels::gemm::set_default_parallelism(if threads == 1 {
-        exactflow::kernels::gemm::Parallelism::Sequential
-    } else {
-        exactflow::kernels::gemm::Parallelism::Rayon(threads)
-    });
-    Ok(())
+    Ok(exactflow::kernels::gemm::Parallelism::from_threads(threads))
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.
 fn write_json(path: &std::path::Path, value: &serde_json::Value) -> CliResult<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError(format!("JSON: {e}")))?;
-    exactflow::models::checkpoint::write_atomic(path, format!("{text}\n").as_bytes())?;
+    exactflow::models::atomic_write::write_atomic(path, format!("{text}\n").as_bytes())?;
     Ok(())
 }

@@ -25,7 +25,7 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
     let loaded = checkpoint::load::<f64>(&checkpoint_path(&a.dir))?;
     let flow = loaded.flow;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
-    let x = flow.sample(a.n, a.temperature, &mut rng)?;
+    let x = flow.sample(a.n, a.temperature, &mut rng, None)?;
     match ext.as_deref() {
         Some("npy") => npy::write_f64(&a.out, &x)?,
         Some("csv") => {

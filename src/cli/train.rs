@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use exactflow::models::checkpoint;
-use exactflow::models::data::{DataSpec, Dataset};
-use exactflow::models::train::{Decay, Schedule, TrainConfig, train};
+use exactflow::models::data::{DataSpec, Dataset, Splits};
+use exactflow::models::train::{Decay, Schedule, TrainConfig, TrainReport, TrainState, train};
 use exactflow::models::{Evaluation, Flow, ModelConfig, evaluate};
 use exactflow::pictures;
 use rand::SeedableRng;
@@ -25,39 +25,69 @@ const TOY_STEPS: u64 = 2000;
 const DEFAULT_EPOCHS: usize = 40;
 
 pub fn run(a: TrainArgs) -> CliResult<()> {
-    let family = a.model.as_str();
-    if !FAMILIES.contains(&family) {
-        return Err(format!("unknown model '{family}': expected one of nice, realnvp, glow").into());
-    }
+    let family = check_args(&a)?;
+    let spec: DataSpec = a.data.parse()?;
+    let splits = spec.load(a.seed, a.toy_samples)?;
+    let preset = a.preset.clone().unwrap_or_else(|| default_preset(&spec).to_string());
+    let (out, ckpt) = output_paths(&a, family)?;
+    let (model_cfg, mut flow, resume) = model_to_train(&a, family, &preset, &splits, &ckpt)?;
+    let train_cfg = train_config(&a, &spec, &splits, resume.as_ref(), &ckpt);
+    let report = run_training(
+        &a, family, &preset, &splits, &model_cfg, &mut flow, &train_cfg, resume, &ckpt,
+    )?;
+    report_results(
+        &a, family, &preset, &splits, &model_cfg, &flow, &train_cfg, &report, &out, &ckpt,
+    )
+}
+
+/// The flags that are wrong on their own; returns the model family.
+fn check_args(a: &TrainArgs) -> CliResult<&'static str> {
+    let Some(family) = FAMILIES.iter().copied().find(|f| *f == a.model) else {
+        return Err(format!("unknown model '{}': expected one of nice, realnvp, glow", a.model).into());
+    };
     if a.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
     if !(a.lr.is_finite() && a.lr > 0.0) {
         return Err(format!("--lr must be a positive number, found {}", a.lr).into());
     }
-    super::set_threads(a.threads)?;
-    let spec: DataSpec = a.data.parse()?;
-    let splits = spec.load(a.seed, a.toy_samples)?;
-    let shape = splits.train.sample_shape();
-    let is_toy = matches!(spec, DataSpec::Toy(_));
-    let preset = a.preset.clone().unwrap_or_else(|| {
-        match spec {
-            DataSpec::Digits { .. } => "digits",
-            DataSpec::Mnist(_) => "mnist",
-            DataSpec::Cifar10(_) => "cifar10",
-            _ => "toy",
-        }
-        .to_string()
-    });
+    super::parallelism(a.threads)?;
+    Ok(family)
+}
+
+/// The preset a data set trains with when `--preset` is not given.
+fn default_preset(spec: &DataSpec) -> &'static str {
+    match spec {
+        DataSpec::Digits { .. } => "digits",
+        DataSpec::Mnist(_) => "mnist",
+        DataSpec::Cifar10(_) => "cifar10",
+        _ => "toy",
+    }
+}
+
+/// The run directory (`--out`, or `runs/{family}-{data}`), created, and the checkpoint in it.
+fn output_paths(a: &TrainArgs, family: &str) -> CliResult<(PathBuf, PathBuf)> {
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("{family}-{}", sanitize(&a.data))));
     std::fs::create_dir_all(&out).map_err(|e| CliError(format!("cannot create {}: {e}", out.display())))?;
     let ckpt = out.join("model.safetensors");
+    Ok((out, ckpt))
+}
 
-    let (model_cfg, mut flow, resume) = if a.resume {
-        let loaded = checkpoint::load::<f64>(&ckpt)?;
+/// A new model from the preset, or with `--resume` the one in the run directory's checkpoint
+/// and its training state; either way checked against the data's sample shape.
+fn model_to_train(
+    a: &TrainArgs,
+    family: &str,
+    preset: &str,
+    splits: &Splits,
+    ckpt: &Path,
+) -> CliResult<(ModelConfig, Flow<f64>, Option<TrainState>)> {
+    let shape = splits.train.sample_shape();
+    let (model_cfg, flow, resume) = if a.resume {
+        let loaded = checkpoint::load::<f64>(ckpt)?;
         if loaded.config.family() != family {
             return Err(format!(
                 "--resume: {} holds a {} model, not {family}",
@@ -66,16 +96,14 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
             )
             .into());
         }
-        let state = loaded
-            .state
+        let state = TrainState::of_checkpoint(ckpt, &loaded)?
             .ok_or_else(|| CliError(format!("--resume: {} has no training state", ckpt.display())))?;
         (loaded.config, loaded.flow, Some(state))
     } else {
-        let cfg = ModelConfig::preset(family, &preset, shape, a.seed)?;
+        let cfg = ModelConfig::preset(family, preset, shape, a.seed)?;
         let flow = cfg.build::<f64>()?;
         (cfg, flow, None)
     };
-
     if flow.data_shape() != shape {
         return Err(format!(
             "{} has samples of shape {shape:?}, but the model in {} expects {:?}",
@@ -85,6 +113,25 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
         )
         .into());
     }
+    Ok((model_cfg, flow, resume))
+}
+
+/// The training configuration: from the flags, or the resumed run's own. Either way the run
+/// writes its checkpoint to `ckpt`, inside `--out`: never to a path a checkpoint file names.
+fn train_config(
+    a: &TrainArgs,
+    spec: &DataSpec,
+    splits: &Splits,
+    resume: Option<&TrainState>,
+    ckpt: &Path,
+) -> TrainConfig {
+    if let Some(st) = resume {
+        return TrainConfig {
+            checkpoint: Some(ckpt.to_path_buf()),
+            ..st.config.clone()
+        };
+    }
+    let is_toy = matches!(spec, DataSpec::Toy(_));
     let steps = match (a.steps, a.epochs) {
         (Some(s), _) => Some(s),
         (None, Some(_)) => None,
@@ -95,49 +142,79 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
     let n = splits.train.len();
     let bs = a.batch_size.min(n.max(1));
     let total = steps.unwrap_or((epochs * (n / bs).max(1)) as u64);
-    let train_cfg = match &resume {
-        Some(st) => st.config.clone(),
-        None => TrainConfig {
-            steps,
-            epochs,
-            batch_size: a.batch_size,
-            schedule: Schedule {
-                lr: a.lr,
-                warmup: total / 50,
-                decay: Decay::Cosine { min_ratio: 0.01 },
-            },
-            patience: a.patience,
-            memory_efficient: a.memory_efficient,
-            seed: a.seed,
-            threads: a.threads,
-            checkpoint: Some(ckpt.clone()),
-            ..TrainConfig::default()
+    TrainConfig {
+        steps,
+        epochs,
+        batch_size: a.batch_size,
+        schedule: Schedule {
+            lr: a.lr,
+            warmup: total / 50,
+            decay: Decay::Cosine { min_ratio: 0.01 },
         },
-    };
+        patience: a.patience,
+        memory_efficient: a.memory_efficient,
+        seed: a.seed,
+        threads: a.threads,
+        checkpoint: Some(ckpt.to_path_buf()),
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains with a progress bar; a failure names the last good checkpoint.
+#[allow(clippy::too_many_arguments)]
+fn run_training(
+    a: &TrainArgs,
+    family: &str,
+    preset: &str,
+    splits: &Splits,
+    model_cfg: &ModelConfig,
+    flow: &mut Flow<f64>,
+    train_cfg: &TrainConfig,
+    resume: Option<TrainState>,
+    ckpt: &Path,
+) -> CliResult<TrainReport> {
+    let n = splits.train.len();
+    let bs = train_cfg.batch_size.min(n.max(1));
+    let total = train_cfg.steps.unwrap_or((train_cfg.epochs * (n / bs).max(1)) as u64);
     eprintln!(
-        "training {family} ({preset}) on {} ({} train / {} validation / {} test samples of shape {shape:?}), {total} steps",
+        "training {family} ({preset}) on {} ({} train / {} validation / {} test samples of shape {:?}), {total} steps",
         a.data,
         splits.train.len(),
         splits.val.len(),
-        splits.test.len()
+        splits.test.len(),
+        splits.train.sample_shape()
     );
     let mut progress = Progress::new(total);
     let result = train(
-        &mut flow,
-        &model_cfg,
-        &train_cfg,
+        flow,
+        model_cfg,
+        train_cfg,
         &splits.train,
         Some(&splits.val),
         &mut progress,
         resume,
     );
     progress.finish();
-    let report =
-        result.map_err(|e| CliError(format!("{e}; the last good checkpoint (if any) is {}", ckpt.display())))?;
+    result.map_err(|e| CliError(format!("{e}; the last good checkpoint (if any) is {}", ckpt.display())))
+}
 
-    let eval = |ds: &Dataset| evaluate(&flow, ds, 1024);
+/// Evaluates every split, writes the pictures and `metrics.json`, and prints the summary.
+#[allow(clippy::too_many_arguments)]
+fn report_results(
+    a: &TrainArgs,
+    family: &str,
+    preset: &str,
+    splits: &Splits,
+    model_cfg: &ModelConfig,
+    flow: &Flow<f64>,
+    train_cfg: &TrainConfig,
+    report: &TrainReport,
+    out: &Path,
+    ckpt: &Path,
+) -> CliResult<()> {
+    let eval = |ds: &Dataset| evaluate(flow, ds, 1024);
     let (tr, va, te) = (eval(&splits.train)?, eval(&splits.val)?, eval(&splits.test)?);
-    let pictures = write_pictures(&out, &flow, &splits.train, a.seed)?;
+    let pictures = write_pictures(out, flow, &splits.train, a.seed)?;
     let metrics = json!({
         "model": family,
         "preset": preset,
@@ -196,7 +273,7 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5a4d_91e5);
     let mut written = Vec::new();
     if flow.data_shape() == [2] {
-        let samples = flow.sample(2000, 1.0, &mut rng)?;
+        let samples = flow.sample(2000, 1.0, &mut rng, None)?;
         let shown = train.subset(&(0..train.len().min(2000)).collect::<Vec<_>>())?;
         let path = out.join("density_samples.png");
         pictures::save_density_and_samples(&path, flow, &shown.data, &samples)?;
@@ -204,7 +281,7 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
     } else if let Some(image_shape) = image_shape_of(flow.data_shape()) {
         let mut rows = Vec::new();
         for t in [1.0, 0.7, 0.5] {
-            rows.push(flow.sample(10, t, &mut rng)?);
+            rows.push(flow.sample(10, t, &mut rng, None)?);
         }
         let all = exactflow::layers::Tensor::concat_batch(&rows)?;
         let mut shape = vec![all.batch()];
@@ -228,7 +305,7 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
             let k = train.len().min(10);
             let inputs =
                 exactflow::layers::Tensor::concat_batch(&(0..k).map(to_input).collect::<CliResult<Vec<_>>>()?)?;
-            let recon = flow.decode(&flow.encode(&inputs)?)?;
+            let recon = flow.decode(&flow.encode(&inputs, None)?, None)?;
             let both = exactflow::layers::Tensor::concat_batch(&[inputs, recon])?;
             let mut shape = vec![both.batch()];
             shape.extend_from_slice(&image_shape);
@@ -236,7 +313,7 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
             pictures::image_grid(&both.reshape(&shape)?, k, 4)?.save(&path)?;
             written.push(path);
             let (a, b) = (to_input(0)?, to_input(train.len() / 2)?);
-            let strip = flow.interpolate(&a, &b, 10)?;
+            let strip = flow.interpolate(&a, &b, 10, None)?;
             let mut shape = vec![strip.batch()];
             shape.extend_from_slice(&image_shape);
             let path = out.join("interpolation.png");

@@ -13,12 +13,13 @@
 //! `dW_mat += dy_n col^T`, `db += dy_n 1`, `dx_n = col2im(W_mat^T dy_n)` (col2im adds every
 //! shifted row back onto the pixels it was read from).
 
-use exactflow_kernels::gemm::{MatSlice, MatSliceMut, default_parallelism, gemm};
+use exactflow_kernels::gemm::{MatSlice, MatSliceMut, Parallelism, gemm};
 use exactflow_kernels::{Error, Real, Result};
 use rand::Rng;
 
 use super::Conditioner;
-use crate::bijector::Cache;
+use crate::bijector::{Cache, InputGrad};
+use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
 
@@ -53,7 +54,8 @@ impl<T: Real> Conv2d<T> {
     /// (a layer that starts as the constant 0, for couplings that start as the identity).
     ///
     /// # Errors
-    /// [`Error::Config`] for a kernel other than 1 or 3, or a zero channel count or image size.
+    /// [`Error::InvalidArgument`] for a kernel other than 1 or 3, or a zero channel count or
+    /// image size.
     pub fn new(
         in_ch: usize,
         out_ch: usize,
@@ -63,14 +65,18 @@ impl<T: Real> Conv2d<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         if kernel != 1 && kernel != 3 {
-            return Err(Error::Config(format!(
-                "Conv2d supports kernels 1 and 3, found {kernel}"
-            )));
+            return Err(Error::invalid(
+                "Conv2d::new",
+                "kernel",
+                format!("supported kernels are 1 and 3, found {kernel}"),
+            ));
         }
         if in_ch == 0 || out_ch == 0 || hw.0 == 0 || hw.1 == 0 {
-            return Err(Error::Config(format!(
-                "Conv2d needs positive channels and image size, found in {in_ch}, out {out_ch}, (H, W) {hw:?}"
-            )));
+            return Err(Error::invalid(
+                "Conv2d::new",
+                "shape",
+                format!("needs positive channels and image size, found in {in_ch}, out {out_ch}, (H, W) {hw:?}"),
+            ));
         }
         let bound = 1.0 / ((in_ch * kernel * kernel) as f64).sqrt();
         let mut draw = |_| {
@@ -180,7 +186,7 @@ impl<T: Real> Conv2d<T> {
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] when `x` does not hold `n` samples.
-    pub fn forward_batch(&self, x: &[T], n: usize) -> Result<Vec<T>> {
+    pub fn forward_batch(&self, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
         let (h, w) = self.hw;
         let hw = h * w;
         let (cin, cout, k) = (self.in_channels(), self.out_channels(), self.kernel_size());
@@ -205,7 +211,7 @@ impl<T: Real> Conv2d<T> {
                 MatSlice::new(cols, kk, hw)?,
                 T::one(),
                 MatSliceMut::new(ys, cout, hw)?,
-                default_parallelism(),
+                par,
             )?;
         }
         Ok(y)
@@ -217,7 +223,14 @@ impl<T: Real> Conv2d<T> {
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] when `x` or `dy` does not hold `n` samples.
-    pub fn backward_batch(&mut self, x: &[T], dy: &[T], n: usize, want_dx: bool) -> Result<Option<Vec<T>>> {
+    pub fn backward_batch(
+        &mut self,
+        x: &[T],
+        dy: &[T],
+        n: usize,
+        want_dx: bool,
+        par: Parallelism,
+    ) -> Result<Option<Vec<T>>> {
         let (h, w) = self.hw;
         let hw = h * w;
         let (cin, cout, k) = (self.in_channels(), self.out_channels(), self.kernel_size());
@@ -249,7 +262,7 @@ impl<T: Real> Conv2d<T> {
                 MatSlice::new(cols, kk, hw)?.t(),
                 T::one(),
                 MatSliceMut::new(self.weight.grad.as_mut_slice(), cout, kk)?,
-                default_parallelism(),
+                par,
             )?;
             for (g, row) in self.bias.grad.as_mut_slice().iter_mut().zip(dys.chunks_exact(hw)) {
                 *g += row.iter().fold(T::zero(), |a, &v| a + v);
@@ -258,23 +271,9 @@ impl<T: Real> Conv2d<T> {
                 let wt = MatSlice::new(self.weight.values(), cout, kk)?.t();
                 let dxs = &mut dx[s * cin * hw..(s + 1) * cin * hw];
                 if k == 1 {
-                    gemm(
-                        T::one(),
-                        wt,
-                        dyv,
-                        T::zero(),
-                        MatSliceMut::new(dxs, cin, hw)?,
-                        default_parallelism(),
-                    )?;
+                    gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(dxs, cin, hw)?, par)?;
                 } else {
-                    gemm(
-                        T::one(),
-                        wt,
-                        dyv,
-                        T::zero(),
-                        MatSliceMut::new(&mut dcol, kk, hw)?,
-                        default_parallelism(),
-                    )?;
+                    gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(&mut dcol, kk, hw)?, par)?;
                     self.col2im_add(&dcol, dxs);
                 }
             }
@@ -325,6 +324,7 @@ impl<T: Real> Params<T> for Conv2d<T> {
 struct ConvCache<T> {
     x: Vec<T>,
     n: usize,
+    par: Parallelism,
 }
 
 impl<T: Real> Conditioner<T> for Conv2d<T> {
@@ -340,38 +340,39 @@ impl<T: Real> Conditioner<T> for Conv2d<T> {
         self.sample_out()
     }
 
-    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         x.expect_sample_shape("Conv2d::forward", &self.sample_in())?;
         let n = x.batch();
-        let y = self.forward_batch(x.as_slice(), n)?;
+        let y = self.forward_batch(x.as_slice(), n, cx.par)?;
         let mut shape = vec![n];
         shape.extend(self.sample_out());
         Tensor::new(&shape, y)
     }
 
-    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
+    fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
         x.expect_sample_shape("Conv2d::forward_train", &self.sample_in())?;
         let n = x.batch();
-        let y = self.forward_batch(x.as_slice(), n)?;
+        let y = self.forward_batch(x.as_slice(), n, cx.par)?;
         let mut shape = vec![n];
         shape.extend(self.sample_out());
         let cache = ConvCache {
             x: x.as_slice().to_vec(),
             n,
+            par: cx.par,
         };
         Ok((Tensor::new(&shape, y)?, Cache::new("Conv2d", cache)))
     }
 
-    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
-        let ConvCache { x, n } = cache.take::<ConvCache<T>>("Conv2d")?;
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<InputGrad<T>> {
+        let ConvCache { x, n, par } = cache.take::<ConvCache<T>>("Conv2d")?;
         let mut shape = vec![n];
         shape.extend(self.sample_out());
         dy.expect_shape("Conv2d::backward", &shape)?;
         let dx = self
-            .backward_batch(&x, dy.as_slice(), n, true)?
+            .backward_batch(&x, dy.as_slice(), n, true, par)?
             .unwrap_or_else(|| unreachable!("invariant: dx was requested"));
         shape[1] = self.in_channels();
-        Tensor::new(&shape, dx)
+        Ok(InputGrad::input(Tensor::new(&shape, dx)?))
     }
 
     crate::impl_net_cast!();
@@ -435,7 +436,7 @@ mod tests {
             ] {
                 let conv = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
                 let x = random(n * ci * h * w, &mut rng);
-                let y = conv.forward_batch(&x, n).unwrap();
+                let y = conv.forward_batch(&x, n, Parallelism::Sequential).unwrap();
                 let r = naive(&conv, &x, n);
                 let err = y.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 assert!(err < 1e-13, "k {k}, shape {:?}: error {err}", (n, ci, co, h, w));
@@ -452,8 +453,11 @@ mod tests {
                 let mut conv = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
                 let x = random(n * ci * h * w, &mut rng);
                 let dy = random(n * co * h * w, &mut rng);
-                let y = conv.forward_batch(&x, n).unwrap();
-                let dx = conv.backward_batch(&x, &dy, n, true).unwrap().unwrap();
+                let y = conv.forward_batch(&x, n, Parallelism::Sequential).unwrap();
+                let dx = conv
+                    .backward_batch(&x, &dy, n, true, Parallelism::Sequential)
+                    .unwrap()
+                    .unwrap();
                 let hw = h * w;
                 let lhs: f64 = y
                     .iter()
@@ -490,7 +494,9 @@ mod tests {
         }
         conv.weight.value = Tensor::new(&[2, 1, 3, 3], wt).unwrap();
         conv.bias.value = Tensor::new(&[2], vec![0.5, 0.0]).unwrap();
-        let y = conv.forward_batch(&[1.0, 2.0, 3.0, 4.0], 1).unwrap();
+        let y = conv
+            .forward_batch(&[1.0, 2.0, 3.0, 4.0], 1, Parallelism::Sequential)
+            .unwrap();
         // Channel 0: x[i - 1, j] + 0.5 -> [[0.5, 0.5], [1.5, 2.5]].
         // Channel 1, pixel (0, 0): kernel entries (1,1)=5, (1,2)=6, (2,1)=8, (2,2)=9 over
         // x(0,0)=1, x(0,1)=2, x(1,0)=3, x(1,1)=4 -> 5 + 12 + 24 + 36 = 77; pixel (0, 1): entries
@@ -507,7 +513,10 @@ mod tests {
         let mut conv = Conv2d::<f64>::new(2, 3, 1, (1, 1), true, &mut rng).unwrap();
         conv.weight.value = Tensor::new(&[3, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         conv.bias.value = Tensor::new(&[3], vec![0.0, 1.0, 2.0]).unwrap();
-        assert_eq!(conv.forward_batch(&[1.0, -1.0], 1).unwrap(), vec![-1.0, 0.0, 1.0]);
+        assert_eq!(
+            conv.forward_batch(&[1.0, -1.0], 1, Parallelism::Sequential).unwrap(),
+            vec![-1.0, 0.0, 1.0]
+        );
     }
 
     #[test]
@@ -516,7 +525,12 @@ mod tests {
         for &k in &[1, 3] {
             let conv = Conv2d::<f64>::new(3, 4, k, (3, 5), true, &mut rng).unwrap();
             let x = random(2 * 3 * 15, &mut rng);
-            assert!(conv.forward_batch(&x, 2).unwrap().iter().all(|&v| v == 0.0));
+            assert!(
+                conv.forward_batch(&x, 2, Parallelism::Sequential)
+                    .unwrap()
+                    .iter()
+                    .all(|&v| v == 0.0)
+            );
         }
     }
 
@@ -542,11 +556,16 @@ mod tests {
         assert!(Conv2d::<f64>::new(1, 0, 3, (3, 3), false, &mut rng).is_err());
         assert!(Conv2d::<f64>::new(1, 1, 3, (0, 3), false, &mut rng).is_err());
         let mut conv = Conv2d::<f64>::new(2, 1, 3, (3, 3), false, &mut rng).unwrap();
-        assert!(conv.forward_batch(&[0.0; 17], 1).is_err());
-        assert!(conv.backward_batch(&[0.0; 18], &[0.0; 8], 1, true).is_err());
-        assert!(conv.forward(&Tensor::zeros(&[1, 2, 3, 4]).unwrap()).is_err());
-        assert!(conv.forward(&Tensor::zeros(&[1, 18]).unwrap()).is_err());
-        let (_, cache) = conv.forward_train(&Tensor::zeros(&[2, 2, 3, 3]).unwrap()).unwrap();
+        assert!(conv.forward_batch(&[0.0; 17], 1, Parallelism::Sequential).is_err());
+        assert!(
+            conv.backward_batch(&[0.0; 18], &[0.0; 8], 1, true, Parallelism::Sequential)
+                .is_err()
+        );
+        assert!(conv.forward(&Tensor::zeros(&[1, 2, 3, 4]).unwrap(), Ctx::NONE).is_err());
+        assert!(conv.forward(&Tensor::zeros(&[1, 18]).unwrap(), Ctx::NONE).is_err());
+        let (_, cache) = conv
+            .forward_train(&Tensor::zeros(&[2, 2, 3, 3]).unwrap(), Ctx::NONE)
+            .unwrap();
         assert!(conv.backward(cache, &Tensor::zeros(&[1, 1, 3, 3]).unwrap()).is_err());
     }
 }

@@ -1,10 +1,12 @@
 //! Glow's coupling conditioner: three convolutions with ReLUs between.
 
+use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::{Real, Result};
 use rand::Rng;
 
 use super::{Activation, Conditioner, Conv2d};
-use crate::bijector::Cache;
+use crate::bijector::{Cache, InputGrad};
+use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
 
@@ -33,7 +35,7 @@ impl<T: Real> GlowNet<T> {
     /// initialization, the last is zero.
     ///
     /// # Errors
-    /// [`exactflow_kernels::Error::Config`] for a zero channel count or image size.
+    /// [`exactflow_kernels::Error::InvalidArgument`] for a zero channel count or image size.
     pub fn new(in_ch: usize, hidden: usize, out_ch: usize, hw: (usize, usize), rng: &mut impl Rng) -> Result<Self> {
         Ok(GlowNet {
             convs: [
@@ -67,12 +69,12 @@ impl<T: Real> GlowNet<T> {
     }
 
     /// Runs the network; returns the output and the inputs of `conv_1` and `conv_2`.
-    fn run(&self, x: &[T], n: usize) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let mut a = self.convs[0].forward_batch(x, n)?;
+    fn run(&self, x: &[T], n: usize, par: Parallelism) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let mut a = self.convs[0].forward_batch(x, n, par)?;
         Activation::Relu.apply(&mut a);
-        let mut b = self.convs[1].forward_batch(&a, n)?;
+        let mut b = self.convs[1].forward_batch(&a, n, par)?;
         Activation::Relu.apply(&mut b);
-        let y = self.convs[2].forward_batch(&b, n)?;
+        let y = self.convs[2].forward_batch(&b, n, par)?;
         Ok((y, a, b))
     }
 }
@@ -95,6 +97,7 @@ struct GlowNetCache<T> {
     /// The inputs of the three convolutions.
     inputs: [Vec<T>; 3],
     n: usize,
+    par: Parallelism,
 }
 
 impl<T: Real> Conditioner<T> for GlowNet<T> {
@@ -110,20 +113,21 @@ impl<T: Real> Conditioner<T> for GlowNet<T> {
         self.shape_of(1, self.convs[2].out_channels())[1..].to_vec()
     }
 
-    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         x.expect_sample_shape("GlowNet::forward", &self.in_shape())?;
         let n = x.batch();
-        let (y, _, _) = self.run(x.as_slice(), n)?;
+        let (y, _, _) = self.run(x.as_slice(), n, cx.par)?;
         Tensor::new(&self.shape_of(n, self.convs[2].out_channels()), y)
     }
 
-    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
+    fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
         x.expect_sample_shape("GlowNet::forward_train", &self.in_shape())?;
         let n = x.batch();
-        let (y, a, b) = self.run(x.as_slice(), n)?;
+        let (y, a, b) = self.run(x.as_slice(), n, cx.par)?;
         let cache = GlowNetCache {
             inputs: [x.as_slice().to_vec(), a, b],
             n,
+            par: cx.par,
         };
         Ok((
             Tensor::new(&self.shape_of(n, self.convs[2].out_channels()), y)?,
@@ -131,13 +135,13 @@ impl<T: Real> Conditioner<T> for GlowNet<T> {
         ))
     }
 
-    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
-        let GlowNetCache { inputs, n } = cache.take::<GlowNetCache<T>>("GlowNet")?;
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<InputGrad<T>> {
+        let GlowNetCache { inputs, n, par } = cache.take::<GlowNetCache<T>>("GlowNet")?;
         dy.expect_shape("GlowNet::backward", &self.shape_of(n, self.convs[2].out_channels()))?;
         let mut g = dy.as_slice().to_vec();
         for (i, (c, x)) in self.convs.iter_mut().zip(&inputs).enumerate().rev() {
             let mut gx = c
-                .backward_batch(x, &g, n, true)?
+                .backward_batch(x, &g, n, true, par)?
                 .unwrap_or_else(|| unreachable!("invariant: dx was requested"));
             if i > 0 {
                 // x is the ReLU output that fed this convolution.
@@ -145,7 +149,10 @@ impl<T: Real> Conditioner<T> for GlowNet<T> {
             }
             g = gx;
         }
-        Tensor::new(&self.shape_of(n, self.convs[0].in_channels()), g)
+        Ok(InputGrad::input(Tensor::new(
+            &self.shape_of(n, self.convs[0].in_channels()),
+            g,
+        )?))
     }
 
     crate::impl_net_cast!();
@@ -179,8 +186,8 @@ mod tests {
         .collect();
         assert_eq!(names, expect);
         let x = Tensor::from_fn(&[2, 2, 3, 2], |k| (k as f64 * 0.37).sin()).unwrap();
-        assert!(net.forward(&x).unwrap().as_slice().iter().all(|&v| v == 0.0));
-        assert!(net.forward(&Tensor::zeros(&[2, 3, 3, 2]).unwrap()).is_err());
+        assert!(net.forward(&x, Ctx::NONE).unwrap().as_slice().iter().all(|&v| v == 0.0));
+        assert!(net.forward(&Tensor::zeros(&[2, 3, 3, 2]).unwrap(), Ctx::NONE).is_err());
         assert!(GlowNet::<f64>::new(2, 0, 4, (3, 2), &mut rng).is_err());
     }
 }

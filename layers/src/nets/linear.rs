@@ -1,6 +1,6 @@
 //! A fully connected layer `y = x W^T + b` (PyTorch's `nn.Linear`: W is `[out, in]`).
 
-use exactflow_kernels::gemm::{MatSlice, MatSliceMut, default_parallelism, gemm};
+use exactflow_kernels::gemm::{MatSlice, MatSliceMut, Parallelism, gemm};
 use exactflow_kernels::{Real, Result};
 use rand::Rng;
 
@@ -46,8 +46,8 @@ impl<T: Real> Linear<T> {
         self.weight.value.shape()[0]
     }
 
-    /// `y = x W^T + b` for `n` rows of `x` (row-major, `n * in` long).
-    pub fn forward_rows(&self, x: &[T], n: usize) -> Result<Vec<T>> {
+    /// `y = x W^T + b` for `n` rows of `x` (row-major, `n * in` long), the product on `par`.
+    pub fn forward_rows(&self, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
         let (inp, out) = (self.in_dim(), self.out_dim());
         let mut y = Vec::with_capacity(n * out);
         for _ in 0..n {
@@ -59,14 +59,21 @@ impl<T: Real> Linear<T> {
             MatSlice::new(self.weight.values(), out, inp)?.t(),
             T::one(),
             MatSliceMut::new(&mut y, n, out)?,
-            default_parallelism(),
+            par,
         )?;
         Ok(y)
     }
 
     /// Backward for `n` rows: adds `dy^T x` to dW and the column sums of `dy` to db; returns
     /// `dy W` (the gradient w.r.t. `x`) when `want_dx`.
-    pub fn backward_rows(&mut self, x: &[T], dy: &[T], n: usize, want_dx: bool) -> Result<Option<Vec<T>>> {
+    pub fn backward_rows(
+        &mut self,
+        x: &[T],
+        dy: &[T],
+        n: usize,
+        want_dx: bool,
+        par: Parallelism,
+    ) -> Result<Option<Vec<T>>> {
         let (inp, out) = (self.in_dim(), self.out_dim());
         gemm(
             T::one(),
@@ -74,7 +81,7 @@ impl<T: Real> Linear<T> {
             MatSlice::new(x, n, inp)?,
             T::one(),
             MatSliceMut::new(self.weight.grad.as_mut_slice(), out, inp)?,
-            default_parallelism(),
+            par,
         )?;
         let db = self.bias.grad.as_mut_slice();
         for row in dy.chunks_exact(out.max(1)) {
@@ -92,7 +99,7 @@ impl<T: Real> Linear<T> {
             MatSlice::new(self.weight.values(), out, inp)?,
             T::zero(),
             MatSliceMut::new(&mut dx, n, inp)?,
-            default_parallelism(),
+            par,
         )?;
         Ok(Some(dx))
     }

@@ -1,11 +1,13 @@
 //! A multilayer perceptron conditioner.
 
+use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::{Error, Real, Result};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Activation, Conditioner};
-use crate::bijector::Cache;
+use crate::bijector::{Cache, InputGrad};
+use crate::ctx::Ctx;
 use crate::nets::linear::Linear;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
@@ -35,13 +37,17 @@ impl<T: Real> Mlp<T> {
     /// An MLP from `inp` to `out` features.
     ///
     /// # Errors
-    /// [`Error::Config`] for a zero width.
+    /// [`Error::InvalidArgument`] for a zero width.
     pub fn new(config: &MlpConfig, inp: usize, out: usize, rng: &mut impl Rng) -> Result<Self> {
         let mut widths = vec![inp];
         widths.extend_from_slice(&config.hidden);
         widths.push(out);
         if widths.contains(&0) {
-            return Err(Error::Config(format!("MLP widths must be positive, found {widths:?}")));
+            return Err(Error::invalid(
+                "Mlp::new",
+                "widths",
+                format!("must be positive, found {widths:?}"),
+            ));
         }
         let last = widths.len() - 2;
         let layers = widths
@@ -73,14 +79,14 @@ impl<T: Real> Mlp<T> {
     }
 
     /// Runs the layers; with `keep`, returns every layer's input (the backward's cache).
-    fn run(&self, x: &Tensor<T>, keep: bool) -> Result<(Tensor<T>, Vec<Vec<T>>)> {
+    fn run(&self, x: &Tensor<T>, par: Parallelism, keep: bool) -> Result<(Tensor<T>, Vec<Vec<T>>)> {
         let n = x.batch();
         let mut inputs = Vec::new();
         let mut h: Vec<T> = Vec::new();
         let last = self.layers.len() - 1;
         for (i, l) in self.layers.iter().enumerate() {
             // The first layer reads the caller's tensor directly; a copy is kept only for backward.
-            let mut y = l.forward_rows(if i == 0 { x.as_slice() } else { &h }, n)?;
+            let mut y = l.forward_rows(if i == 0 { x.as_slice() } else { &h }, n, par)?;
             if i == 0 && keep {
                 h = x.as_slice().to_vec();
             }
@@ -114,6 +120,7 @@ impl<T: Real> Params<T> for Mlp<T> {
 struct MlpCache<T> {
     inputs: Vec<Vec<T>>,
     n: usize,
+    par: Parallelism,
 }
 
 impl<T: Real> Conditioner<T> for Mlp<T> {
@@ -129,25 +136,30 @@ impl<T: Real> Conditioner<T> for Mlp<T> {
         vec![self.layers[self.layers.len() - 1].out_dim()]
     }
 
-    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         self.check("Mlp::forward", x)?;
-        Ok(self.run(x, false)?.0)
+        Ok(self.run(x, cx.par, false)?.0)
     }
 
-    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
+    fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
         self.check("Mlp::forward_train", x)?;
-        let (y, inputs) = self.run(x, true)?;
-        Ok((y, Cache::new("Mlp", MlpCache { inputs, n: x.batch() })))
+        let (y, inputs) = self.run(x, cx.par, true)?;
+        let cache = MlpCache {
+            inputs,
+            n: x.batch(),
+            par: cx.par,
+        };
+        Ok((y, Cache::new("Mlp", cache)))
     }
 
-    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
-        let MlpCache { inputs, n } = cache.take::<MlpCache<T>>("Mlp")?;
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<InputGrad<T>> {
+        let MlpCache { inputs, n, par } = cache.take::<MlpCache<T>>("Mlp")?;
         let out = self.layers[self.layers.len() - 1].out_dim();
         dy.expect_shape("Mlp::backward", &[n, out])?;
         let mut g = dy.as_slice().to_vec();
         for (i, (l, x)) in self.layers.iter_mut().zip(&inputs).enumerate().rev() {
             let mut gx = l
-                .backward_rows(x, &g, n, true)?
+                .backward_rows(x, &g, n, true, par)?
                 .unwrap_or_else(|| unreachable!("invariant: dx was requested"));
             if i > 0 {
                 // x is the activation output of the previous layer.
@@ -155,7 +167,7 @@ impl<T: Real> Conditioner<T> for Mlp<T> {
             }
             g = gx;
         }
-        Tensor::new(&[n, self.layers[0].in_dim()], g)
+        Ok(InputGrad::input(Tensor::new(&[n, self.layers[0].in_dim()], g)?))
     }
 
     crate::impl_net_cast!();

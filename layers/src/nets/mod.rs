@@ -22,11 +22,16 @@ pub use resnet::{ResNet, ResNetConfig};
 
 use exactflow_kernels::{F1, Real, Result};
 
-use crate::bijector::Cache;
+use crate::bijector::{Cache, InputGrad};
+use crate::ctx::Ctx;
 use crate::params::Params;
 use crate::tensor::Tensor;
 
 /// A differentiable network with a hand-written backward pass.
+///
+/// Every pass takes a [`Ctx`]: the networks here read its parallelism and ignore its context
+/// (they condition on their input alone); a conditional network reads the context too and
+/// returns its gradient in [`InputGrad::context`].
 pub trait Conditioner<T: Real>: Params<T> + Send + Sync {
     /// A short name of the network type ("Mlp", "ResNet", ...).
     fn kind(&self) -> &'static str;
@@ -41,19 +46,20 @@ pub trait Conditioner<T: Real>: Params<T> + Send + Sync {
     ///
     /// # Errors
     /// A wrong input shape.
-    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>>;
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>>;
 
     /// `y = net(x)` keeping the activations [`Conditioner::backward`] needs.
     ///
     /// # Errors
     /// A wrong input shape.
-    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)>;
+    fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)>;
 
-    /// Given dL/dy, adds dL/dtheta into the parameter gradients and returns dL/dx.
+    /// Given dL/dy, adds dL/dtheta into the parameter gradients and returns dL/dx (and
+    /// dL/dcontext for a network that reads the context).
     ///
     /// # Errors
     /// A `dy` whose shape differs from the cached output; a foreign cache.
-    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>>;
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<InputGrad<T>>;
 
     /// The same network in f64.
     fn to_f64(&self) -> Box<dyn Conditioner<f64>>;

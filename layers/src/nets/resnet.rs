@@ -1,11 +1,13 @@
 //! RealNVP's convolutional residual conditioner.
 
+use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::{Error, Real, Result};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Activation, Conditioner, Conv2d};
-use crate::bijector::Cache;
+use crate::bijector::{Cache, InputGrad};
+use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
 use crate::tensor::Tensor;
 
@@ -47,7 +49,7 @@ impl<T: Real> ResNet<T> {
     /// convolution but the last has PyTorch's default initialization; the last is zero.
     ///
     /// # Errors
-    /// [`Error::Config`] for zero features, channels or image size.
+    /// [`Error::InvalidArgument`] for zero features, channels or image size.
     pub fn new(
         cfg: &ResNetConfig,
         in_ch: usize,
@@ -56,8 +58,10 @@ impl<T: Real> ResNet<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         if cfg.features == 0 {
-            return Err(Error::Config(
-                "ResNet needs at least one feature channel, found 0".into(),
+            return Err(Error::invalid(
+                "ResNet::new",
+                "features",
+                "needs at least one feature channel, found 0",
             ));
         }
         let f = cfg.features;
@@ -101,28 +105,29 @@ impl<T: Real> ResNet<T> {
     }
 
     /// Runs the network on `n` samples; with `keep`, returns the activations backward needs.
-    fn run(&self, x: &[T], n: usize, keep: bool) -> Result<(Vec<T>, Option<ResNetCache<T>>)> {
+    fn run(&self, x: &[T], n: usize, par: Parallelism, keep: bool) -> Result<(Vec<T>, Option<ResNetCache<T>>)> {
         let relu = Activation::Relu;
-        let mut h = self.conv_in.forward_batch(x, n)?;
+        let mut h = self.conv_in.forward_batch(x, n, par)?;
         let mut kept = Vec::with_capacity(if keep { self.blocks.len() } else { 0 });
         for (c1, c2) in &self.blocks {
             let mut a = h.clone();
             relu.apply(&mut a);
-            let mut u = c1.forward_batch(&a, n)?;
+            let mut u = c1.forward_batch(&a, n, par)?;
             relu.apply(&mut u);
-            let r = c2.forward_batch(&u, n)?;
+            let r = c2.forward_batch(&u, n, par)?;
             h.iter_mut().zip(&r).for_each(|(hv, &rv)| *hv += rv);
             if keep {
                 kept.push((a, u));
             }
         }
         relu.apply(&mut h);
-        let y = self.conv_out.forward_batch(&h, n)?;
+        let y = self.conv_out.forward_batch(&h, n, par)?;
         let cache = keep.then(|| ResNetCache {
             x: x.to_vec(),
             blocks: kept,
             last: h,
             n,
+            par,
         });
         Ok((y, cache))
     }
@@ -158,6 +163,7 @@ struct ResNetCache<T> {
     /// `ReLU(h_B)` (conv_out's input).
     last: Vec<T>,
     n: usize,
+    par: Parallelism,
 }
 
 impl<T: Real> Conditioner<T> for ResNet<T> {
@@ -173,17 +179,17 @@ impl<T: Real> Conditioner<T> for ResNet<T> {
         self.shape_of(1, self.conv_out.out_channels())[1..].to_vec()
     }
 
-    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+    fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         x.expect_sample_shape("ResNet::forward", &self.in_shape())?;
         let n = x.batch();
-        let (y, _) = self.run(x.as_slice(), n, false)?;
+        let (y, _) = self.run(x.as_slice(), n, cx.par, false)?;
         Tensor::new(&self.shape_of(n, self.conv_out.out_channels()), y)
     }
 
-    fn forward_train(&self, x: &Tensor<T>) -> Result<(Tensor<T>, Cache)> {
+    fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
         x.expect_sample_shape("ResNet::forward_train", &self.in_shape())?;
         let n = x.batch();
-        let (y, cache) = self.run(x.as_slice(), n, true)?;
+        let (y, cache) = self.run(x.as_slice(), n, cx.par, true)?;
         let cache = cache.unwrap_or_else(|| unreachable!("invariant: keep = true returns a cache"));
         Ok((
             Tensor::new(&self.shape_of(n, self.conv_out.out_channels()), y)?,
@@ -191,24 +197,33 @@ impl<T: Real> Conditioner<T> for ResNet<T> {
         ))
     }
 
-    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<Tensor<T>> {
-        let ResNetCache { x, blocks, last, n } = cache.take::<ResNetCache<T>>("ResNet")?;
+    fn backward(&mut self, cache: Cache, dy: &Tensor<T>) -> Result<InputGrad<T>> {
+        let ResNetCache {
+            x,
+            blocks,
+            last,
+            n,
+            par,
+        } = cache.take::<ResNetCache<T>>("ResNet")?;
         dy.expect_shape("ResNet::backward", &self.shape_of(n, self.conv_out.out_channels()))?;
         let relu = Activation::Relu;
         let want = |v: Option<Vec<T>>| v.unwrap_or_else(|| unreachable!("invariant: dx was requested"));
         // dL/dh_B.
-        let mut dh = want(self.conv_out.backward_batch(&last, dy.as_slice(), n, true)?);
+        let mut dh = want(self.conv_out.backward_batch(&last, dy.as_slice(), n, true, par)?);
         relu.backward_in_place(&last, &mut dh);
         for ((c1, c2), (a, u)) in self.blocks.iter_mut().zip(&blocks).rev() {
-            let mut du = want(c2.backward_batch(u, &dh, n, true)?);
+            let mut du = want(c2.backward_batch(u, &dh, n, true, par)?);
             relu.backward_in_place(u, &mut du);
-            let mut da = want(c1.backward_batch(a, &du, n, true)?);
+            let mut da = want(c1.backward_batch(a, &du, n, true, par)?);
             relu.backward_in_place(a, &mut da);
             // h_{b+1} = h_b + r(h_b): the skip passes dh through unchanged.
             dh.iter_mut().zip(&da).for_each(|(g, &v)| *g += v);
         }
-        let dx = want(self.conv_in.backward_batch(&x, &dh, n, true)?);
-        Tensor::new(&self.shape_of(n, self.conv_in.in_channels()), dx)
+        let dx = want(self.conv_in.backward_batch(&x, &dh, n, true, par)?);
+        Ok(InputGrad::input(Tensor::new(
+            &self.shape_of(n, self.conv_in.in_channels()),
+            dx,
+        )?))
     }
 
     crate::impl_net_cast!();
@@ -249,7 +264,7 @@ mod tests {
         .collect();
         assert_eq!(names, expect);
         let x = Tensor::from_fn(&[2, 3, 4, 5], |k| (k as f64 * 0.37).sin()).unwrap();
-        assert!(net.forward(&x).unwrap().as_slice().iter().all(|&v| v == 0.0));
+        assert!(net.forward(&x, Ctx::NONE).unwrap().as_slice().iter().all(|&v| v == 0.0));
     }
 
     #[test]
@@ -265,18 +280,28 @@ mod tests {
                 .for_each(|(k, v)| *v += 0.1 * (k as f64).cos())
         });
         let x = Tensor::from_fn(&[2, 2, 3, 3], |k| (k as f64 * 0.71).sin()).unwrap();
-        let y = net.forward(&x).unwrap();
+        let y = net.forward(&x, Ctx::NONE).unwrap();
         let relu = |mut v: Vec<f64>| {
             Activation::Relu.apply(&mut v);
             v
         };
-        let h0 = net.conv_in.forward_batch(x.as_slice(), 2).unwrap();
+        let h0 = net
+            .conv_in
+            .forward_batch(x.as_slice(), 2, Parallelism::Sequential)
+            .unwrap();
         let (c1, c2) = &net.blocks[0];
         let r = c2
-            .forward_batch(&relu(c1.forward_batch(&relu(h0.clone()), 2).unwrap()), 2)
+            .forward_batch(
+                &relu(c1.forward_batch(&relu(h0.clone()), 2, Parallelism::Sequential).unwrap()),
+                2,
+                Parallelism::Sequential,
+            )
             .unwrap();
         let h1: Vec<f64> = h0.iter().zip(&r).map(|(a, b)| a + b).collect();
-        let expect = net.conv_out.forward_batch(&relu(h1), 2).unwrap();
+        let expect = net
+            .conv_out
+            .forward_batch(&relu(h1), 2, Parallelism::Sequential)
+            .unwrap();
         assert_eq!(y.as_slice(), expect.as_slice());
     }
 
@@ -286,6 +311,6 @@ mod tests {
         assert!(ResNet::<f64>::new(&ResNetConfig { blocks: 1, features: 0 }, 1, 2, (2, 2), &mut rng).is_err());
         assert!(ResNet::<f64>::new(&ResNetConfig { blocks: 1, features: 2 }, 0, 2, (2, 2), &mut rng).is_err());
         let net = ResNet::<f64>::new(&ResNetConfig { blocks: 1, features: 2 }, 1, 2, (2, 2), &mut rng).unwrap();
-        assert!(net.forward(&Tensor::zeros(&[1, 2, 2, 2]).unwrap()).is_err());
+        assert!(net.forward(&Tensor::zeros(&[1, 2, 2, 2]).unwrap(), Ctx::NONE).is_err());
     }
 }

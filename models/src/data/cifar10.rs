@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 use exactflow_layers::Tensor;
 
 use super::Dataset;

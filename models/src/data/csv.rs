@@ -9,11 +9,12 @@
 
 use std::path::Path;
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 use exactflow_layers::Tensor;
 
 use super::Dataset;
-use super::io_util::{format_error, read_bytes, stem, write_atomic};
+use super::io_util::{format_error, read_bytes, stem};
+use crate::atomic_write::write_atomic;
 
 const FORMAT: &str = "CSV file of numbers";
 
@@ -144,7 +145,7 @@ fn fmt_value(v: f64, out: &mut String) {
 /// (temporary file and rename).
 ///
 /// # Errors
-/// [`Error::NonFinite`] when `x` holds NaN or an infinity (the reader would reject it);
+/// [`exactflow_kernels::Error::NonFinite`] when `x` holds NaN or an infinity (the reader would reject it);
 /// [`Error::InvalidArgument`] for a rank-1 tensor; [`Error::Io`] when the file cannot be written.
 pub fn write(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
     let path = path.as_ref();
@@ -289,6 +290,9 @@ mod tests {
 
         let mut bad = x;
         bad.as_mut_slice()[3] = f64::INFINITY;
-        assert!(matches!(write(&p, &bad), Err(Error::NonFinite { .. })));
+        assert!(matches!(
+            write(&p, &bad),
+            Err(Error::Numerical(exactflow_kernels::Error::NonFinite { .. }))
+        ));
     }
 }

@@ -1,6 +1,6 @@
 //! [`Dataset`]: samples plus what the likelihood needs to know about them.
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 use exactflow_layers::Tensor;
 
 /// A data set: `N` samples of one shape, their number of discrete levels, their labels.
@@ -31,7 +31,7 @@ impl Dataset {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a rank other than 2 or 4 or `levels == Some(0)`;
-    /// [`Error::LengthMismatch`] for a label count other than N; [`Error::NonFinite`] for NaN or
+    /// [`exactflow_kernels::Error::LengthMismatch`] for a label count other than N; [`exactflow_kernels::Error::NonFinite`] for NaN or
     /// an infinity in `data` (index = (sample, offset in the sample)).
     pub fn new(
         name: impl Into<String>,
@@ -56,12 +56,13 @@ impl Dataset {
         if let Some(l) = &labels
             && l.len() != data.batch()
         {
-            return Err(Error::LengthMismatch {
+            return Err(exactflow_kernels::Error::LengthMismatch {
                 op: "Dataset::new",
                 what: "labels",
                 expected: data.batch(),
                 found: l.len(),
-            });
+            }
+            .into());
         }
         data.check_finite("Dataset::new", "data")?;
         Ok(Dataset {
@@ -110,14 +111,14 @@ impl Dataset {
                 indices
                     .iter()
                     .map(|&i| {
-                        l.get(i).copied().ok_or(Error::LengthMismatch {
+                        l.get(i).copied().ok_or(exactflow_kernels::Error::LengthMismatch {
                             op: "Dataset::subset",
                             what: "labels",
                             expected: self.len(),
                             found: l.len(),
                         })
                     })
-                    .collect::<Result<Vec<u32>>>()?,
+                    .collect::<std::result::Result<Vec<u32>, _>>()?,
             ),
         };
         Ok(Dataset {
@@ -177,7 +178,10 @@ mod tests {
         assert!(d.subset(&[4]).is_err());
         let mut broken = d.clone();
         broken.labels = Some(vec![0]);
-        assert!(matches!(broken.subset(&[2]), Err(Error::LengthMismatch { .. })));
+        assert!(matches!(
+            broken.subset(&[2]),
+            Err(Error::Numerical(exactflow_kernels::Error::LengthMismatch { .. }))
+        ));
     }
 
     #[test]
@@ -189,7 +193,7 @@ mod tests {
         let mut bad = x;
         bad.as_mut_slice()[4] = f64::NAN;
         match Dataset::new("a", bad, None, None) {
-            Err(Error::NonFinite { index, .. }) => assert_eq!(index, (1, 1)),
+            Err(Error::Numerical(exactflow_kernels::Error::NonFinite { index, .. })) => assert_eq!(index, (1, 1)),
             other => panic!("expected NonFinite, got {other:?}"),
         }
     }

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use exactflow_kernels::Result;
+use crate::error::Result;
 use exactflow_layers::Tensor;
 
 use super::Dataset;
@@ -43,7 +43,7 @@ pub fn is_test_row(i: usize) -> bool {
 /// All 1797 images (`[1797, 64]`, values 0..=16) and labels, in file order.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Format`] if the embedded file is corrupt (it is checked by the
+/// [`crate::Error::Format`] if the embedded file is corrupt (it is checked by the
 /// tests, so this signals a broken build).
 pub fn load_all() -> Result<(Vec<f64>, Vec<u32>)> {
     let path = Path::new(SOURCE);

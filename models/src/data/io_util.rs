@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The path as text, for error messages.
 pub(crate) fn show(path: &Path) -> String {
@@ -57,35 +57,4 @@ pub(crate) fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".to_string())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so that
-/// a crash never leaves a half-written file under the final name.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Io {
-            path: show(path),
-            message: "not a file path".to_string(),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp{}-{k}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(path, &e)
-    })
 }

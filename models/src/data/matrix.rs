@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use exactflow_kernels::Result;
+use crate::error::Result;
 
 use super::io_util::format_error;
 
@@ -45,8 +45,8 @@ const FORMAT: &str = "2-D matrix (.npy or .csv)";
 /// Returns the row-major values, rows, columns and where they came from.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Io`] when the file cannot be read;
-/// [`exactflow_kernels::Error::Format`] for another extension, a `.npy` that is not 2-D or is
+/// [`crate::Error::Io`] when the file cannot be read;
+/// [`crate::Error::Format`] for another extension, a `.npy` that is not 2-D or is
 /// empty, NaN or infinities, and every malformation the `.npy` and CSV readers detect.
 pub fn read_matrix(path: impl AsRef<Path>) -> Result<(Vec<f64>, usize, usize, MatrixSource)> {
     let path = path.as_ref();
@@ -90,7 +90,7 @@ pub fn read_matrix(path: impl AsRef<Path>) -> Result<(Vec<f64>, usize, usize, Ma
 mod tests {
     use super::*;
     use crate::data::npy::tests::npy_bytes;
-    use exactflow_kernels::Error;
+    use crate::error::Error;
 
     #[test]
     fn reads_npy_and_csv_matrices() {

@@ -9,11 +9,12 @@
 
 use std::path::Path;
 
-use exactflow_kernels::Result;
+use crate::error::Result;
 use exactflow_layers::Tensor;
 
-use super::io_util::{format_error, io_error, read_bytes, stem, write_atomic};
+use super::io_util::{format_error, io_error, read_bytes, stem};
 use super::{Dataset, SourceDtype};
+use crate::atomic_write::write_atomic;
 
 const FORMAT: &str = ".npy array";
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -350,8 +351,8 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
 /// non-finite values.
 ///
 /// # Errors
-/// [`exactflow_kernels::Error::Io`] when the file cannot be read;
-/// [`exactflow_kernels::Error::Format`] for every malformation (magic, header, dtype, length).
+/// [`crate::Error::Io`] when the file cannot be read;
+/// [`crate::Error::Format`] for every malformation (magic, header, dtype, length).
 pub fn read_array(path: impl AsRef<Path>) -> Result<Array> {
     let path = path.as_ref();
     let bytes = read_bytes(path)?;
@@ -423,7 +424,7 @@ pub(crate) fn parse_array(path: &Path, bytes: &[u8]) -> Result<Array> {
 /// `levels = Some(256)`) or another integer type (continuous); `labels` is `None`.
 ///
 /// # Errors
-/// [`Error::Io`](exactflow_kernels::Error::Io) when the file cannot be read; [`Error::Format`](exactflow_kernels::Error::Format) for a wrong magic number, an
+/// [`Error::Io`](crate::Error::Io) when the file cannot be read; [`Error::Format`](crate::Error::Format) for a wrong magic number, an
 /// unsupported version or dtype, a malformed or truncated header, a rank other than 2 or 4, an
 /// empty array, data shorter or longer than the shape needs, or NaN/infinity (naming its index).
 pub fn read(path: impl AsRef<Path>) -> Result<Dataset> {
@@ -456,7 +457,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Dataset> {
 ///
 /// # Errors
 /// [`Error::NonFinite`](exactflow_kernels::Error::NonFinite) when `x` holds NaN or an infinity ([`read`] would reject the file);
-/// [`Error::Io`](exactflow_kernels::Error::Io) when the file cannot be written.
+/// [`Error::Io`](crate::Error::Io) when the file cannot be written.
 pub fn write_f64(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
     use npyz::WriterBuilder;
     let path = path.as_ref();
@@ -479,7 +480,7 @@ pub fn write_f64(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use exactflow_kernels::Error;
+    use crate::error::Error;
 
     /// A version-1.0 `.npy` file with the given header fields and raw data bytes.
     pub(crate) fn npy_bytes(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
@@ -541,7 +542,10 @@ pub(crate) mod tests {
         assert_eq!(f.into_vec::<f64>().unwrap(), img.as_slice());
         let mut bad = x;
         bad.as_mut_slice()[0] = f64::NAN;
-        assert!(matches!(write_f64(&p, &bad), Err(Error::NonFinite { .. })));
+        assert!(matches!(
+            write_f64(&p, &bad),
+            Err(Error::Numerical(exactflow_kernels::Error::NonFinite { .. }))
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! our own (uniforms from the top 53 bits, Fisher-Yates with rejection-sampled bounded integers),
 //! so the results depend only on the ChaCha8 stream, not on the `rand` crate's algorithms.
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 use exactflow_layers::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -106,7 +106,7 @@ pub fn dequantize<R: Rng + ?Sized>(x: &Tensor<f64>, levels: u32, rng: &mut R) ->
         .iter()
         .map(|&v| ((v + uniform(rng)) / k).min(below_one))
         .collect();
-    Tensor::new(x.shape(), u)
+    Ok(Tensor::new(x.shape(), u)?)
 }
 
 #[cfg(test)]

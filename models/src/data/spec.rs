@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 
 use super::random::derive_seed;
 use super::split::{Splits, split_train_val, split_train_val_test};

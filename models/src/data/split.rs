@@ -1,6 +1,6 @@
 //! Seeded train / validation / test splits.
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

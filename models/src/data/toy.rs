@@ -13,7 +13,7 @@
 
 use std::f64::consts::PI;
 
-use exactflow_kernels::{Error, Result};
+use crate::error::{Error, Result};
 use exactflow_layers::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

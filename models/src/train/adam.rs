@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use exactflow_kernels::{Error, Real, Result};
+use exactflow_kernels::Real;
+
+use crate::error::{Error, Result};
 use exactflow_layers::{ParamKind, Params};
 use serde::{Deserialize, Serialize};
 
@@ -70,8 +72,8 @@ impl Adam {
     /// (gradient-norm clipping passes `min(1, max_norm / norm)`).
     ///
     /// # Errors
-    /// [`Error::Diverged`] (step filled in by the trainer) naming the first parameter whose
-    /// gradient is not finite; nothing is updated then.
+    /// [`Error::Diverged`] (at Adam's step count; the trainer puts in its own step) naming the
+    /// first parameter whose gradient is not finite; nothing is updated then.
     pub fn step<T: Real>(&mut self, model: &mut dyn Params<T>, lr: f64, grad_scale: f64) -> Result<()> {
         let mut bad = None;
         model.visit_params("", &mut |name, p| {
@@ -79,11 +81,10 @@ impl Adam {
                 bad = Some(name.to_string());
             }
         });
-        if let Some(layer) = bad {
+        if let Some(name) = bad {
             return Err(Error::Diverged {
                 step: self.t,
-                layer,
-                what: "gradient".into(),
+                reason: format!("the gradient of {name} is not finite"),
             });
         }
         self.t += 1;

@@ -4,9 +4,11 @@
 mod adam;
 mod observer;
 mod schedule;
+mod state;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig};
 pub use observer::{EpochReport, Observer, Silent, StepReport};
 pub use schedule::{Decay, Schedule};
+pub use state::TrainState;
 pub use trainer::{TrainConfig, TrainReport, train};

@@ -10,14 +10,20 @@
 //! a checkpoint continues exactly as the uninterrupted one would have.
 //!
 //! **Divergence.** A non-finite output, log-det, loss or gradient stops training with
-//! [`Error::Diverged`] naming the step and the layer; no checkpoint is written after the last good
+//! [`Error::Diverged`] naming the step and the stage; no checkpoint is written after the last good
 //! epoch, so the last good checkpoint is left untouched.
+//!
+//! **Threads.** `threads` is a value of the run: the flow's matrix products use
+//! `Parallelism::from_threads(threads)` inside a rayon pool of that size made for this run, and
+//! the flow's own parallelism is restored afterwards. Nothing process-wide changes, so two
+//! trainings in one process (even on two threads at once) do not affect each other.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use exactflow_kernels::gemm::{Parallelism, default_parallelism, set_default_parallelism};
-use exactflow_kernels::{Error, Real, Result};
+use exactflow_kernels::Real;
+use exactflow_kernels::gemm::Parallelism;
 use exactflow_layers::Params;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -26,11 +32,13 @@ use serde::{Deserialize, Serialize};
 use super::adam::{Adam, AdamConfig};
 use super::observer::{EpochReport, Observer, StepReport};
 use super::schedule::{Decay, Schedule};
-use crate::checkpoint::{self, TrainState, restore_params, snapshot_params};
+use super::state::TrainState;
+use crate::checkpoint::{self, restore_params, snapshot_params};
 use crate::config::ModelConfig;
 use crate::data::{Dataset, epoch_order};
+use crate::error::{Error, Result};
 use crate::eval::{data_log_likelihood, evaluate, model_input};
-use crate::flow::Flow;
+use crate::flow::{Flow, TrainMode};
 
 /// Everything about a training run except the model and the data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,10 +65,10 @@ pub struct TrainConfig {
     pub eval_batch: usize,
     /// Where to write the checkpoint after every epoch and at the end.
     pub checkpoint: Option<PathBuf>,
-    /// Memory-efficient backward ([`Flow::forward_train_memory_efficient`]): recompute each
-    /// layer's input from its output instead of keeping every layer's activations, so activation
-    /// memory does not grow with depth (about one extra inverse and forward pass per step).
-    /// Same gradients up to rounding. Default false.
+    /// Memory-efficient backward ([`TrainMode::MemoryEfficient`]): recompute each layer's input
+    /// from its output instead of keeping every layer's activations, so activation memory does
+    /// not grow with depth (about one extra inverse and forward pass per step). Same gradients up
+    /// to rounding. Default false.
     #[serde(default)]
     pub memory_efficient: bool,
 }
@@ -155,17 +163,26 @@ fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
     rng
 }
 
-/// `e` with the training step filled in. The data were checked finite when loaded and the
-/// parameters are checked after every update, so a non-finite value met inside a training pass
-/// (an output that overflowed, or an input the memory-efficient backward recomputed by an inverse)
-/// means the run diverged: it is reported as such, naming the layer, rather than as bad input.
+/// `e` as a divergence at `step`. The data were checked finite when loaded and the parameters
+/// are checked after every update, so a non-finite value met inside a training pass (an output
+/// that overflowed, or an input the memory-efficient backward recomputed by an inverse) means the
+/// run diverged: it is reported as such, naming the stage, rather than as bad input.
 fn diverged_at(e: Error, step: u64) -> Error {
     match e {
-        Error::Diverged { layer, what, .. } => Error::Diverged { step, layer, what },
-        Error::NonFinite { op, what, index, value } => Error::Diverged {
+        Error::Diverged { reason, .. } => Error::Diverged { step, reason },
+        Error::NonFinite {
+            stage,
+            kind,
+            what,
+            index,
+            value,
+        } => Error::Diverged {
             step,
-            layer: op.to_string(),
-            what: format!("{what} (first bad entry {value} at {index:?})"),
+            reason: format!("{what} of {stage} ({kind}) is not finite (first bad entry {value} at {index:?})"),
+        },
+        Error::Numerical(exactflow_kernels::Error::NonFinite { op, what, index, value }) => Error::Diverged {
+            step,
+            reason: format!("{what} of {op} is not finite (first bad entry {value} at {index:?})"),
         },
         other => other,
     }
@@ -173,11 +190,13 @@ fn diverged_at(e: Error, step: u64) -> Error {
 
 /// Trains `flow` by maximum likelihood on `train` (validating on `val` after every epoch).
 ///
-/// Pass `resume` (from [`checkpoint::load`]) to continue a run exactly where it stopped.
+/// Pass `resume` (from [`TrainState::from_record`] of a checkpoint) to continue a run exactly
+/// where it stopped.
 ///
 /// # Errors
-/// [`Error::Config`] for bad settings or data that does not fit the model; [`Error::Diverged`]
-/// when training blows up; [`Error::Io`] when a checkpoint cannot be written.
+/// [`Error::Config`] for bad settings, data that does not fit the model or a resume state that
+/// does not fit the run; [`Error::Diverged`] when training blows up; [`Error::Io`] when a
+/// checkpoint cannot be written.
 pub fn train<T: Real>(
     flow: &mut Flow<T>,
     model: &ModelConfig,
@@ -193,193 +212,287 @@ pub fn train<T: Real>(
         v.data
             .expect_sample_shape("train (validation set)", flow.data_shape())?;
     }
-    let n = train.data.batch();
-    if n == 0 {
+    if train.data.batch() == 0 {
         return Err(Error::Config("the training set is empty".into()));
     }
-    if cfg.threads <= 1 {
-        return run(flow, model, cfg, train, val, observer, resume);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads)
-        .build()
-        .map_err(|e| Error::Config(format!("cannot start {} threads: {e}", cfg.threads)))?;
-    let before = default_parallelism();
-    set_default_parallelism(Parallelism::Rayon(cfg.threads));
-    let r = pool.install(|| run(flow, model, cfg, train, val, observer, resume));
-    set_default_parallelism(before);
-    r
+    let plan = Plan::new(cfg, train.data.batch());
+    let state = match resume {
+        Some(st) => plan.check_resume(st)?,
+        None => TrainState::start(cfg),
+    };
+    let before = flow.parallelism();
+    flow.set_parallelism(Parallelism::from_threads(cfg.threads));
+    let result = if cfg.threads <= 1 {
+        Run::new(flow, model, cfg, plan, train, val, observer, state).run()
+    } else {
+        match rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build() {
+            Ok(pool) => pool.install(|| Run::new(flow, model, cfg, plan, train, val, observer, state).run()),
+            Err(e) => Err(Error::Config(format!("cannot start {} threads: {e}", cfg.threads))),
+        }
+    };
+    flow.set_parallelism(before);
+    result
 }
 
-fn run<T: Real>(
-    flow: &mut Flow<T>,
-    model: &ModelConfig,
-    cfg: &TrainConfig,
-    train: &Dataset,
-    val: Option<&Dataset>,
-    observer: &mut dyn Observer,
-    resume: Option<TrainState>,
-) -> Result<TrainReport> {
-    let start = Instant::now();
-    let n = train.data.batch();
-    let dim = train.data.sample_len();
-    let bs = cfg.batch_size.min(n);
-    let per_epoch = (n / bs).max(1);
-    let total = cfg.steps.unwrap_or((cfg.epochs * per_epoch) as u64);
-    let mut st = resume.unwrap_or_else(|| TrainState {
-        step: 0,
-        epoch: 0,
-        batch_in_epoch: 0,
-        config: cfg.clone(),
-        adam: cfg.adam,
-        adam_t: 0,
-        best_val_nll: None,
-        best_epoch: None,
-        epochs_since_best: 0,
-        finished: false,
-        train_history: Vec::new(),
-        val_history: Vec::new(),
-        moments: None,
-        best_params: None,
-    });
-    let mut adam: Adam = st.adam();
-    let mut best = st.best_params.take();
-    let mut history = Vec::new();
-    let mut order = epoch_order(n, cfg.seed, st.epoch as u64);
-    let mut epoch_loss = 0.0;
-    let mut epoch_batches = 0usize;
-    let mut stopped_early = false;
-    let mut step_time = 0.0f64;
-    let mut steps_here = 0u64;
-    let bpd = |nll: f64| train.levels.map(|_| nll / (dim as f64 * std::f64::consts::LN_2));
-    while st.step < total {
-        let t0 = Instant::now();
-        let b = st.batch_in_epoch;
-        let idx = &order[b * bs..(b + 1) * bs];
-        let mut rng = step_rng(cfg.seed, st.step);
-        let x = model_input::<T>(train, idx, &mut rng)?;
-        flow.zero_grad();
-        let (log_p, cache) = flow
-            .forward_train_with(&x, cfg.memory_efficient)
-            .map_err(|e| diverged_at(e, st.step))?;
+/// The shape of a run: batch size, batches per epoch, total steps.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    n: usize,
+    batch: usize,
+    per_epoch: usize,
+    total: u64,
+}
+
+impl Plan {
+    fn new(cfg: &TrainConfig, n: usize) -> Self {
+        let batch = cfg.batch_size.min(n);
+        let per_epoch = (n / batch).max(1);
+        let total = cfg.steps.unwrap_or((cfg.epochs * per_epoch) as u64);
+        Plan {
+            n,
+            batch,
+            per_epoch,
+            total,
+        }
+    }
+
+    /// A resumed state that this plan can continue: its position inside an epoch exists.
+    fn check_resume(&self, st: TrainState) -> Result<TrainState> {
+        if st.batch_in_epoch >= self.per_epoch {
+            return Err(Error::Config(format!(
+                "the training state to resume is at batch {} of an epoch of {} batches",
+                st.batch_in_epoch, self.per_epoch
+            )));
+        }
+        Ok(st)
+    }
+}
+
+/// One training run in progress: the flow, its optimizer and bookkeeping.
+struct Run<'a, T: Real> {
+    flow: &'a mut Flow<T>,
+    model: &'a ModelConfig,
+    cfg: &'a TrainConfig,
+    plan: Plan,
+    train: &'a Dataset,
+    val: Option<&'a Dataset>,
+    observer: &'a mut dyn Observer,
+    st: TrainState,
+    adam: Adam,
+    best: Option<BTreeMap<String, Vec<f64>>>,
+    order: Vec<usize>,
+    history: Vec<EpochReport>,
+    epoch_loss: f64,
+    epoch_batches: usize,
+    step_time: f64,
+    steps_here: u64,
+    start: Instant,
+}
+
+impl<'a, T: Real> Run<'a, T> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        flow: &'a mut Flow<T>,
+        model: &'a ModelConfig,
+        cfg: &'a TrainConfig,
+        plan: Plan,
+        train: &'a Dataset,
+        val: Option<&'a Dataset>,
+        observer: &'a mut dyn Observer,
+        mut st: TrainState,
+    ) -> Self {
+        let adam = st.adam();
+        let best = st.best_params.take();
+        let order = epoch_order(plan.n, cfg.seed, st.epoch as u64);
+        Run {
+            flow,
+            model,
+            cfg,
+            plan,
+            train,
+            val,
+            observer,
+            st,
+            adam,
+            best,
+            order,
+            history: Vec::new(),
+            epoch_loss: 0.0,
+            epoch_batches: 0,
+            step_time: 0.0,
+            steps_here: 0,
+            start: Instant::now(),
+        }
+    }
+
+    fn bits_per_dim(&self, nll: f64) -> Option<f64> {
+        let dim = self.train.data.sample_len();
+        self.train.levels.map(|_| nll / (dim as f64 * std::f64::consts::LN_2))
+    }
+
+    fn run(mut self) -> Result<TrainReport> {
+        let mut stopped_early = false;
+        while self.st.step < self.plan.total {
+            let t0 = Instant::now();
+            let (loss, lr, grad_norm) = self.step()?;
+            self.step_time += t0.elapsed().as_secs_f64();
+            self.steps_here += 1;
+            self.report_step(loss, lr, grad_norm);
+            if self.st.batch_in_epoch == self.plan.per_epoch || self.st.step == self.plan.total {
+                stopped_early = self.end_epoch()?;
+                if stopped_early {
+                    break;
+                }
+            }
+        }
+        self.finish(stopped_early)
+    }
+
+    /// One optimizer step on the next minibatch: returns the loss, the learning rate and the
+    /// gradient norm before clipping.
+    fn step(&mut self) -> Result<(f64, f64, f64)> {
+        let (bs, step) = (self.plan.batch, self.st.step);
+        let b = self.st.batch_in_epoch;
+        let idx = &self.order[b * bs..(b + 1) * bs];
+        let mut rng = step_rng(self.cfg.seed, step);
+        let x = model_input::<T>(self.train, idx, &mut rng)?;
+        self.flow.zero_grad();
+        let mode = if self.cfg.memory_efficient {
+            TrainMode::MemoryEfficient
+        } else {
+            TrainMode::Cached
+        };
+        let (log_p, cache) = self
+            .flow
+            .forward_train(&x, None, mode)
+            .map_err(|e| diverged_at(e, step))?;
         let mean_lp = log_p.iter().map(|v| v.as_f64()).sum::<f64>() / bs as f64;
-        let loss = -data_log_likelihood(mean_lp, dim, train.levels);
+        let loss = -data_log_likelihood(mean_lp, self.train.data.sample_len(), self.train.levels);
         if !loss.is_finite() {
             return Err(Error::Diverged {
-                step: st.step,
-                layer: "flow".into(),
-                what: "loss".into(),
+                step,
+                reason: format!("the loss is {loss}"),
             });
         }
         let w = vec![T::lit(-1.0 / bs as f64); bs];
-        flow.backward(cache, &w).map_err(|e| diverged_at(e, st.step))?;
-        let gn = Adam::grad_norm(&*flow);
-        let scale = match cfg.clip_grad_norm {
-            Some(c) if gn > c => c / gn,
+        self.flow.backward(cache, &w).map_err(|e| diverged_at(e, step))?;
+        let grad_norm = Adam::grad_norm(&*self.flow);
+        let scale = match self.cfg.clip_grad_norm {
+            Some(c) if grad_norm > c => c / grad_norm,
             _ => 1.0,
         };
-        let lr = cfg.schedule.lr_at(st.step, total);
-        adam.step(&mut *flow, lr, scale).map_err(|e| diverged_at(e, st.step))?;
-        step_time += t0.elapsed().as_secs_f64();
-        steps_here += 1;
-        st.step += 1;
-        st.batch_in_epoch += 1;
-        epoch_loss += loss;
-        epoch_batches += 1;
-        observer.on_step(&StepReport {
-            step: st.step,
-            total_steps: total,
-            epoch: st.epoch,
-            loss,
-            bits_per_dim: bpd(loss),
-            lr,
-            grad_norm: gn,
-            samples_per_sec: (steps_here * bs as u64) as f64 / step_time.max(1e-12),
-            steps_per_sec: steps_here as f64 / step_time.max(1e-12),
-        });
-        if st.batch_in_epoch == per_epoch || st.step == total {
-            let train_nll = epoch_loss / epoch_batches.max(1) as f64;
-            let ev = val.map(|v| evaluate(flow, v, cfg.eval_batch)).transpose()?;
-            let val_nll = ev.as_ref().map(|e| e.nll);
-            let improved = match (val_nll, st.best_val_nll) {
-                (Some(v), Some(b)) => v < b,
-                (Some(v), None) => v.is_finite(),
-                _ => false,
-            };
-            if improved {
-                st.best_val_nll = val_nll;
-                st.best_epoch = Some(st.epoch);
-                st.epochs_since_best = 0;
-                if cfg.patience.is_some() {
-                    best = Some(snapshot_params(&*flow));
-                }
-            } else if val_nll.is_some() {
-                st.epochs_since_best += 1;
-            }
-            let report = EpochReport {
-                epoch: st.epoch,
-                step: st.step,
-                train_nll,
-                val_nll,
-                val_bits_per_dim: ev.and_then(|e| e.bits_per_dim),
-                improved,
-            };
-            observer.on_epoch(&report);
-            history.push(report);
-            st.train_history.push(train_nll);
-            st.val_history.push(val_nll);
-            st.epoch += 1;
-            st.batch_in_epoch = 0;
-            order = epoch_order(n, cfg.seed, st.epoch as u64);
-            epoch_loss = 0.0;
-            epoch_batches = 0;
-            stopped_early = cfg
-                .patience
-                .is_some_and(|p| st.epochs_since_best >= p && val_nll.is_some());
-            if st.step < total && !stopped_early {
-                save_checkpoint(cfg, model, flow, &mut st, &adam, best.as_ref(), false)?;
-            }
-            if stopped_early {
-                break;
-            }
-        }
+        let lr = self.cfg.schedule.lr_at(step, self.plan.total);
+        self.adam
+            .step(&mut *self.flow, lr, scale)
+            .map_err(|e| diverged_at(e, step))?;
+        self.st.step += 1;
+        self.st.batch_in_epoch += 1;
+        self.epoch_loss += loss;
+        self.epoch_batches += 1;
+        Ok((loss, lr, grad_norm))
     }
-    if let Some(b) = &best {
-        restore_params(&mut *flow, b);
-    }
-    save_checkpoint(cfg, model, flow, &mut st, &adam, best.as_ref(), true)?;
-    Ok(TrainReport {
-        steps: st.step,
-        epochs: st.epoch,
-        train_nll: st.train_history.last().copied().unwrap_or(f64::NAN),
-        best_val_nll: st.best_val_nll,
-        best_epoch: st.best_epoch,
-        stopped_early,
-        samples_per_sec: (steps_here * bs as u64) as f64 / step_time.max(1e-12),
-        wall_seconds: start.elapsed().as_secs_f64(),
-        history,
-    })
-}
 
-fn save_checkpoint<T: Real>(
-    cfg: &TrainConfig,
-    model: &ModelConfig,
-    flow: &Flow<T>,
-    st: &mut TrainState,
-    adam: &Adam,
-    best: Option<&std::collections::BTreeMap<String, Vec<f64>>>,
-    finished: bool,
-) -> Result<()> {
-    let Some(path) = &cfg.checkpoint else {
-        return Ok(());
-    };
-    st.finished = finished;
-    st.adam = adam.config;
-    st.adam_t = adam.t;
-    st.moments = Some((adam.m.clone(), adam.v.clone()));
-    st.best_params = best.cloned();
-    let r = checkpoint::save(path, model, flow, Some(st));
-    st.moments = None;
-    st.best_params = None;
-    r
+    fn report_step(&mut self, loss: f64, lr: f64, grad_norm: f64) {
+        let samples = (self.steps_here * self.plan.batch as u64) as f64;
+        let report = StepReport {
+            step: self.st.step,
+            total_steps: self.plan.total,
+            epoch: self.st.epoch,
+            loss,
+            bits_per_dim: self.bits_per_dim(loss),
+            lr,
+            grad_norm,
+            samples_per_sec: samples / self.step_time.max(1e-12),
+            steps_per_sec: self.steps_here as f64 / self.step_time.max(1e-12),
+        };
+        self.observer.on_step(&report);
+    }
+
+    /// The end of an epoch: validation, early-stopping bookkeeping, a checkpoint. Returns
+    /// whether early stopping ends the run.
+    fn end_epoch(&mut self) -> Result<bool> {
+        let train_nll = self.epoch_loss / self.epoch_batches.max(1) as f64;
+        let ev = self
+            .val
+            .map(|v| evaluate(self.flow, v, self.cfg.eval_batch))
+            .transpose()?;
+        let val_nll = ev.as_ref().map(|e| e.nll);
+        let improved = match (val_nll, self.st.best_val_nll) {
+            (Some(v), Some(b)) => v < b,
+            (Some(v), None) => v.is_finite(),
+            _ => false,
+        };
+        if improved {
+            self.st.best_val_nll = val_nll;
+            self.st.best_epoch = Some(self.st.epoch);
+            self.st.epochs_since_best = 0;
+            if self.cfg.patience.is_some() {
+                self.best = Some(snapshot_params(&*self.flow));
+            }
+        } else if val_nll.is_some() {
+            self.st.epochs_since_best += 1;
+        }
+        let report = EpochReport {
+            epoch: self.st.epoch,
+            step: self.st.step,
+            train_nll,
+            val_nll,
+            val_bits_per_dim: ev.and_then(|e| e.bits_per_dim),
+            improved,
+        };
+        self.observer.on_epoch(&report);
+        self.history.push(report);
+        self.st.train_history.push(train_nll);
+        self.st.val_history.push(val_nll);
+        self.st.epoch += 1;
+        self.st.batch_in_epoch = 0;
+        self.order = epoch_order(self.plan.n, self.cfg.seed, self.st.epoch as u64);
+        self.epoch_loss = 0.0;
+        self.epoch_batches = 0;
+        let stopped_early = self
+            .cfg
+            .patience
+            .is_some_and(|p| self.st.epochs_since_best >= p && val_nll.is_some());
+        if self.st.step < self.plan.total && !stopped_early {
+            self.save_checkpoint(false)?;
+        }
+        Ok(stopped_early)
+    }
+
+    /// Restores the best parameters (with early stopping), writes the final checkpoint and
+    /// reports.
+    fn finish(mut self, stopped_early: bool) -> Result<TrainReport> {
+        if let Some(b) = &self.best {
+            restore_params(&mut *self.flow, b);
+        }
+        self.save_checkpoint(true)?;
+        let samples = (self.steps_here * self.plan.batch as u64) as f64;
+        Ok(TrainReport {
+            steps: self.st.step,
+            epochs: self.st.epoch,
+            train_nll: self.st.train_history.last().copied().unwrap_or(f64::NAN),
+            best_val_nll: self.st.best_val_nll,
+            best_epoch: self.st.best_epoch,
+            stopped_early,
+            samples_per_sec: samples / self.step_time.max(1e-12),
+            wall_seconds: self.start.elapsed().as_secs_f64(),
+            history: self.history,
+        })
+    }
+
+    fn save_checkpoint(&mut self, finished: bool) -> Result<()> {
+        let Some(path) = &self.cfg.checkpoint else {
+            return Ok(());
+        };
+        let st = &mut self.st;
+        st.finished = finished;
+        st.adam = self.adam.config;
+        st.adam_t = self.adam.t;
+        st.moments = Some((self.adam.m.clone(), self.adam.v.clone()));
+        st.best_params = self.best.clone();
+        let record = st.to_record();
+        st.moments = None;
+        st.best_params = None;
+        checkpoint::save(path, self.model, self.flow, Some(&record?))
+    }
 }

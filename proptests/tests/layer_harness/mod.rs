@@ -19,7 +19,7 @@
 use exactflow_kernels::Real;
 use exactflow_layers::gradcheck::grad_check;
 use exactflow_layers::jacobian::{forward_jacobian_exact, forward_jacobian_fd, log_dets};
-use exactflow_layers::{Bijector, Param, Params, Tensor};
+use exactflow_layers::{Bijector, Ctx, Param, Params, Tensor};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -97,18 +97,18 @@ pub fn check_laws(
     wld: &[f64],
 ) -> Result<(), TestCaseError> {
     let (z, ld) = layer
-        .forward(x)
+        .forward(x, Ctx::NONE)
         .map_err(|e| TestCaseError::fail(format!("forward: {e}")))?;
     prop_assert_eq!(ld.len(), x.batch(), "one log-det per sample");
     // inverse(forward(x)) = x
     let (xr, ldi) = layer
-        .inverse(&z)
+        .inverse(&z, Ctx::NONE)
         .map_err(|e| TestCaseError::fail(format!("inverse: {e}")))?;
     let e = rel_err(xr.as_slice(), x.as_slice());
     prop_assert!(e <= ROUNDTRIP_F64, "inverse(forward(x)) relative error {e:e}");
     // forward(inverse(z)) = z at z = forward(x): forward of the reconstructed input
     let (zr, _) = layer
-        .forward(&xr)
+        .forward(&xr, Ctx::NONE)
         .map_err(|e| TestCaseError::fail(format!("forward: {e}")))?;
     let e = rel_err(zr.as_slice(), z.as_slice());
     prop_assert!(e <= ROUNDTRIP_F64, "forward(inverse(z)) relative error {e:e}");
@@ -120,8 +120,9 @@ pub fn check_laws(
         );
     }
     // log-det vs exact dual Jacobian
-    let exact = log_dets(&forward_jacobian_exact(layer, x).map_err(|e| TestCaseError::fail(format!("dual: {e}")))?)
-        .map_err(|e| TestCaseError::fail(format!("slogdet: {e}")))?;
+    let exact =
+        log_dets(&forward_jacobian_exact(layer, x, None).map_err(|e| TestCaseError::fail(format!("dual: {e}")))?)
+            .map_err(|e| TestCaseError::fail(format!("slogdet: {e}")))?;
     for (s, (l, j)) in ld.iter().zip(&exact).enumerate() {
         prop_assert!(j.sign != 0.0, "Jacobian of sample {s} is singular");
         prop_assert!(
@@ -131,8 +132,9 @@ pub fn check_laws(
         );
     }
     // log-det vs finite-difference Jacobian
-    let fd = log_dets(&forward_jacobian_fd(layer, x, FD_STEP).map_err(|e| TestCaseError::fail(format!("fd: {e}")))?)
-        .map_err(|e| TestCaseError::fail(format!("slogdet: {e}")))?;
+    let fd =
+        log_dets(&forward_jacobian_fd(layer, x, None, FD_STEP).map_err(|e| TestCaseError::fail(format!("fd: {e}")))?)
+            .map_err(|e| TestCaseError::fail(format!("slogdet: {e}")))?;
     for (s, (l, j)) in ld.iter().zip(&fd).enumerate() {
         prop_assert!(
             (l - j.log_abs).abs() <= LOGDET_FD,
@@ -143,7 +145,7 @@ pub fn check_laws(
     // backward vs finite differences (on a copy: training passes may update statistics)
     let mut copy = layer.to_f64();
     let wz = Tensor::new(z.shape(), wz[..z.len()].to_vec()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let rep = grad_check(copy.as_mut(), x, &wz, &wld[..x.batch()], GRAD_STEP, 64)
+    let rep = grad_check(copy.as_mut(), x, None, &wz, &wld[..x.batch()], GRAD_STEP, 64)
         .map_err(|e| TestCaseError::fail(format!("grad check: {e}")))?;
     let (name, err) = rep.worst();
     prop_assert!(err <= GRAD_F64, "gradient of {name}: mixed error {err:e}");
@@ -154,11 +156,11 @@ pub fn check_laws(
 pub fn check_f32(layer: &dyn Bijector<f32>, x: &Tensor<f64>) -> Result<(), TestCaseError> {
     let x32: Tensor<f32> = x.cast();
     let (z32, ld32) = layer
-        .forward(&x32)
+        .forward(&x32, Ctx::NONE)
         .map_err(|e| TestCaseError::fail(format!("f32 forward: {e}")))?;
     let l64 = layer.to_f64();
     let (z64, ld64) = l64
-        .forward(&x32.cast())
+        .forward(&x32.cast(), Ctx::NONE)
         .map_err(|e| TestCaseError::fail(format!("f64 forward: {e}")))?;
     let z32f: Vec<f64> = z32.as_slice().iter().map(|&v| v as f64).collect();
     let e = rel_err(&z32f, z64.as_slice());
@@ -170,7 +172,7 @@ pub fn check_f32(layer: &dyn Bijector<f32>, x: &Tensor<f64>) -> Result<(), TestC
         "f32 vs f64 log-det {ld32f:?} vs {ld64:?}"
     );
     let (xr, _) = layer
-        .inverse(&z32)
+        .inverse(&z32, Ctx::NONE)
         .map_err(|e| TestCaseError::fail(format!("f32 inverse: {e}")))?;
     let xr: Vec<f64> = xr.as_slice().iter().map(|&v| v as f64).collect();
     let x32f: Vec<f64> = x32.as_slice().iter().map(|&v| v as f64).collect();
@@ -184,11 +186,20 @@ pub fn check_errors(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>) -> Result<()
     let mut bad_shape = x.shape().to_vec();
     *bad_shape.last_mut().expect("rank >= 2") += 1;
     let wrong = Tensor::zeros(&bad_shape).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    prop_assert!(layer.forward(&wrong).is_err(), "forward accepted shape {bad_shape:?}");
-    prop_assert!(layer.inverse(&wrong).is_err(), "inverse accepted shape {bad_shape:?}");
+    prop_assert!(
+        layer.forward(&wrong, Ctx::NONE).is_err(),
+        "forward accepted shape {bad_shape:?}"
+    );
+    prop_assert!(
+        layer.inverse(&wrong, Ctx::NONE).is_err(),
+        "inverse accepted shape {bad_shape:?}"
+    );
     let mut nan_x = x.clone();
     nan_x.as_mut_slice()[0] = f64::NAN;
-    prop_assert!(layer.forward(&nan_x).is_err(), "forward accepted a NaN input");
+    prop_assert!(
+        layer.forward(&nan_x, Ctx::NONE).is_err(),
+        "forward accepted a NaN input"
+    );
     let mut poisoned = false;
     layer.visit_params_mut("", &mut |_, p| {
         if !poisoned && !p.value.is_empty() && p.kind == exactflow_layers::ParamKind::Trainable {
@@ -197,8 +208,14 @@ pub fn check_errors(layer: &mut dyn Bijector<f64>, x: &Tensor<f64>) -> Result<()
         }
     });
     if poisoned {
-        prop_assert!(layer.forward(x).is_err(), "forward accepted an infinite parameter");
-        prop_assert!(layer.inverse(x).is_err(), "inverse accepted an infinite parameter");
+        prop_assert!(
+            layer.forward(x, Ctx::NONE).is_err(),
+            "forward accepted an infinite parameter"
+        );
+        prop_assert!(
+            layer.inverse(x, Ctx::NONE).is_err(),
+            "inverse accepted an infinite parameter"
+        );
     }
     Ok(())
 }

@@ -1,0 +1,113 @@
+//! [`Ctx`]: what every layer, network and distribution call receives besides its input.
+//!
+//! Two things travel with a call rather than living in the layer or in process state:
+//!
+//! - the **context** `c` of a conditional flow, a batch `[N, C]` with one row per sample of the
+//!   input (a conditional flow models `p(x | c)`; an unconditional layer ignores it);
+//! - the **parallelism** of the matrix products, so that two flows (or two trainings) in one
+//!   process can run with different thread counts at once, and a data-parallel trainer can run
+//!   each shard single-threaded.
+//!
+//! `Ctx` is `Copy`: composites pass the same value to each member.
+
+use exactflow_kernels::gemm::Parallelism;
+use exactflow_kernels::{Error, Real, Result};
+
+use crate::tensor::Tensor;
+
+/// The conditioning context and the parallelism of one call (see the module documentation).
+pub struct Ctx<'a, T> {
+    /// The context batch `[N, C]` of a conditional flow, one row per input sample; `None` for an
+    /// unconditional one.
+    pub context: Option<&'a Tensor<T>>,
+    /// The threads the call's matrix products may use. [`Parallelism::Sequential`] (the
+    /// default) keeps results bit-for-bit reproducible whatever the machine.
+    pub par: Parallelism,
+}
+
+// Derives would demand `T: Clone`; a `Ctx` only holds a reference.
+impl<T> Clone for Ctx<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Ctx<'_, T> {}
+
+impl<T: Real> std::fmt::Debug for Ctx<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let context = self.context.map(|c| c.shape().to_vec());
+        f.debug_struct("Ctx")
+            .field("context", &context)
+            .field("par", &self.par)
+            .finish()
+    }
+}
+
+impl<T> Default for Ctx<'_, T> {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl<'a, T> Ctx<'a, T> {
+    /// No context, one thread.
+    pub const NONE: Self = Ctx {
+        context: None,
+        par: Parallelism::Sequential,
+    };
+
+    /// A call with `context` (or none) on one thread.
+    pub fn new(context: Option<&'a Tensor<T>>) -> Self {
+        Ctx {
+            context,
+            par: Parallelism::Sequential,
+        }
+    }
+
+    /// The same call with the matrix products on `par`.
+    pub fn with_par(self, par: Parallelism) -> Self {
+        Ctx { par, ..self }
+    }
+
+    /// The same call with another context (a composite that transforms it, or a shard of it).
+    pub fn with_context(self, context: Option<&'a Tensor<T>>) -> Self {
+        Ctx { context, ..self }
+    }
+}
+
+impl<T: Real> Ctx<'_, T> {
+    /// Checks the context against an input batch of `n` samples: a rank-2 `[n, C]` tensor with
+    /// finite entries, or none.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] naming both batch sizes when the context has another number of
+    /// rows than the input has samples; [`Error::ShapeMismatch`] for a context that is not
+    /// `[N, C]`; [`Error::NonFinite`] naming the row of the first NaN or infinity.
+    pub fn check_batch(&self, op: &'static str, n: usize) -> Result<()> {
+        let Some(c) = self.context else {
+            return Ok(());
+        };
+        if c.rank() != 2 {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: vec![n, c.sample_len()],
+                found: c.shape().to_vec(),
+            });
+        }
+        if c.batch() != n {
+            return Err(Error::LengthMismatch {
+                op,
+                what: "context rows (the input's batch is the expected length)",
+                expected: n,
+                found: c.batch(),
+            });
+        }
+        c.check_finite(op, "context")
+    }
+
+    /// The context's width `C`, or 0 without one.
+    pub fn width(&self) -> usize {
+        self.context.map_or(0, |c| c.sample_len())
+    }
+}
