@@ -111,3 +111,48 @@ impl<T: Real> Ctx<'_, T> {
         self.context.map_or(0, |c| c.sample_len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bijector::Bijector;
+    use crate::scaling::Scaling;
+
+    #[test]
+    fn a_context_of_another_batch_is_an_error_naming_both_sizes() {
+        let layer = Scaling::<f64>::new(&[3]).unwrap();
+        let x = Tensor::<f64>::zeros(&[4, 3]).unwrap();
+        let c = Tensor::<f64>::zeros(&[5, 2]).unwrap();
+        let e = layer.forward(&x, Ctx::new(Some(&c))).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains('4') && msg.contains('5'), "{msg}");
+        assert!(matches!(
+            e,
+            Error::LengthMismatch {
+                expected: 4,
+                found: 5,
+                ..
+            }
+        ));
+        // An unconditional layer ignores a context of the right batch.
+        let c = Tensor::<f64>::from_fn(&[4, 2], |k| k as f64).unwrap();
+        assert_eq!(
+            layer.forward(&x, Ctx::new(Some(&c))).unwrap(),
+            layer.forward(&x, Ctx::NONE).unwrap()
+        );
+        // A context that is not [N, C], or holds NaN (named by its row), is refused.
+        let c3 = Tensor::<f64>::zeros(&[4, 1, 2]).unwrap();
+        assert!(matches!(
+            layer.forward(&x, Ctx::new(Some(&c3))),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        let mut bad = c.clone();
+        bad.as_mut_slice()[5] = f64::NAN;
+        assert!(matches!(
+            layer.forward(&x, Ctx::new(Some(&bad))),
+            Err(Error::NonFinite { index: (2, 1), .. })
+        ));
+        assert_eq!(Ctx::new(Some(&c)).width(), 2);
+        assert_eq!(Ctx::<f64>::NONE.width(), 0);
+    }
+}

@@ -153,9 +153,9 @@ fn entries_error(
 ) -> Result<f64> {
     let mut worst = 0.0f64;
     let mut vp = v.clone();
-    for k in 0..v.len() {
+    for (k, &a) in analytic.iter().enumerate().take(v.len()) {
         let orig = v.as_slice()[k];
-        let e = fd_error(analytic[k], h, |d| {
+        let e = fd_error(a, h, |d| {
             vp.as_mut_slice()[k] = orig + d;
             let l = loss_at(&vp);
             vp.as_mut_slice()[k] = orig;

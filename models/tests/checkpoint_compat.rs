@@ -92,3 +92,48 @@ fn old_checkpoints_score_bit_for_bit_in_f32() {
         assert_eq!(got, want, "{name}: f32 log p(x) changed");
     }
 }
+
+#[test]
+fn integer_state_is_saved_as_integers_and_checked_on_load() {
+    let loaded = checkpoint::load::<f64>(&fixture("glow_tiny.safetensors")).expect("fixture");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("g.safetensors");
+    checkpoint::save(&path, &loaded.config, &loaded.flow, None).expect("saves");
+    let bytes = std::fs::read(&path).expect("written");
+    let st = SafeTensors::deserialize(&bytes).expect("safetensors");
+    // Stage 1 is the first ActNorm, stage 2 the first LU 1x1 convolution.
+    assert_eq!(st.tensor("flow.1.initialized").expect("flag").dtype(), Dtype::BOOL);
+    assert_eq!(st.tensor("flow.2.sign").expect("signs").dtype(), Dtype::I8);
+    assert_eq!(st.tensor("flow.2.perm").expect("perm").dtype(), Dtype::I64);
+    let (_, meta) = SafeTensors::read_metadata(&bytes).expect("header");
+    let meta = meta.metadata().clone().expect("metadata");
+    assert_eq!(meta["exactflow.format"], checkpoint::FORMAT_VERSION);
+    // The re-saved file scores exactly as the old one.
+    let again = checkpoint::load::<f64>(&path).expect("loads");
+    let e = expected("glow_tiny");
+    let lp = again.flow.log_prob(&e.x, None).expect("log_prob");
+    assert_eq!(bits64(&lp), bits64(&e.log_p));
+    // A permutation with a repeated index is refused, naming the tensor.
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    for t in tensors.iter_mut().filter(|t| t.0 == "flow.2.perm") {
+        let first = t.3[..8].to_vec();
+        t.3[8..16].copy_from_slice(&first);
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view"),
+            )
+        })
+        .collect();
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, safetensors::serialize(views, Some(meta)).expect("serialize")).expect("write");
+    let err = checkpoint::load::<f64>(&bad).err().expect("refused");
+    assert!(err.to_string().contains("flow.2.perm"), "{err}");
+}

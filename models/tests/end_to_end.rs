@@ -360,3 +360,16 @@ fn impossible_configs_are_errors() {
     let wrong = Dataset::new("wrong", Tensor::zeros(&[8, 3]).expect("shape"), None, None).expect("dataset");
     assert!(train(&mut flow, &model, &cfg(5, None), &wrong, None, &mut Silent, None).is_err());
 }
+
+#[test]
+fn an_unconditional_flow_refuses_a_context() {
+    let model = small_realnvp(false);
+    let flow = model.build::<f64>().expect("valid config");
+    let x = Tensor::zeros(&[3, 2]).expect("shape");
+    let c = Tensor::zeros(&[3, 1]).expect("shape");
+    let e = flow.log_prob(&x, Some(&c)).expect_err("unconditional");
+    assert!(e.to_string().contains("unconditional"), "{e}");
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    assert!(flow.sample(3, 1.0, &mut rng, Some(&c)).is_err());
+    assert_eq!(flow.context_dim(), 0);
+}

@@ -146,7 +146,7 @@ fn fmt_value(v: f64, out: &mut String) {
 ///
 /// # Errors
 /// [`exactflow_kernels::Error::NonFinite`] when `x` holds NaN or an infinity (the reader would reject it);
-/// [`Error::InvalidArgument`] for a rank-1 tensor; [`Error::Io`] when the file cannot be written.
+/// [`exactflow_kernels::Error::InvalidArgument`] for a rank-1 tensor; [`Error::Io`] when the file cannot be written.
 pub fn write(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
     let path = path.as_ref();
     if x.rank() < 2 {

@@ -30,7 +30,7 @@ impl Dataset {
     /// used, by [`super::dequantize`].
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for a rank other than 2 or 4 or `levels == Some(0)`;
+    /// [`exactflow_kernels::Error::InvalidArgument`] for a rank other than 2 or 4 or `levels == Some(0)`;
     /// [`exactflow_kernels::Error::LengthMismatch`] for a label count other than N; [`exactflow_kernels::Error::NonFinite`] for NaN or
     /// an infinity in `data` (index = (sample, offset in the sample)).
     pub fn new(
@@ -101,7 +101,7 @@ impl Dataset {
     /// The samples (and labels) at `indices`, in that order; name and levels are kept.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when an index is `>= len()`; [`Error::LengthMismatch`] when the
+    /// [`exactflow_kernels::Error::InvalidArgument`] when an index is `>= len()`; [`exactflow_kernels::Error::LengthMismatch`] when the
     /// labels (a public field) no longer have one entry per sample.
     pub fn subset(&self, indices: &[usize]) -> Result<Dataset> {
         let data = self.data.gather_batch(indices)?;

@@ -74,7 +74,7 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// below 1, so that a following logit stays finite.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when `levels == 0` or when an element is not an integer in
+/// [`exactflow_kernels::Error::InvalidArgument`] when `levels == 0` or when an element is not an integer in
 /// `0..=K-1`, naming its (sample, offset in the sample) and value.
 pub fn dequantize<R: Rng + ?Sized>(x: &Tensor<f64>, levels: u32, rng: &mut R) -> Result<Tensor<f64>> {
     if levels == 0 {

@@ -179,7 +179,7 @@ impl DataSpec {
     ///
     /// # Errors
     /// [`Error::Config`] when `n_toy` is 0 or above [`toy::MAX_SAMPLES`] for a toy source; every
-    /// error of the underlying reader ([`Error::Io`], [`Error::Format`]); [`Error::InvalidArgument`]
+    /// error of the underlying reader ([`Error::Io`], [`Error::Format`]); [`exactflow_kernels::Error::InvalidArgument`]
     /// when a file has too few rows to split.
     pub fn load(&self, seed: u64, n_toy: usize) -> Result<Splits> {
         match self {

@@ -61,7 +61,7 @@ fn chunks(perm: &[usize], sizes: &[usize]) -> Vec<Vec<usize>> {
 /// and the labels.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when `val_fraction` is not in `[0, 1)` or the training part would be
+/// [`exactflow_kernels::Error::InvalidArgument`] when `val_fraction` is not in `[0, 1)` or the training part would be
 /// empty.
 pub fn split_train_val(ds: &Dataset, val_fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
     check_fraction("validation fraction", val_fraction)?;
@@ -88,7 +88,7 @@ pub fn split_train_val(ds: &Dataset, val_fraction: f64, seed: u64) -> Result<(Da
 /// the original order. The permutation is drawn as in [`split_train_val`].
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when a fraction is not in `[0, 1)` or the training part would be
+/// [`exactflow_kernels::Error::InvalidArgument`] when a fraction is not in `[0, 1)` or the training part would be
 /// empty.
 pub fn split_train_val_test(ds: &Dataset, val_fraction: f64, test_fraction: f64, seed: u64) -> Result<Splits> {
     check_fraction("validation fraction", val_fraction)?;

@@ -195,7 +195,7 @@ pub fn spirals(n: usize, seed: u64) -> Dataset {
 /// samples from `seed`.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] for an unknown name (listing the valid ones), `n == 0` or
+/// [`exactflow_kernels::Error::InvalidArgument`] for an unknown name (listing the valid ones), `n == 0` or
 /// `n > MAX_SAMPLES`.
 pub fn generate(name: &str, n: usize, seed: u64) -> Result<Dataset> {
     if n == 0 || n > MAX_SAMPLES {

@@ -40,13 +40,16 @@ fn train_loss(flow: &mut Flow<f64>, x: &Tensor<f64>, w: &[f64]) -> exactflow_ker
     Ok(log_p.iter().zip(w).map(|(a, b)| a * b).sum())
 }
 
+/// Every trainable parameter's gradient, by name.
+type NamedGrads = Vec<(String, Vec<f64>)>;
+
 /// The flow's gradients after one training pass in `mode`: dL/dx and every trainable parameter's.
 fn gradients(
     flow: &mut Flow<f64>,
     x: &Tensor<f64>,
     w: &[f64],
     mode: TrainMode,
-) -> Result<(InputGrad<f64>, Vec<(String, Vec<f64>)>), TestCaseError> {
+) -> Result<(InputGrad<f64>, NamedGrads), TestCaseError> {
     flow.zero_grad();
     let (_, cache) = flow.forward_train(x, None, mode).map_err(flow_fail("forward_train"))?;
     let grad = flow.backward(cache, w).map_err(flow_fail("backward"))?;
