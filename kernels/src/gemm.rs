@@ -7,32 +7,14 @@
 //! [`gemm`] validates the shapes and dispatches through [`Real::gemm_kernel`]: faer's gemm for
 //! `f32` and `f64`, a plain loop for every other scalar (the dual numbers). Both run on one thread
 //! or, with [`Parallelism::Rayon`], on rayon's pool.
-
-use rayon::prelude::*;
+//!
+//! The views and [`Parallelism`] are defined in the private `view` module, below `Real`, and
+//! re-exported here, where they have always been reached.
 
 use crate::error::{Error, Result};
 use crate::real::Real;
 
-/// How many threads a kernel may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Parallelism {
-    /// One thread: results are bit-for-bit reproducible.
-    #[default]
-    Sequential,
-    /// rayon's global pool, with at most this many threads (0 means all of the pool).
-    Rayon(usize),
-}
-
-impl Parallelism {
-    /// The number of threads this setting allows.
-    pub fn threads(self) -> usize {
-        match self {
-            Parallelism::Sequential => 1,
-            Parallelism::Rayon(0) => rayon::current_num_threads(),
-            Parallelism::Rayon(n) => n,
-        }
-    }
-}
+pub use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
 static DEFAULT_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
@@ -52,200 +34,6 @@ pub fn default_parallelism() -> Parallelism {
     match DEFAULT_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
         1 => Parallelism::Sequential,
         n => Parallelism::Rayon(n),
-    }
-}
-
-/// A read-only strided row-major matrix view, optionally transposed.
-///
-/// Element (i, j) of the *stored* matrix is `data[i * ld + j]`; [`MatSlice::t`] flips the view
-/// without moving data. [`MatSlice::rows`] and [`MatSlice::cols`] give the shape after the flip.
-#[derive(Clone, Copy, Debug)]
-pub struct MatSlice<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    ld: usize,
-    transposed: bool,
-}
-
-/// A mutable strided row-major matrix view: element (i, j) is `data[i * ld + j]`.
-#[derive(Debug)]
-pub struct MatSliceMut<'a, T> {
-    data: &'a mut [T],
-    rows: usize,
-    cols: usize,
-    ld: usize,
-}
-
-fn check_strided(op: &'static str, len: usize, rows: usize, cols: usize, ld: usize) -> Result<()> {
-    if ld < cols {
-        return Err(Error::invalid(
-            op,
-            "leading dimension",
-            format!("{ld} is smaller than the column count {cols}"),
-        ));
-    }
-    let needed = if rows == 0 || cols == 0 {
-        0
-    } else {
-        (rows - 1)
-            .checked_mul(ld)
-            .and_then(|v| v.checked_add(cols))
-            .ok_or_else(|| Error::invalid(op, "shape", format!("{rows}x{cols} with ld {ld} overflows")))?
-    };
-    if len < needed {
-        return Err(Error::LengthMismatch {
-            op,
-            what: "matrix data",
-            expected: needed,
-            found: len,
-        });
-    }
-    Ok(())
-}
-
-impl<'a, T: Copy> MatSlice<'a, T> {
-    /// A dense row-major `rows x cols` view of `data` (whose length must be `rows * cols`).
-    ///
-    /// # Errors
-    /// [`Error::LengthMismatch`] when `data.len() != rows * cols`.
-    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
-        let expected = rows
-            .checked_mul(cols)
-            .ok_or_else(|| Error::invalid("MatSlice::new", "shape", "rows * cols overflows"))?;
-        if data.len() != expected {
-            return Err(Error::LengthMismatch {
-                op: "MatSlice::new",
-                what: "matrix data",
-                expected,
-                found: data.len(),
-            });
-        }
-        Ok(MatSlice {
-            data,
-            rows,
-            cols,
-            ld: cols,
-            transposed: false,
-        })
-    }
-
-    /// A strided view: element (i, j) at `data[i * ld + j]`, `ld >= cols`.
-    ///
-    /// # Errors
-    /// When `ld < cols` or `data` is too short for the last row.
-    pub fn strided(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Result<Self> {
-        check_strided("MatSlice::strided", data.len(), rows, cols, ld)?;
-        Ok(MatSlice {
-            data,
-            rows,
-            cols,
-            ld,
-            transposed: false,
-        })
-    }
-
-    /// The transposed view (no data moves).
-    #[must_use]
-    pub fn t(self) -> Self {
-        MatSlice {
-            transposed: !self.transposed,
-            ..self
-        }
-    }
-
-    /// Rows of the view (after any transpose).
-    pub fn rows(&self) -> usize {
-        if self.transposed { self.cols } else { self.rows }
-    }
-
-    /// Columns of the view (after any transpose).
-    pub fn cols(&self) -> usize {
-        if self.transposed { self.rows } else { self.cols }
-    }
-
-    /// Whether the view is the transpose of the stored data.
-    pub fn is_transposed(&self) -> bool {
-        self.transposed
-    }
-
-    /// Leading dimension of the stored data.
-    pub fn ld(&self) -> usize {
-        self.ld
-    }
-
-    /// The underlying storage.
-    pub fn data(&self) -> &'a [T] {
-        self.data
-    }
-
-    /// Element (i, j) of the view (after any transpose).
-    ///
-    /// # Panics
-    /// When (i, j) is out of range (an internal invariant of the kernels that call it).
-    #[inline]
-    pub fn at(&self, i: usize, j: usize) -> T {
-        debug_assert!(i < self.rows() && j < self.cols());
-        if self.transposed {
-            self.data[j * self.ld + i]
-        } else {
-            self.data[i * self.ld + j]
-        }
-    }
-}
-
-impl<'a, T: Copy> MatSliceMut<'a, T> {
-    /// A dense row-major `rows x cols` mutable view.
-    ///
-    /// # Errors
-    /// [`Error::LengthMismatch`] when `data.len() != rows * cols`.
-    pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Result<Self> {
-        let expected = rows
-            .checked_mul(cols)
-            .ok_or_else(|| Error::invalid("MatSliceMut::new", "shape", "rows * cols overflows"))?;
-        if data.len() != expected {
-            return Err(Error::LengthMismatch {
-                op: "MatSliceMut::new",
-                what: "matrix data",
-                expected,
-                found: data.len(),
-            });
-        }
-        Ok(MatSliceMut {
-            data,
-            rows,
-            cols,
-            ld: cols,
-        })
-    }
-
-    /// A strided mutable view: element (i, j) at `data[i * ld + j]`, `ld >= cols`.
-    ///
-    /// # Errors
-    /// When `ld < cols` or `data` is too short for the last row.
-    pub fn strided(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Result<Self> {
-        check_strided("MatSliceMut::strided", data.len(), rows, cols, ld)?;
-        Ok(MatSliceMut { data, rows, cols, ld })
-    }
-
-    /// Rows of the view.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Columns of the view.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Leading dimension.
-    pub fn ld(&self) -> usize {
-        self.ld
-    }
-
-    /// The underlying storage.
-    pub fn data_mut(&mut self) -> &mut [T] {
-        self.data
     }
 }
 
@@ -306,7 +94,8 @@ pub fn gemm<T: Real>(
 ///
 /// Row i of C is computed as `beta * C[i, :] + alpha * sum_p op(A)[i, p] * op(B)[p, :]`, so the
 /// inner loop runs along a row of B when B is not transposed, and as a dot product otherwise;
-/// rows are independent, which is how the rayon variant splits the work.
+/// rows are independent, which is how the rayon variant splits the work. An `alpha` or `beta`
+/// is skipped only when [`Real::is_exact_zero`] (for a dual number, its derivative too).
 pub fn generic_gemm<T: Real>(
     alpha: T,
     a: MatSlice<'_, T>,
@@ -315,99 +104,7 @@ pub fn generic_gemm<T: Real>(
     c: MatSliceMut<'_, T>,
     par: Parallelism,
 ) {
-    let (m, n, k) = (c.rows, c.cols, a.cols());
-    if m == 0 || n == 0 {
-        return;
-    }
-    let ld = c.ld;
-    let row_job = |i: usize, row: &mut [T]| {
-        let row = &mut row[..n];
-        // `is_exact_zero` rather than `==`: a dual `beta` or `alpha` whose value is 0 or 1 but
-        // whose derivative is not must still be applied.
-        if beta.is_exact_zero() {
-            row.iter_mut().for_each(|v| *v = T::zero());
-        } else if !(beta - T::one()).is_exact_zero() {
-            row.iter_mut().for_each(|v| *v *= beta);
-        }
-        if alpha.is_exact_zero() {
-            return;
-        }
-        if b.is_transposed() {
-            for (j, out) in row.iter_mut().enumerate() {
-                let mut acc = T::zero();
-                for p in 0..k {
-                    acc += a.at(i, p) * b.at(p, j);
-                }
-                *out += alpha * acc;
-            }
-        } else {
-            for p in 0..k {
-                let aip = alpha * a.at(i, p);
-                let brow = &b.data[p * b.ld..p * b.ld + n];
-                for (out, &bv) in row.iter_mut().zip(brow) {
-                    *out += aip * bv;
-                }
-            }
-        }
-    };
-    // The last row of a strided view may be shorter than ld; pad the slicing accordingly.
-    let data = &mut c.data[..(m - 1) * ld + n];
-    match par {
-        Parallelism::Sequential => {
-            for i in 0..m {
-                let start = i * ld;
-                row_job(i, &mut data[start..(start + n)]);
-            }
-        }
-        Parallelism::Rayon(_) => {
-            let (head, last) = data.split_at_mut((m - 1) * ld);
-            head.par_chunks_mut(ld).enumerate().for_each(|(i, row)| row_job(i, row));
-            row_job(m - 1, last);
-        }
-    }
-}
-
-fn faer_ref<'a, T>(s: MatSlice<'a, T>) -> faer::MatRef<'a, T> {
-    let view = faer::MatRef::from_row_major_slice_with_stride(s.data, s.rows, s.cols, s.ld);
-    if s.transposed { view.transpose() } else { view }
-}
-
-/// faer's gemm for `f32` and `f64`. Shapes must already be validated.
-pub(crate) fn faer_gemm<T>(
-    alpha: T,
-    a: MatSlice<'_, T>,
-    b: MatSlice<'_, T>,
-    beta: T,
-    c: MatSliceMut<'_, T>,
-    par: Parallelism,
-) where
-    T: Real + faer::traits::ComplexField,
-{
-    let (m, n) = (c.rows, c.cols);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let ld = c.ld;
-    let len = (m - 1) * ld + n;
-    let data = &mut c.data[..len];
-    let accum = if beta == T::zero() {
-        faer::Accum::Replace
-    } else {
-        if beta != T::one() {
-            for i in 0..m {
-                data[i * ld..i * ld + n].iter_mut().for_each(|v| *v *= beta);
-            }
-        }
-        faer::Accum::Add
-    };
-    // A row-major m x n block is the transpose of a column-major n x m one. (faer 0.24.4's own
-    // `from_row_major_slice_with_stride_mut` builds a column-major view, so it is not used.)
-    let dst = faer::MatMut::from_column_major_slice_with_stride_mut(data, n, m, ld).transpose_mut();
-    let fpar = match par {
-        Parallelism::Sequential => faer::Par::Seq,
-        Parallelism::Rayon(t) => faer::Par::rayon(t),
-    };
-    faer::linalg::matmul::matmul(dst, accum, faer_ref(a), faer_ref(b), alpha, fpar);
+    crate::ground::gemm(alpha, a, b, beta, c, par, T::is_exact_zero);
 }
 
 #[cfg(test)]
