@@ -35,7 +35,8 @@
 //!
 //! 1. [`error`]; `view`, the strided views and [`gemm::Parallelism`] (no [`Real`] yet);
 //! 2. `ground`, the generic reference loops (gemm, couplings) over `num_traits::Float`;
-//! 3. `faer_gemm` and `vectorized` (the SIMD kernels for f32/f64 and [`simd::Backend`]);
+//! 3. `faer_gemm` and `vectorized` (the SIMD kernels for f32/f64, [`simd::Backend`] and the
+//!    CPU-feature tokens without which no SIMD instruction can be reached);
 //! 4. [`real`], whose [`Real`] methods dispatch to 2 and 3;
 //! 5. the checked entry points: [`gemm`], [`simd`], then [`coupling`] and [`matrix`];
 //!    `logdet_value` ([`LogDet`]);

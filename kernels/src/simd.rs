@@ -6,6 +6,11 @@
 //! `EXACTFLOW_SIMD=scalar|avx2|avx512` lowers the choice, for comparisons and debugging (a backend
 //! the CPU lacks is never used).
 //!
+//! A backend the CPU lacks cannot be run by mistake either: the vectorized code is reachable only
+//! through a zero-sized CPU-feature token that runtime detection alone can make, so the `unsafe`
+//! inside is sound by construction, whatever backend is asked for ([`SimdFloat`]'s methods,
+//! [`crate::coupling::affine_forward_on`] and the other `*_on` functions).
+//!
 //! # Accuracy of the vectorized exp
 //! At most 4 ULP from std's `exp` over the whole finite input range, subnormal results and
 //! overflow to +inf included; NaN gives NaN, -inf gives 0, +inf gives +inf. ULP distance is counted

@@ -8,6 +8,14 @@
 //! the best backend the running CPU has (once, then cached); the environment variable
 //! `EXACTFLOW_SIMD=scalar|avx2|avx512` lowers the choice, for comparisons and debugging (a backend
 //! the CPU lacks is never used).
+//!
+//! # Soundness by construction
+//! The intrinsics run only on registers built from a CPU-feature token (`token`), and the
+//! `#[target_feature]` entry points are reached only through a token (`Vectorize`, implemented by
+//! the tokens). A token is made only by its `try_new` after runtime detection, so no safe code
+//! path, in this crate either, can run an instruction the CPU lacks; the dispatch below holds no
+//! `unsafe` at all. `Backend` picks the token: [`Backend::detect`] (with `EXACTFLOW_SIMD`) or an
+//! explicit backend, resolved by `Backend::isa` to its token or to the scalar loops.
 
 mod lanes;
 
@@ -15,12 +23,16 @@ mod lanes;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod token;
 
 use std::sync::OnceLock;
 
 use crate::ground;
 
 use lanes::Lanes;
+#[cfg(target_arch = "x86_64")]
+use token::{Avx2Fma, Avx512F};
 
 /// An instruction set the SIMD kernels can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,9 +70,9 @@ impl Backend {
         match self {
             Backend::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            Backend::Avx2 => Avx2Fma::try_new().is_some(),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512 => is_x86_feature_detected!("avx512f"),
+            Backend::Avx512 => Avx512F::try_new().is_some(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -92,11 +104,40 @@ impl Backend {
         }
     }
 
-    /// This backend if the CPU supports it, the scalar one otherwise: never run instructions the
-    /// CPU lacks.
-    fn checked(self) -> Backend {
-        if self.is_supported() { self } else { Backend::Scalar }
+    /// The token of this backend if the CPU supports it, the scalar code otherwise: never run
+    /// instructions the CPU lacks.
+    #[inline]
+    fn isa(self) -> Isa {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => Avx2Fma::try_new().map_or(Isa::Scalar, Isa::Avx2),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => Avx512F::try_new().map_or(Isa::Scalar, Isa::Avx512),
+            _ => Isa::Scalar,
+        }
     }
+}
+
+/// A backend resolved on the running CPU: the token proving its features, or the scalar code.
+#[derive(Clone, Copy, Debug)]
+enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2Fma),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512F),
+}
+
+/// The `#[target_feature]` kernels of one instruction set for the element type `E`, implemented
+/// by its token: holding the token is the proof those functions need, so these methods are safe.
+#[cfg(target_arch = "x86_64")]
+trait Vectorize<E> {
+    /// `x = exp(x)` elementwise.
+    fn exp(self, xs: &mut [E]);
+    /// The affine coupling, as [`VectorKernels::affine`].
+    fn affine(self, forward: bool, a: &[E], s: &[E], t: &[E], out: &mut [E], log_det: &mut [E]);
+    /// The additive coupling, as [`VectorKernels::additive`].
+    fn additive(self, forward: bool, a: &[E], t: &[E], out: &mut [E]);
 }
 
 /// Registers that have a vectorized exp.
@@ -120,6 +161,7 @@ fn rows_per_block(d: usize) -> usize {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn affine_body<L: Lanes>(
+    simd: L::Token,
     forward: bool,
     a: &[L::E],
     s: &[L::E],
@@ -140,23 +182,24 @@ fn affine_body<L: Lanes>(
         let hi = lo + ld.len() * d;
         let (a, s, t, out) = (&a[lo..hi], &s[lo..hi], &t[lo..hi], &mut out[lo..hi]);
         if forward {
-            lanes::zip3::<L>(a, s, t, out, &fwd);
+            lanes::zip3::<L>(simd, a, s, t, out, &fwd);
         } else {
-            lanes::zip3::<L>(a, s, t, out, &inv);
+            lanes::zip3::<L>(simd, a, s, t, out, &inv);
         }
         if d > 0 {
             for (l, srow) in ld.iter_mut().zip(s.chunks_exact(d)) {
-                let sum = lanes::row_sum::<L>(srow);
+                let sum = lanes::row_sum::<L>(simd, srow);
                 *l = if forward { *l + sum } else { *l - sum };
             }
         }
     }
 }
 
-/// Generates the `#[target_feature]` entry points of one backend for one element type.
+/// Generates the `#[target_feature]` entry points of one backend for one element type, and the
+/// `Vectorize` impl of the backend's token that is their only way in.
 #[cfg(target_arch = "x86_64")]
 macro_rules! entries {
-    ($modname:ident, $feat:literal, $L:ty, $E:ty, $expfn:path) => {
+    ($modname:ident, $feat:literal, $Token:ty, $L:ty, $E:ty, $expfn:path) => {
         mod $modname {
             use super::*;
 
@@ -168,13 +211,22 @@ macro_rules! entries {
             }
 
             #[target_feature(enable = $feat)]
-            pub(super) fn exp(xs: &mut [$E]) {
-                lanes::map_in_place::<$L>(xs, |v: $L| v.exp())
+            fn exp_with_features(simd: $Token, xs: &mut [$E]) {
+                lanes::map_in_place::<$L>(simd, xs, |v: $L| v.exp())
             }
 
             #[target_feature(enable = $feat)]
-            pub(super) fn affine(forward: bool, a: &[$E], s: &[$E], t: &[$E], out: &mut [$E], ld: &mut [$E]) {
+            fn affine_with_features(
+                simd: $Token,
+                forward: bool,
+                a: &[$E],
+                s: &[$E],
+                t: &[$E],
+                out: &mut [$E],
+                ld: &mut [$E],
+            ) {
                 affine_body::<$L>(
+                    simd,
                     forward,
                     a,
                     s,
@@ -187,11 +239,34 @@ macro_rules! entries {
             }
 
             #[target_feature(enable = $feat)]
-            pub(super) fn additive(forward: bool, a: &[$E], t: &[$E], out: &mut [$E]) {
+            fn additive_with_features(simd: $Token, forward: bool, a: &[$E], t: &[$E], out: &mut [$E]) {
                 if forward {
-                    lanes::zip2::<$L>(a, t, out, |x: $L, t: $L| x.add(t))
+                    lanes::zip2::<$L>(simd, a, t, out, |x: $L, t: $L| x.add(t))
                 } else {
-                    lanes::zip2::<$L>(a, t, out, |y: $L, t: $L| y.sub(t))
+                    lanes::zip2::<$L>(simd, a, t, out, |y: $L, t: $L| y.sub(t))
+                }
+            }
+
+            impl Vectorize<$E> for $Token {
+                #[inline(always)]
+                fn exp(self, xs: &mut [$E]) {
+                    // SAFETY: `self` exists, so `try_new` found on this CPU the features the
+                    // function is compiled with.
+                    unsafe { exp_with_features(self, xs) }
+                }
+
+                #[inline(always)]
+                fn affine(self, forward: bool, a: &[$E], s: &[$E], t: &[$E], out: &mut [$E], ld: &mut [$E]) {
+                    // SAFETY: `self` exists, so `try_new` found on this CPU the features the
+                    // function is compiled with.
+                    unsafe { affine_with_features(self, forward, a, s, t, out, ld) }
+                }
+
+                #[inline(always)]
+                fn additive(self, forward: bool, a: &[$E], t: &[$E], out: &mut [$E]) {
+                    // SAFETY: `self` exists, so `try_new` found on this CPU the features the
+                    // function is compiled with.
+                    unsafe { additive_with_features(self, forward, a, t, out) }
                 }
             }
         }
@@ -199,13 +274,13 @@ macro_rules! entries {
 }
 
 #[cfg(target_arch = "x86_64")]
-entries!(avx2_f64, "avx2,fma", avx2::F64x4, f64, lanes::exp_f64);
+entries!(avx2_f64, "avx2,fma", Avx2Fma, avx2::F64x4, f64, lanes::exp_f64);
 #[cfg(target_arch = "x86_64")]
-entries!(avx2_f32, "avx2,fma", avx2::F32x8, f32, lanes::exp_f32);
+entries!(avx2_f32, "avx2,fma", Avx2Fma, avx2::F32x8, f32, lanes::exp_f32);
 #[cfg(target_arch = "x86_64")]
-entries!(avx512_f64, "avx512f", avx512::F64x8, f64, lanes::exp_f64);
+entries!(avx512_f64, "avx512f", Avx512F, avx512::F64x8, f64, lanes::exp_f64);
 #[cfg(target_arch = "x86_64")]
-entries!(avx512_f32, "avx512f", avx512::F32x16, f32, lanes::exp_f32);
+entries!(avx512_f32, "avx512f", Avx512F, avx512::F32x16, f32, lanes::exp_f32);
 
 /// The vectorized kernels of one element type (`f32`, `f64`) on a chosen backend, the scalar one
 /// if the CPU lacks it. Lengths must have been checked by the caller.
@@ -228,17 +303,18 @@ pub(crate) trait VectorKernels: Sized {
     fn additive(backend: Backend, forward: bool, a: &[Self], t: &[Self], out: &mut [Self]);
 }
 
+// The dispatch: a backend resolves to a token (or the scalar loops), and the token is the way into
+// the `#[target_feature]` code. No `unsafe` here: without a token there is no call to make.
 macro_rules! vector_kernels {
-    ($E:ty, $m2:ident, $m512:ident) => {
+    ($E:ty) => {
         impl VectorKernels for $E {
             fn exp(backend: Backend, xs: &mut [Self]) {
-                match backend.checked() {
+                match backend.isa() {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `checked` confirmed the CPU supports the backend's features.
-                    Backend::Avx512 => unsafe { $m512::exp(xs) },
+                    Isa::Avx512(simd) => Vectorize::<$E>::exp(simd, xs),
                     #[cfg(target_arch = "x86_64")]
-                    Backend::Avx2 => unsafe { $m2::exp(xs) },
-                    _ => xs.iter_mut().for_each(|v| *v = v.exp()),
+                    Isa::Avx2(simd) => Vectorize::<$E>::exp(simd, xs),
+                    Isa::Scalar => xs.iter_mut().for_each(|v| *v = v.exp()),
                 }
             }
 
@@ -257,13 +333,12 @@ macro_rules! vector_kernels {
                 } else {
                     out.len() % log_det.len() == 0
                 });
-                match backend.checked() {
+                match backend.isa() {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `checked` confirmed the CPU supports the backend's features.
-                    Backend::Avx512 => unsafe { $m512::affine(forward, a, s, t, out, log_det) },
+                    Isa::Avx512(simd) => Vectorize::<$E>::affine(simd, forward, a, s, t, out, log_det),
                     #[cfg(target_arch = "x86_64")]
-                    Backend::Avx2 => unsafe { $m2::affine(forward, a, s, t, out, log_det) },
-                    _ => {
+                    Isa::Avx2(simd) => Vectorize::<$E>::affine(simd, forward, a, s, t, out, log_det),
+                    Isa::Scalar => {
                         if forward {
                             ground::affine_forward(a, s, t, out, log_det)
                         } else {
@@ -275,13 +350,12 @@ macro_rules! vector_kernels {
 
             fn additive(backend: Backend, forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
                 assert!(a.len() == out.len() && t.len() == out.len());
-                match backend.checked() {
+                match backend.isa() {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `checked` confirmed the CPU supports the backend's features.
-                    Backend::Avx512 => unsafe { $m512::additive(forward, a, t, out) },
+                    Isa::Avx512(simd) => Vectorize::<$E>::additive(simd, forward, a, t, out),
                     #[cfg(target_arch = "x86_64")]
-                    Backend::Avx2 => unsafe { $m2::additive(forward, a, t, out) },
-                    _ => {
+                    Isa::Avx2(simd) => Vectorize::<$E>::additive(simd, forward, a, t, out),
+                    Isa::Scalar => {
                         if forward {
                             ground::additive_forward(a, t, out)
                         } else {
@@ -294,8 +368,8 @@ macro_rules! vector_kernels {
     };
 }
 
-vector_kernels!(f64, avx2_f64, avx512_f64);
-vector_kernels!(f32, avx2_f32, avx512_f32);
+vector_kernels!(f64);
+vector_kernels!(f32);
 
 #[cfg(test)]
 mod tests {
@@ -311,7 +385,13 @@ mod tests {
         assert_eq!(Backend::Avx512.lanes(4), 16);
         assert_eq!(Backend::Scalar.lanes(8), 1);
         assert_eq!(Backend::Avx512.name(), "avx512");
-        // An unsupported backend falls back to scalar rather than executing missing instructions.
-        assert!(Backend::Avx512.checked().is_supported());
+        // A backend resolves to its token exactly when the CPU supports it; an unsupported one
+        // falls back to scalar rather than executing missing instructions.
+        for b in Backend::available() {
+            assert_eq!(matches!(b.isa(), Isa::Scalar), b == Backend::Scalar, "{b:?}");
+        }
+        for b in [Backend::Avx2, Backend::Avx512] {
+            assert_eq!(matches!(b.isa(), Isa::Scalar), !b.is_supported(), "{b:?}");
+        }
     }
 }
