@@ -10,12 +10,20 @@
 //! | [`additive_inverse`] | `x = y - t` | 0 |
 //!
 //! For `f32` and `f64` they run the SIMD code of [`crate::simd`] (AVX-512 / AVX2 when present);
-//! every other [`Real`] runs the generic loops below, which are also the reference the SIMD code is
-//! tested against. The `*_on` variants take an explicit [`Backend`] for tests and benchmarks.
+//! every other [`Real`] runs the generic loops re-exported below ([`generic_affine_forward`] and
+//! the rest), which are also the reference the SIMD code is tested against. The `*_on` variants
+//! take an explicit [`Backend`] for tests and benchmarks.
 
 use crate::error::{Error, Result};
 use crate::real::Real;
 use crate::simd::{Backend, SimdFloat};
+
+// The reference loops live in the ground module, below `Real` (whose default methods run them);
+// they keep their public names here.
+pub use crate::ground::{
+    additive_forward as generic_additive_forward, additive_inverse as generic_additive_inverse,
+    affine_forward as generic_affine_forward, affine_inverse as generic_affine_inverse,
+};
 
 fn check_block(op: &'static str, d: usize, rows: usize, parts: &[(&'static str, usize)]) -> Result<()> {
     let expected = rows
@@ -166,64 +174,6 @@ pub fn additive_on<T: SimdFloat>(backend: Backend, forward: bool, a: &[T], t: &[
 /// `exp` in place on an explicit SIMD backend (the scalar one if the CPU lacks it).
 pub fn exp_on<T: SimdFloat>(backend: Backend, xs: &mut [T]) {
     T::simd_exp(backend, xs);
-}
-
-fn rows_of(len: usize, rows: usize) -> usize {
-    len.checked_div(rows).unwrap_or(0)
-}
-
-/// The generic (and reference) affine forward. Lengths must agree.
-///
-/// # Panics
-/// If `s`, `t` or `y` is shorter than `x`.
-pub fn generic_affine_forward<T: Real>(x: &[T], s: &[T], t: &[T], y: &mut [T], log_det: &mut [T]) {
-    let d = rows_of(x.len(), log_det.len());
-    if d == 0 {
-        return;
-    }
-    for (i, l) in log_det.iter_mut().enumerate() {
-        let r = i * d..(i + 1) * d;
-        let mut sum = T::zero();
-        for (((yv, &xv), &sv), &tv) in y[r.clone()].iter_mut().zip(&x[r.clone()]).zip(&s[r.clone()]).zip(&t[r]) {
-            *yv = xv * sv.exp() + tv;
-            sum += sv;
-        }
-        *l += sum;
-    }
-}
-
-/// The generic (and reference) affine inverse. Lengths must agree.
-///
-/// # Panics
-/// If `s`, `t` or `x` is shorter than `y`.
-pub fn generic_affine_inverse<T: Real>(y: &[T], s: &[T], t: &[T], x: &mut [T], log_det: &mut [T]) {
-    let d = rows_of(y.len(), log_det.len());
-    if d == 0 {
-        return;
-    }
-    for (i, l) in log_det.iter_mut().enumerate() {
-        let r = i * d..(i + 1) * d;
-        let mut sum = T::zero();
-        for (((xv, &yv), &sv), &tv) in x[r.clone()].iter_mut().zip(&y[r.clone()]).zip(&s[r.clone()]).zip(&t[r]) {
-            *xv = (yv - tv) * (-sv).exp();
-            sum += sv;
-        }
-        *l -= sum;
-    }
-}
-
-/// The generic additive forward `y = x + t`.
-pub fn generic_additive_forward<T: Real>(x: &[T], t: &[T], y: &mut [T]) {
-    for ((yv, &xv), &tv) in y.iter_mut().zip(x).zip(t) {
-        *yv = xv + tv;
-    }
-}
-
-/// The generic additive inverse `x = y - t`.
-pub fn generic_additive_inverse<T: Real>(y: &[T], t: &[T], x: &mut [T]) {
-    for ((xv, &yv), &tv) in x.iter_mut().zip(y).zip(t) {
-        *xv = yv - tv;
-    }
 }
 
 #[cfg(test)]

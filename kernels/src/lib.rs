@@ -27,19 +27,39 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Layering
+//!
+//! Every module imports only from modules above it in this list, so the import graph has no
+//! cycle (private modules in `code`):
+//!
+//! 1. [`error`]; `view`, the strided views and [`gemm::Parallelism`] (no [`Real`] yet);
+//! 2. `ground`, the generic reference loops (gemm, couplings) over `num_traits::Float`;
+//! 3. `faer_gemm` and `vectorized` (the SIMD kernels for f32/f64, [`simd::Backend`] and the
+//!    CPU-feature tokens without which no SIMD instruction can be reached);
+//! 4. [`real`], whose [`Real`] methods dispatch to 2 and 3;
+//! 5. the checked entry points: [`gemm`], [`simd`], then [`coupling`] and [`matrix`];
+//!    `logdet_value` ([`LogDet`]);
+//! 6. [`triangular`] and [`lu`], which build a [`LogDet`] from `logdet_value`; then [`logdet`], the
+//!    dispatcher over both; then [`audit`].
 
 #![warn(missing_docs)]
 
 pub mod audit;
 pub mod coupling;
 pub mod error;
+mod faer_gemm;
 pub mod gemm;
+mod ground;
 pub mod logdet;
+mod logdet_value;
 pub mod lu;
 pub mod matrix;
 pub mod real;
 pub mod simd;
 pub mod triangular;
+mod vectorized;
+mod view;
 
 pub use audit::{
     ExactDeterminant, MatrixAudit, Recompute, audit_matrix, audit_matrix_with, bareiss_determinant, cond1_estimate,

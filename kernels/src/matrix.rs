@@ -9,8 +9,9 @@
 use std::ops::{Index, IndexMut};
 
 use crate::error::{Error, Result};
-use crate::gemm::{self, MatSlice, MatSliceMut, Parallelism};
+use crate::gemm;
 use crate::real::Real;
+use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
 /// An owned, contiguous, row-major dense matrix: entry (i, j) is `data[i * cols + j]`.
 #[derive(Clone, Debug, PartialEq)]

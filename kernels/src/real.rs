@@ -5,14 +5,19 @@
 //! derivative runs through the very code that users run. Hot paths (gemm, the coupling transforms,
 //! a vectorized exp) are trait methods whose default is a plain generic loop; `f32` and `f64`
 //! override them with faer's gemm and the SIMD kernels of [`crate::simd`].
+//!
+//! The trait sits in the middle of the crate: it calls down into the generic loops, faer's gemm and
+//! the SIMD kernels (none of which knows `Real`), and the checked entry points call it.
 
 use std::fmt::Debug;
 
 use autodiff::F1;
 use num_traits::{Float, FromPrimitive, NumAssign};
 
-use crate::gemm::{self, MatSlice, MatSliceMut, Parallelism};
-use crate::simd::{Backend, SimdFloat};
+use crate::faer_gemm;
+use crate::ground;
+use crate::vectorized::{Backend, VectorKernels};
+use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
 /// A real scalar: `f32`, `f64` or a forward-mode dual number.
 ///
@@ -57,7 +62,7 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
         c: MatSliceMut<'_, Self>,
         par: Parallelism,
     ) {
-        gemm::generic_gemm(alpha, a, b, beta, c, par);
+        ground::gemm(alpha, a, b, beta, c, par, Self::is_exact_zero);
     }
 
     /// `x = exp(x)` elementwise. The default calls `Float::exp`; `f32` and `f64` use the SIMD exp
@@ -75,7 +80,7 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     /// # Panics
     /// If the lengths disagree.
     fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
-        crate::coupling::generic_affine_forward(x, s, t, y, log_det);
+        ground::affine_forward(x, s, t, y, log_det);
     }
 
     /// Affine coupling inverse on rows: `x = (y - t) * exp(-s)`, `log_det[i] -= sum_j s[i, j]`.
@@ -84,7 +89,7 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     /// # Panics
     /// If the lengths disagree.
     fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
-        crate::coupling::generic_affine_inverse(y, s, t, x, log_det);
+        ground::affine_inverse(y, s, t, x, log_det);
     }
 
     /// Additive coupling on equal-length slices: forward `out = a + t`, inverse `out = a - t`.
@@ -95,9 +100,9 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     /// If the lengths disagree.
     fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
         if forward {
-            crate::coupling::generic_additive_forward(a, t, out);
+            ground::additive_forward(a, t, out);
         } else {
-            crate::coupling::generic_additive_inverse(a, t, out);
+            ground::additive_inverse(a, t, out);
         }
     }
 }
@@ -123,23 +128,23 @@ impl Real for f64 {
         c: MatSliceMut<'_, Self>,
         par: Parallelism,
     ) {
-        gemm::faer_gemm(alpha, a, b, beta, c, par);
+        faer_gemm::gemm(alpha, a, b, beta, c, par);
     }
 
     fn exp_kernel(xs: &mut [Self]) {
-        <f64 as SimdFloat>::simd_exp(Backend::detect(), xs);
+        <f64 as VectorKernels>::exp(Backend::detect(), xs);
     }
 
     fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
-        <f64 as SimdFloat>::simd_affine(Backend::detect(), true, x, s, t, y, log_det);
+        <f64 as VectorKernels>::affine(Backend::detect(), true, x, s, t, y, log_det);
     }
 
     fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
-        <f64 as SimdFloat>::simd_affine(Backend::detect(), false, y, s, t, x, log_det);
+        <f64 as VectorKernels>::affine(Backend::detect(), false, y, s, t, x, log_det);
     }
 
     fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
-        <f64 as SimdFloat>::simd_additive(Backend::detect(), forward, a, t, out);
+        <f64 as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
     }
 }
 
@@ -164,23 +169,23 @@ impl Real for f32 {
         c: MatSliceMut<'_, Self>,
         par: Parallelism,
     ) {
-        gemm::faer_gemm(alpha, a, b, beta, c, par);
+        faer_gemm::gemm(alpha, a, b, beta, c, par);
     }
 
     fn exp_kernel(xs: &mut [Self]) {
-        <f32 as SimdFloat>::simd_exp(Backend::detect(), xs);
+        <f32 as VectorKernels>::exp(Backend::detect(), xs);
     }
 
     fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
-        <f32 as SimdFloat>::simd_affine(Backend::detect(), true, x, s, t, y, log_det);
+        <f32 as VectorKernels>::affine(Backend::detect(), true, x, s, t, y, log_det);
     }
 
     fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
-        <f32 as SimdFloat>::simd_affine(Backend::detect(), false, y, s, t, x, log_det);
+        <f32 as VectorKernels>::affine(Backend::detect(), false, y, s, t, x, log_det);
     }
 
     fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
-        <f32 as SimdFloat>::simd_additive(Backend::detect(), forward, a, t, out);
+        <f32 as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
     }
 }
 

@@ -9,7 +9,7 @@
 //! structure, or [`crate::log_det_with`] with [`crate::LogDetMethod::Auto`] to let it decide.
 
 use crate::error::{Error, Result};
-use crate::logdet::{LogDet, log_det_of_diagonal};
+use crate::logdet_value::{LogDet, log_det_of_diagonal};
 use crate::matrix::{MatrixInput, check_square};
 use crate::real::Real;
 

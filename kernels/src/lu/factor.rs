@@ -15,8 +15,8 @@
 //! zero column, recording it: the factorization of a singular matrix is still P A = L U with a
 //! zero on U's diagonal, which is what the log-det needs.
 
-use crate::gemm::{MatSlice, MatSliceMut, Parallelism};
 use crate::real::Real;
+use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
 /// Below this many columns the recursion stops and the unblocked code finishes the panel.
 pub(crate) const RECURSION_BASE: usize = 16;

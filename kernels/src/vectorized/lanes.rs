@@ -2,26 +2,44 @@
 //!
 //! Each instruction set implements [`Lanes`] for its `f32` and `f64` registers; the algorithms
 //! here are `#[inline(always)]` generic bodies that are compiled inside `#[target_feature]` entry
-//! points (see `avx2.rs`, `avx512.rs`), so one body serves every backend.
+//! points (see `mod.rs`), so one body serves every backend.
+//!
+//! A register is made only from the CPU-feature token of its instruction set (`load`, `splat`)
+//! and carries it, so the lane operations are safe methods: holding a register proves the CPU
+//! runs its instructions (see `token`). Only the memory side of `load` and `store` is `unsafe`.
+
+/// Elements in the stack buffers that pad a slice's tail to a whole register.
+const TAIL: usize = 16;
 
 /// One SIMD register of `W` lanes of `E`, with the handful of operations the kernels need.
-pub(crate) trait Lanes: Copy {
+///
+/// # Safety
+/// An implementor guarantees that a value of the type exists only if a `Token` was obtained (its
+/// constructors take one, its fields are private), which is what makes its instruction set safe
+/// to run in every method; and that `load` and `store` access exactly `W` elements.
+pub(crate) unsafe trait Lanes: Copy {
+    /// The CPU-feature token whose existence proves this register's instructions run here.
+    type Token: Copy;
     /// The element type (`f32` or `f64`).
     type E: Copy + Default + std::ops::Add<Output = Self::E> + std::ops::Sub<Output = Self::E>;
     /// Lanes per register.
     const W: usize;
 
+    /// The token this register was made with, to make more registers of its kind.
+    fn token(self) -> Self::Token;
     /// Unaligned load of `W` elements.
     ///
     /// # Safety
-    /// `p` must be valid for reading `W` elements.
-    unsafe fn load(p: *const Self::E) -> Self;
+    /// `p` must be valid for reading `W` elements. (The token covers the instruction set.)
+    unsafe fn load(simd: Self::Token, p: *const Self::E) -> Self;
     /// Unaligned store of `W` elements.
     ///
     /// # Safety
-    /// `p` must be valid for writing `W` elements.
+    /// `p` must be valid for writing `W` elements. (The register's token covers the instruction
+    /// set.)
     unsafe fn store(self, p: *mut Self::E);
-    fn splat(v: Self::E) -> Self;
+    /// `v` in every lane.
+    fn splat(simd: Self::Token, v: Self::E) -> Self;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn mul(self, o: Self) -> Self;
@@ -74,10 +92,11 @@ const HI_32: f32 = 89.0;
 /// are correctly rounded from p and overflow gives +inf as it should.
 #[inline(always)]
 pub(crate) fn exp_f64<L: Lanes<E = f64>>(x: L) -> L {
-    let xc = x.max(L::splat(LO_64)).min(L::splat(HI_64));
-    let k = xc.mul(L::splat(LOG2E_64)).round();
-    let hi = k.neg().fma(L::splat(LN2_HI_64), xc);
-    let r = k.neg().fma(L::splat(LN2_LO_64), hi);
+    let simd = x.token();
+    let xc = x.max(L::splat(simd, LO_64)).min(L::splat(simd, HI_64));
+    let k = xc.mul(L::splat(simd, LOG2E_64)).round();
+    let hi = k.neg().fma(L::splat(simd, LN2_HI_64), xc);
+    let r = k.neg().fma(L::splat(simd, LN2_LO_64), hi);
     // 1/n! for n = 13 down to 0.
     const C: [f64; 14] = [
         1.0 / 6_227_020_800.0,
@@ -95,11 +114,11 @@ pub(crate) fn exp_f64<L: Lanes<E = f64>>(x: L) -> L {
         1.0,
         1.0,
     ];
-    let mut p = L::splat(C[0]);
+    let mut p = L::splat(simd, C[0]);
     for &c in &C[1..] {
-        p = p.fma(r, L::splat(c));
+        p = p.fma(r, L::splat(simd, c));
     }
-    let k1 = k.mul(L::splat(0.5)).floor();
+    let k1 = k.mul(L::splat(simd, 0.5)).floor();
     let k2 = k.sub(k1);
     let res = p.mul(k1.pow2i()).mul(k2.pow2i());
     L::keep_nan(x, res)
@@ -108,10 +127,11 @@ pub(crate) fn exp_f64<L: Lanes<E = f64>>(x: L) -> L {
 /// exp for `f32` lanes, the same scheme with a degree-7 polynomial (truncation below 0.1 ULP).
 #[inline(always)]
 pub(crate) fn exp_f32<L: Lanes<E = f32>>(x: L) -> L {
-    let xc = x.max(L::splat(LO_32)).min(L::splat(HI_32));
-    let k = xc.mul(L::splat(LOG2E_32)).round();
-    let hi = k.neg().fma(L::splat(LN2_HI_32), xc);
-    let r = k.neg().fma(L::splat(LN2_LO_32), hi);
+    let simd = x.token();
+    let xc = x.max(L::splat(simd, LO_32)).min(L::splat(simd, HI_32));
+    let k = xc.mul(L::splat(simd, LOG2E_32)).round();
+    let hi = k.neg().fma(L::splat(simd, LN2_HI_32), xc);
+    let r = k.neg().fma(L::splat(simd, LN2_LO_32), hi);
     const C: [f32; 8] = [
         1.0 / 5_040.0,
         1.0 / 720.0,
@@ -122,11 +142,11 @@ pub(crate) fn exp_f32<L: Lanes<E = f32>>(x: L) -> L {
         1.0,
         1.0,
     ];
-    let mut p = L::splat(C[0]);
+    let mut p = L::splat(simd, C[0]);
     for &c in &C[1..] {
-        p = p.fma(r, L::splat(c));
+        p = p.fma(r, L::splat(simd, c));
     }
-    let k1 = k.mul(L::splat(0.5)).floor();
+    let k1 = k.mul(L::splat(simd, 0.5)).floor();
     let k2 = k.sub(k1);
     let res = p.mul(k1.pow2i()).mul(k2.pow2i());
     L::keep_nan(x, res)
@@ -135,18 +155,19 @@ pub(crate) fn exp_f32<L: Lanes<E = f32>>(x: L) -> L {
 /// Applies `f` to every element of `xs` in place, `W` at a time; the tail goes through a padded
 /// register so that it sees exactly the same arithmetic as the body.
 #[inline(always)]
-pub(crate) fn map_in_place<L: Lanes>(xs: &mut [L::E], f: impl Fn(L) -> L) {
+pub(crate) fn map_in_place<L: Lanes>(simd: L::Token, xs: &mut [L::E], f: impl Fn(L) -> L) {
+    const { assert!(L::W <= TAIL) };
     let mut chunks = xs.chunks_exact_mut(L::W);
     for c in &mut chunks {
         // SAFETY: `c` holds exactly W elements.
-        unsafe { f(L::load(c.as_ptr())).store(c.as_mut_ptr()) };
+        unsafe { f(L::load(simd, c.as_ptr())).store(c.as_mut_ptr()) };
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
-        let mut buf = [L::E::default(); 16];
+        let mut buf = [L::E::default(); TAIL];
         buf[..tail.len()].copy_from_slice(tail);
-        // SAFETY: buf holds 16 >= W elements.
-        unsafe { f(L::load(buf.as_ptr())).store(buf.as_mut_ptr()) };
+        // SAFETY: buf holds TAIL >= W elements (asserted at compile time above).
+        unsafe { f(L::load(simd, buf.as_ptr())).store(buf.as_mut_ptr()) };
         tail.copy_from_slice(&buf[..tail.len()]);
     }
 }
@@ -154,7 +175,15 @@ pub(crate) fn map_in_place<L: Lanes>(xs: &mut [L::E], f: impl Fn(L) -> L) {
 /// `out[i] = f(a[i], b[i], c[i])`, `W` at a time with a padded tail. All four slices must have
 /// the same length (checked by the callers).
 #[inline(always)]
-pub(crate) fn zip3<L: Lanes>(a: &[L::E], b: &[L::E], c: &[L::E], out: &mut [L::E], f: impl Fn(L, L, L) -> L) {
+pub(crate) fn zip3<L: Lanes>(
+    simd: L::Token,
+    a: &[L::E],
+    b: &[L::E],
+    c: &[L::E],
+    out: &mut [L::E],
+    f: impl Fn(L, L, L) -> L,
+) {
+    const { assert!(L::W <= TAIL) };
     assert!(a.len() == out.len() && b.len() == out.len() && c.len() == out.len());
     let n = out.len();
     let body = n - n % L::W;
@@ -163,9 +192,9 @@ pub(crate) fn zip3<L: Lanes>(a: &[L::E], b: &[L::E], c: &[L::E], out: &mut [L::E
         // SAFETY: i + W <= n for all four slices.
         unsafe {
             let r = f(
-                L::load(a.as_ptr().add(i)),
-                L::load(b.as_ptr().add(i)),
-                L::load(c.as_ptr().add(i)),
+                L::load(simd, a.as_ptr().add(i)),
+                L::load(simd, b.as_ptr().add(i)),
+                L::load(simd, c.as_ptr().add(i)),
             );
             r.store(out.as_mut_ptr().add(i));
         }
@@ -173,15 +202,19 @@ pub(crate) fn zip3<L: Lanes>(a: &[L::E], b: &[L::E], c: &[L::E], out: &mut [L::E
     }
     if body < n {
         let m = n - body;
-        let mut ba = [L::E::default(); 16];
-        let mut bb = [L::E::default(); 16];
-        let mut bc = [L::E::default(); 16];
+        let mut ba = [L::E::default(); TAIL];
+        let mut bb = [L::E::default(); TAIL];
+        let mut bc = [L::E::default(); TAIL];
         ba[..m].copy_from_slice(&a[body..]);
         bb[..m].copy_from_slice(&b[body..]);
         bc[..m].copy_from_slice(&c[body..]);
-        // SAFETY: the buffers hold 16 >= W elements.
+        // SAFETY: the buffers hold TAIL >= W elements (asserted at compile time above).
         unsafe {
-            let r = f(L::load(ba.as_ptr()), L::load(bb.as_ptr()), L::load(bc.as_ptr()));
+            let r = f(
+                L::load(simd, ba.as_ptr()),
+                L::load(simd, bb.as_ptr()),
+                L::load(simd, bc.as_ptr()),
+            );
             r.store(ba.as_mut_ptr());
         }
         out[body..].copy_from_slice(&ba[..m]);
@@ -190,7 +223,8 @@ pub(crate) fn zip3<L: Lanes>(a: &[L::E], b: &[L::E], c: &[L::E], out: &mut [L::E
 
 /// `out[i] = f(a[i], b[i])`, `W` at a time with a padded tail.
 #[inline(always)]
-pub(crate) fn zip2<L: Lanes>(a: &[L::E], b: &[L::E], out: &mut [L::E], f: impl Fn(L, L) -> L) {
+pub(crate) fn zip2<L: Lanes>(simd: L::Token, a: &[L::E], b: &[L::E], out: &mut [L::E], f: impl Fn(L, L) -> L) {
+    const { assert!(L::W <= TAIL) };
     assert!(a.len() == out.len() && b.len() == out.len());
     let n = out.len();
     let body = n - n % L::W;
@@ -198,34 +232,34 @@ pub(crate) fn zip2<L: Lanes>(a: &[L::E], b: &[L::E], out: &mut [L::E], f: impl F
     while i < body {
         // SAFETY: i + W <= n for all three slices.
         unsafe {
-            f(L::load(a.as_ptr().add(i)), L::load(b.as_ptr().add(i))).store(out.as_mut_ptr().add(i));
+            f(L::load(simd, a.as_ptr().add(i)), L::load(simd, b.as_ptr().add(i))).store(out.as_mut_ptr().add(i));
         }
         i += L::W;
     }
     if body < n {
         let m = n - body;
-        let mut ba = [L::E::default(); 16];
-        let mut bb = [L::E::default(); 16];
+        let mut ba = [L::E::default(); TAIL];
+        let mut bb = [L::E::default(); TAIL];
         ba[..m].copy_from_slice(&a[body..]);
         bb[..m].copy_from_slice(&b[body..]);
-        // SAFETY: the buffers hold 16 >= W elements.
-        unsafe { f(L::load(ba.as_ptr()), L::load(bb.as_ptr())).store(ba.as_mut_ptr()) };
+        // SAFETY: the buffers hold TAIL >= W elements (asserted at compile time above).
+        unsafe { f(L::load(simd, ba.as_ptr()), L::load(simd, bb.as_ptr())).store(ba.as_mut_ptr()) };
         out[body..].copy_from_slice(&ba[..m]);
     }
 }
 
 /// Sum of a row: `W` lanes at a time, then the lanes, then the scalar tail.
 #[inline(always)]
-pub(crate) fn row_sum<L: Lanes>(row: &[L::E]) -> L::E {
+pub(crate) fn row_sum<L: Lanes>(simd: L::Token, row: &[L::E]) -> L::E {
     let n = row.len();
     let body = n - n % L::W;
     let mut total = L::E::default();
     if body > 0 {
-        let mut acc = L::splat(L::E::default());
+        let mut acc = L::splat(simd, L::E::default());
         let mut i = 0;
         while i < body {
             // SAFETY: i + W <= n.
-            acc = acc.add(unsafe { L::load(row.as_ptr().add(i)) });
+            acc = acc.add(unsafe { L::load(simd, row.as_ptr().add(i)) });
             i += L::W;
         }
         total = acc.reduce_sum();
