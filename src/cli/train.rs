@@ -151,7 +151,7 @@ fn train_config(
     let epochs = a.epochs.unwrap_or(DEFAULT_EPOCHS);
     let n = splits.train.len();
     let bs = a.batch_size.min(n.max(1));
-    let total = steps.unwrap_or((epochs * (n / bs).max(1)) as u64);
+    let total = steps.unwrap_or_else(|| (epochs as u64).saturating_mul((n / bs).max(1) as u64));
     TrainConfig {
         steps,
         epochs,
@@ -185,8 +185,13 @@ fn run_training(
     ckpt: &Path,
 ) -> CliResult<TrainReport> {
     let n = splits.train.len();
+    if let Some(st) = &resume {
+        st.check_resumable(train_cfg, n, flow)?;
+    }
     let bs = train_cfg.batch_size.min(n.max(1));
-    let total = train_cfg.steps.unwrap_or((train_cfg.epochs * (n / bs).max(1)) as u64);
+    let total = train_cfg
+        .steps
+        .unwrap_or_else(|| (train_cfg.epochs as u64).saturating_mul((n / bs).max(1) as u64));
     eprintln!(
         "training {family} ({preset}) on {} ({} train / {} validation / {} test samples of shape {:?}), {total} steps",
         a.data,

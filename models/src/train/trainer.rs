@@ -261,7 +261,12 @@ pub fn train<T: Real>(
         crate::eval::activation_bytes(flow, plan.batch),
     )?;
     let state = match resume {
-        Some(st) => plan.check_resume(st, flow)?,
+        Some(mut st) => {
+            plan.check_resume(&st, flow)?;
+            // The run goes on with `cfg` (the caller decides, e.g., where checkpoints go).
+            st.config = cfg.clone();
+            st
+        }
         None => {
             let mut st = TrainState::start(cfg);
             st.initial_val_nll = initial_nll(flow, val, cfg.eval_batch)?;
@@ -350,7 +355,7 @@ impl Plan {
 
     /// A resumed state that this plan can continue with `flow`: its position inside an epoch
     /// exists, and its moments and parameter snapshots fit the flow's parameters.
-    fn check_resume<T: Real>(&self, st: TrainState, flow: &Flow<T>) -> Result<TrainState> {
+    fn check_resume<T: Real>(&self, st: &TrainState, flow: &Flow<T>) -> Result<()> {
         if st.batch_in_epoch >= self.per_epoch {
             return Err(Error::Config(format!(
                 "the training state to resume is at batch {} of an epoch of {} batches",
@@ -363,7 +368,20 @@ impl Plan {
         }
         check_named(flow, "best-parameter", st.best_params.as_ref())?;
         check_named(flow, "latest-parameter", st.latest_params.as_ref())?;
-        Ok(st)
+        Ok(())
+    }
+}
+
+impl TrainState {
+    /// Checks that this state can be resumed by [`train`] with `cfg`, `train_len` training
+    /// samples and `flow` (the checkpoint's model): the checks `train` makes before it starts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for bad settings, a position beyond the end of an epoch, or moments and
+    /// parameter snapshots that do not fit the flow's parameters.
+    pub fn check_resumable<T: Real>(&self, cfg: &TrainConfig, train_len: usize, flow: &Flow<T>) -> Result<()> {
+        cfg.validate()?;
+        Plan::new(cfg, train_len.max(1)).check_resume(self, flow)
     }
 }
 
