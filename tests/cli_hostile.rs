@@ -9,10 +9,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use assert_cmd::Command;
+use exactflow::models::ModelConfig;
 use exactflow::models::checkpoint;
 use exactflow::models::data::DataSpec;
 use exactflow::models::train::{EpochReport, Observer, TrainConfig, TrainState, train};
-use exactflow::models::ModelConfig;
 
 fn exactflow() -> Command {
     let mut c = Command::cargo_bin("exactflow").expect("the exactflow binary is built for the tests");
@@ -95,7 +95,15 @@ fn interrupted_run(dir: &Path) -> PathBuf {
     };
     let mut flow = model.build::<f64>().expect("builds");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train(&mut flow, &model, &cfg, &splits.train, Some(&splits.val), &mut StopAt2, None)
+        train(
+            &mut flow,
+            &model,
+            &cfg,
+            &splits.train,
+            Some(&splits.val),
+            &mut StopAt2,
+            None,
+        )
     }));
     assert!(r.is_err(), "interrupted");
     ckpt
@@ -129,13 +137,19 @@ fn resuming_a_copied_run_leaves_the_original_byte_identical() {
     args.extend(["--out", s(&copy)]);
     let o = run(&args);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains(s(&copy.join("model.safetensors"))), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(s(&copy.join("model.safetensors"))),
+        "{}",
+        stdout(&o)
+    );
     // The original is untouched, and nothing was added to it.
     assert_eq!(files(&original), before, "the resumed copy wrote into the original run");
     // The copy holds the finished run.
     let ckpt = copy.join("model.safetensors");
     let loaded = checkpoint::load::<f64>(&ckpt).expect("loads");
-    let st = TrainState::of_checkpoint(&ckpt, &loaded).expect("parses").expect("state");
+    let st = TrainState::of_checkpoint(&ckpt, &loaded)
+        .expect("parses")
+        .expect("state");
     assert!(st.finished && st.step == 80, "{st:?}");
     assert_eq!(st.config.checkpoint.as_deref(), Some(ckpt.as_path()));
     assert!(copy.join("metrics.json").is_file());
@@ -173,7 +187,17 @@ fn absurd_sizes_and_files_that_never_end_are_one_error_line() {
     let out = tmp.path().join("x");
     let o = s(&out);
     assert_user_error(
-        &["train", "--model", "realnvp", "--data", "moons", "--threads", "100000", "--out", o],
+        &[
+            "train",
+            "--model",
+            "realnvp",
+            "--data",
+            "moons",
+            "--threads",
+            "100000",
+            "--out",
+            o,
+        ],
         "--threads",
     );
     assert_user_error(
@@ -194,7 +218,15 @@ fn absurd_sizes_and_files_that_never_end_are_one_error_line() {
         .expect("mkfifo runs");
     assert!(made.success());
     assert_user_error(
-        &["train", "--model", "realnvp", "--data", &format!("csv:{}", s(&fifo)), "--out", o],
+        &[
+            "train",
+            "--model",
+            "realnvp",
+            "--data",
+            &format!("csv:{}", s(&fifo)),
+            "--out",
+            o,
+        ],
         "FIFO",
     );
     assert_user_error(&["logdet", s(&fifo)], "FIFO");
@@ -220,7 +252,10 @@ fn logdet_withholds_the_exact_determinant_of_integers_float64_rounds() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert!(v["audit"]["exact"].is_null(), "{v}");
     assert!(
-        v["audit"]["exact_note"].as_str().expect("note").contains("line 1, column 1"),
+        v["audit"]["exact_note"]
+            .as_str()
+            .expect("note")
+            .contains("line 1, column 1"),
         "{v}"
     );
     // Integers float64 holds exactly still get their exact determinant: 2^60 * 1 - 0.

@@ -36,7 +36,13 @@ pub(crate) fn check_counts(model: &str, what: &str, layers: usize, depth_what: &
 }
 
 /// Validates common vector-flow settings.
-pub(crate) fn check_vector(model: &str, dim: usize, couplings: usize, hidden: &[usize], logit: Option<f64>) -> Result<()> {
+pub(crate) fn check_vector(
+    model: &str,
+    dim: usize,
+    couplings: usize,
+    hidden: &[usize],
+    logit: Option<f64>,
+) -> Result<()> {
     check_counts(model, "coupling layers", couplings, "hidden layers", hidden.len())?;
     if dim < 2 {
         return Err(Error::Config(format!(

@@ -73,7 +73,9 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             ModelConfig::Nice(c) => crate::checks::check_vector("nice", c.dim, c.couplings, &c.hidden, c.logit_alpha),
-            ModelConfig::RealNvp(c) => crate::checks::check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha),
+            ModelConfig::RealNvp(c) => {
+                crate::checks::check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)
+            }
             ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::validate(c),
             ModelConfig::Glow(c) => crate::glow::validate(c),
         }

@@ -65,7 +65,8 @@ pub(crate) fn activation_bytes<T: Real>(flow: &Flow<T>, rows: usize) -> Option<u
 pub fn fitting_batch<T: Real>(flow: &Flow<T>, want: usize) -> usize {
     let budget = crate::memory::machine_bytes() / 4;
     let per_sample = activation_bytes(flow, 1).unwrap_or(u64::MAX).max(1);
-    want.min(usize::try_from(budget / per_sample).unwrap_or(usize::MAX)).max(1)
+    want.min(usize::try_from(budget / per_sample).unwrap_or(usize::MAX))
+        .max(1)
 }
 
 /// Mean NLL (and bits/dim for discrete data) of `ds` under `flow`, in batches of `batch`.

@@ -40,9 +40,7 @@ fn meminfo() -> Option<u64> {
 
 /// `elem * counts[0] * counts[1] * ...` bytes, or `None` when the product overflows a `u64`.
 pub fn bytes(counts: &[usize], elem: usize) -> Option<u64> {
-    counts
-        .iter()
-        .try_fold(elem as u64, |acc, &c| acc.checked_mul(c as u64))
+    counts.iter().try_fold(elem as u64, |acc, &c| acc.checked_mul(c as u64))
 }
 
 /// Refuses an allocation of `needed` bytes (`None`: more than a `u64` can count) that is larger

@@ -187,7 +187,10 @@ pub fn parameter_count(c: &MultiScaleRealNvpConfig) -> Option<u64> {
             // Unflipped, the pixels with h + w odd are transformed.
             let b_pixels = if j % 2 == 1 { even } else { count::mul(h, w)? - even };
             let scale = count::mul(ch, b_pixels)?;
-            n = count::add(n, count::add(count::add(resnet(ch, count::mul(2, ch)?)?, scale)?, bn(ch)?)?)?;
+            n = count::add(
+                n,
+                count::add(count::add(resnet(ch, count::mul(2, ch)?)?, scale)?, bn(ch)?)?,
+            )?;
         }
         Some(n)
     };
@@ -204,7 +207,10 @@ pub fn parameter_count(c: &MultiScaleRealNvpConfig) -> Option<u64> {
         for j in 0..CHANNEL_COUPLINGS {
             let (a, b) = count::vector_parts(ch, MaskKind::Channel, j % 2 == 1);
             let scale = count::mul(count::mul(b, h)?, w)?;
-            n = count::add(n, count::add(count::add(resnet(a, count::mul(2, b)?)?, scale)?, bn(ch)?)?)?;
+            n = count::add(
+                n,
+                count::add(count::add(resnet(a, count::mul(2, b)?)?, scale)?, bn(ch)?)?,
+            )?;
         }
         ch /= 2;
     }

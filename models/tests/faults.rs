@@ -110,10 +110,7 @@ fn the_checkpoint_holds_the_best_model_and_a_worse_one_never_replaces_it() {
     .expect("trains");
     let v = &watch.val_nll;
     // The test means something only if some epoch was worse than an earlier one.
-    assert!(
-        v.windows(2).any(|w| w[1] > w[0]),
-        "validation NLL never went up: {v:?}"
-    );
+    assert!(v.windows(2).any(|w| w[1] > w[0]), "validation NLL never went up: {v:?}");
     // When epoch k ends, the file holds the best of epochs 0..k (none before epoch 0).
     for (k, disk) in watch.on_disk.iter().enumerate() {
         let best_before = v[..k].iter().copied().reduce(f64::min);
@@ -169,7 +166,16 @@ fn resuming_from_a_checkpoint_whose_best_model_is_not_the_latest_is_exact() {
         .expect("state");
     assert_eq!(state.epoch, stop + 1);
     let mut resumed = loaded.flow;
-    train(&mut resumed, &model, &c2, &d.train, Some(&d.val), &mut Silent, Some(state)).expect("resumes");
+    train(
+        &mut resumed,
+        &model,
+        &c2,
+        &d.train,
+        Some(&d.val),
+        &mut Silent,
+        Some(state),
+    )
+    .expect("resumes");
     assert_eq!(params_bits(&full), params_bits(&resumed));
 }
 
@@ -255,7 +261,10 @@ fn a_resume_state_that_does_not_fit_the_run_is_an_error() {
     let mut st = state.clone();
     st.batch_in_epoch = 1000;
     let e = resume(st).expect_err("out of range");
-    assert!(matches!(e, Error::Config(_)) && e.to_string().contains("batch 1000"), "{e}");
+    assert!(
+        matches!(e, Error::Config(_)) && e.to_string().contains("batch 1000"),
+        "{e}"
+    );
     // Moments of the wrong length, or for a parameter the model lacks.
     let mut st = state.clone();
     if let Some((m, _)) = st.moments.as_mut() {
@@ -280,7 +289,10 @@ fn a_resume_state_that_does_not_fit_the_run_is_an_error() {
 }
 
 /// The checkpoint's tensors (name, dtype, shape, bytes) and metadata.
-type Parts = (Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>, HashMap<String, String>);
+type Parts = (
+    Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+    HashMap<String, String>,
+);
 
 fn parts(path: &Path) -> Parts {
     let bytes = std::fs::read(path).expect("read");
@@ -388,12 +400,17 @@ fn older_checkpoints_without_checksums_load_with_a_warning() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/realnvp_small.safetensors");
     let loaded = checkpoint::load::<f64>(&fixture).expect("loads");
     assert_eq!(loaded.checksums, Checksums::Absent { version: "1".into() });
-    let st = TrainState::of_checkpoint(&fixture, &loaded).expect("parses").expect("state");
+    let st = TrainState::of_checkpoint(&fixture, &loaded)
+        .expect("parses")
+        .expect("state");
     assert_eq!(st.step, 120);
     // Saving it again adds the checksums.
     let q = dir.path().join("again.safetensors");
     checkpoint::save(&q, &loaded.config, &loaded.flow, None).expect("saves");
-    assert_eq!(checkpoint::load::<f64>(&q).expect("loads").checksums, Checksums::Verified);
+    assert_eq!(
+        checkpoint::load::<f64>(&q).expect("loads").checksums,
+        Checksums::Verified
+    );
 }
 
 #[test]
@@ -467,7 +484,10 @@ fn absurd_sizes_are_errors_before_allocating() {
         c.dim = 1 << 40;
     }
     let e = huge.build::<f64>().err().expect("refused");
-    assert!(matches!(e, Error::TooLarge { .. }) && e.to_string().contains("GiB"), "{e}");
+    assert!(
+        matches!(e, Error::TooLarge { .. }) && e.to_string().contains("GiB"),
+        "{e}"
+    );
     let mut deep = small_realnvp();
     if let ModelConfig::RealNvp(c) = &mut deep {
         c.couplings = 1_000_000;

@@ -60,7 +60,11 @@ pub fn run(a: BenchLogdetArgs) -> CliResult<()> {
         return Err(format!("--sizes must be between 1 and {MAX_SIZE}, found {:?}", a.sizes).into());
     }
     if !(a.min_time.is_finite() && (0.0..=MAX_MIN_TIME).contains(&a.min_time)) {
-        return Err(format!("--min-time must be between 0 and {MAX_MIN_TIME} seconds, found {}", a.min_time).into());
+        return Err(format!(
+            "--min-time must be between 0 and {MAX_MIN_TIME} seconds, found {}",
+            a.min_time
+        )
+        .into());
     }
     let out = a
         .out

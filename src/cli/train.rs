@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use exactflow::models::data::{DataSpec, Dataset, Splits};
-use exactflow::models::train::{Decay, Schedule, TrainConfig, TrainReport, TrainState, train};
 use exactflow::models::eval::fitting_batch;
+use exactflow::models::train::{Decay, Schedule, TrainConfig, TrainReport, TrainState, train};
 use exactflow::models::{Evaluation, Flow, ModelConfig, evaluate};
 use exactflow::pictures;
 use rand::SeedableRng;

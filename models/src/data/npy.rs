@@ -504,9 +504,15 @@ pub fn write_f64(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
         // A scalar: one value under a header of shape ().
         None => {
             let one = x.clone().reshape(&[1])?;
-            stream_chunks(path, FORMAT, 1, &[], std::iter::once(Ok(one)), &f64_header(&[]), |x, out| {
-                out.extend(x.as_slice().iter().flat_map(|v| v.to_le_bytes()))
-            })
+            stream_chunks(
+                path,
+                FORMAT,
+                1,
+                &[],
+                std::iter::once(Ok(one)),
+                &f64_header(&[]),
+                |x, out| out.extend(x.as_slice().iter().flat_map(|v| v.to_le_bytes())),
+            )
         }
     }
 }
@@ -593,8 +599,7 @@ pub(crate) fn stream_chunks(
                     ),
                 )));
             }
-            x.check_finite("write chunks", "tensor")
-                .map_err(|e| fail(e.into()))?;
+            x.check_finite("write chunks", "tensor").map_err(|e| fail(e.into()))?;
             rows += x.batch();
             buf.clear();
             encode(&x, &mut buf);
@@ -826,8 +831,14 @@ pub(crate) mod tests {
                 "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), 'extra': 'x', }",
                 "unknown key 'extra'",
             ),
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), } junk", "after the dictionary"),
-            ("{'descr': '<f8', 'fortran_order': False, 'shape': (4), }", "not a tuple"),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), } junk",
+                "after the dictionary",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (4), }",
+                "not a tuple",
+            ),
         ] {
             let mut v = ok[..10].to_vec();
             v[8..10].copy_from_slice(&(text.len() as u16).to_le_bytes());
@@ -844,7 +855,12 @@ pub(crate) mod tests {
         v.extend_from_slice(text.as_bytes());
         v.extend_from_slice(&f64_bytes(&[1., 2., 3., 4.]));
         assert!(read(file(&dir, "l.npy", &v)).is_ok());
-        let a = read_array(file(&dir, "m.npy", &npy_bytes("<f8", false, &[2], &f64_bytes(&[1., 2.])))).unwrap();
+        let a = read_array(file(
+            &dir,
+            "m.npy",
+            &npy_bytes("<f8", false, &[2], &f64_bytes(&[1., 2.])),
+        ))
+        .unwrap();
         assert_eq!(a.shape, vec![2]);
     }
 }

@@ -140,7 +140,10 @@ impl TrainConfig {
             return bad("training needs at least one step".into());
         }
         if self.threads == 0 || self.threads > MAX_THREADS {
-            return bad(format!("threads must be between 1 and {MAX_THREADS}, found {}", self.threads));
+            return bad(format!(
+                "threads must be between 1 and {MAX_THREADS}, found {}",
+                self.threads
+            ));
         }
         if self.eval_batch == 0 {
             return bad("the evaluation batch must be at least 1".into());
