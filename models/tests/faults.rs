@@ -495,7 +495,7 @@ fn absurd_sizes_are_errors_before_allocating() {
     assert!(matches!(deep.build::<f64>(), Err(Error::Config(_))));
     let flow = small_realnvp().build::<f64>().expect("builds");
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let e = flow.sample(1 << 50, 1.0, &mut rng, None).err().expect("refused");
+    let e = flow.sample(1 << 50, 1.0, &mut rng, None).expect_err("refused");
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     // A training batch of 2048x2048 images under a small Glow.
     let big = ModelConfig::Glow(GlowConfig {

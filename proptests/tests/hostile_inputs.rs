@@ -267,7 +267,7 @@ fn npy_file(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8>
     };
     let order = if fortran { "True" } else { "False" };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {dims}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

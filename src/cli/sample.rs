@@ -43,6 +43,21 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
     }
     let loaded = load_checkpoint(&checkpoint_path(&a.dir))?;
     let flow = loaded.flow;
+    if ext.as_deref() == Some("png")
+        && let Some(img) = image_shape_of(flow.data_shape())
+    {
+        let cols = (a.n as f64).sqrt().ceil() as usize;
+        if pictures::grid_pixels(a.n, img[1], img[2], cols, 4).is_none_or(|p| p > pictures::MAX_GRID_PIXELS) {
+            return Err(format!(
+                "a .png grid of {} images of {}x{} pixels would have more than {} pixels: use a smaller -n or write .npy",
+                a.n,
+                img[1],
+                img[2],
+                pictures::MAX_GRID_PIXELS
+            )
+            .into());
+        }
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let shape = flow.data_shape().to_vec();
     match ext.as_deref() {

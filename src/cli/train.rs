@@ -294,7 +294,12 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
         let path = out.join("density_samples.png");
         pictures::save_density_and_samples(&path, flow, &shown.data, &samples)?;
         written.push(path);
-    } else if let Some(image_shape) = image_shape_of(flow.data_shape()) {
+    } else if let Some(image_shape) = image_shape_of(flow.data_shape())
+        && pictures::grid_pixels(30, image_shape[1], image_shape[2], 10, 4)
+            .is_some_and(|p| p <= pictures::MAX_GRID_PIXELS)
+    {
+        // Images too large for a grid of 30 get no pictures (the samples can be written with
+        // `exactflow sample --out FILE.npy`).
         let mut rows = Vec::new();
         for t in [1.0, 0.7, 0.5] {
             rows.push(flow.sample(10, t, &mut rng, None)?);

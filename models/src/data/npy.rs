@@ -528,7 +528,7 @@ fn f64_header(shape: &[usize]) -> Vec<u8> {
         ),
     };
     let mut dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {dims}, }}");
-    while (MAGIC.len() + 4 + dict.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 4 + dict.len() + 1).is_multiple_of(64) {
         dict.push(' ');
     }
     dict.push('\n');
