@@ -473,7 +473,7 @@ impl<T: Real> Flow<T> {
     ///
     /// # Errors
     /// A negative or non-finite temperature; a context that does not fit the flow;
-    /// [`Error::TooLarge`](crate::Error::TooLarge) when `n` samples (and a pass's activations)
+    /// [`Error::TooLarge`] when `n` samples (and a pass's activations)
     /// would not fit in this machine's memory.
     pub fn sample_and_log_prob(
         &self,
