@@ -376,11 +376,31 @@ pub fn save_density_and_samples(
     out.save(path)
 }
 
+/// The most pixels an image grid may have (2^27, 384 MiB of RGB): larger pictures are refused
+/// before their canvas is allocated.
+pub const MAX_GRID_PIXELS: usize = 1 << 27;
+
+/// The pixels of the [`image_grid`] of `n` images of `h x w` pixels, `cols` per row, at `scale`
+/// (`None` when it overflows).
+pub fn grid_pixels(n: usize, h: usize, w: usize, cols: usize, scale: usize) -> Option<usize> {
+    let cols = cols.max(1);
+    let rows = n.div_ceil(cols).max(1);
+    let width = cols
+        .min(n.max(1))
+        .checked_mul(w.checked_add(1)?.checked_mul(scale)?)?
+        .checked_add(scale)?;
+    let height = rows
+        .checked_mul(h.checked_add(1)?.checked_mul(scale)?)?
+        .checked_add(scale)?;
+    width.checked_mul(height)
+}
+
 /// A grid of images `[N, C, H, W]` (C = 1 grey or 3 RGB, values in [0, 1], clamped), `cols` per
 /// row, each pixel drawn as a `scale` x `scale` block, with a 1-block white gap.
 ///
 /// # Errors
-/// A tensor that is not `[N, 1 | 3, H, W]`; `cols == 0` or `scale == 0`.
+/// A tensor that is not `[N, 1 | 3, H, W]`; `cols == 0` or `scale == 0`; a grid of more than
+/// [`MAX_GRID_PIXELS`] pixels.
 pub fn image_grid(images: &Tensor<f64>, cols: usize, scale: usize) -> Result<Canvas> {
     let (n, c, h, w) = match *images.shape() {
         [n, c, h, w] if c == 1 || c == 3 => (n, c, h, w),
@@ -397,6 +417,15 @@ pub fn image_grid(images: &Tensor<f64>, cols: usize, scale: usize) -> Result<Can
             "image_grid",
             "layout",
             "cols and scale must be positive",
+        ));
+    }
+    if grid_pixels(n, h, w, cols, scale).is_none_or(|p| p > MAX_GRID_PIXELS) {
+        return Err(Error::invalid(
+            "image_grid",
+            "size",
+            format!(
+                "a grid of {n} images of {h}x{w} pixels at scale {scale} would have more than {MAX_GRID_PIXELS} pixels"
+            ),
         ));
     }
     let rows = n.div_ceil(cols).max(1);

@@ -338,6 +338,17 @@ pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>, context: Option<&Tenso
     let tol = Tolerances::for_precision::<T>();
     x.expect_sample_shape("audit", flow.data_shape())?;
     x.check_finite("audit", "input")?;
+    // Every sample gets a D x D Jacobian per layer, in duals, finite differences and f64.
+    let d = x.sample_len();
+    crate::memory::check(
+        || {
+            format!(
+                "auditing {} samples of {d} values (a {d} x {d} Jacobian each)",
+                x.batch()
+            )
+        },
+        crate::memory::bytes(&[x.batch(), d, d, 4], 8),
+    )?;
     // Checks the context against the flow before any stage sees it.
     flow.encode_with_log_det(x, context)?;
     let cx = Ctx::new(context);

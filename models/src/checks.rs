@@ -14,8 +14,36 @@ pub(crate) fn coupling_mlp(hidden: &[usize], activation: Activation) -> MlpConfi
     }
 }
 
+/// The most coupling layers (or Glow steps per level) a model may have. The paper models have
+/// at most 32; the limit keeps a mistyped or crafted config from building millions of layers.
+pub const MAX_LAYERS: usize = 1000;
+/// The most hidden layers of a coupling MLP, or residual blocks of a ResNet conditioner.
+pub const MAX_DEPTH: usize = 100;
+
+/// Checks a layer count against [`MAX_LAYERS`] and a depth against [`MAX_DEPTH`].
+pub(crate) fn check_counts(model: &str, what: &str, layers: usize, depth_what: &str, depth: usize) -> Result<()> {
+    if layers > MAX_LAYERS {
+        return Err(Error::Config(format!(
+            "{model}: {layers} {what}, more than the limit of {MAX_LAYERS}"
+        )));
+    }
+    if depth > MAX_DEPTH {
+        return Err(Error::Config(format!(
+            "{model}: {depth} {depth_what}, more than the limit of {MAX_DEPTH}"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates common vector-flow settings.
-pub(crate) fn check_vector(model: &str, dim: usize, couplings: usize, logit: Option<f64>) -> Result<()> {
+pub(crate) fn check_vector(
+    model: &str,
+    dim: usize,
+    couplings: usize,
+    hidden: &[usize],
+    logit: Option<f64>,
+) -> Result<()> {
+    check_counts(model, "coupling layers", couplings, "hidden layers", hidden.len())?;
     if dim < 2 {
         return Err(Error::Config(format!(
             "{model}: a coupling flow needs D >= 2, found D = {dim}"
@@ -76,5 +104,50 @@ pub(crate) fn image_shape(family: &str, preset: &str, data_shape: &[usize]) -> R
         _ => Err(Error::Config(format!(
             "{family} preset {preset}: image models need data of shape [C, H, W], found {data_shape:?}"
         ))),
+    }
+}
+
+/// Checked `u64` arithmetic for parameter counts: `None` on overflow.
+pub(crate) mod count {
+    use exactflow_layers::MaskKind;
+
+    /// `a * b`.
+    pub(crate) fn mul(a: u64, b: u64) -> Option<u64> {
+        a.checked_mul(b)
+    }
+
+    /// `a + b`.
+    pub(crate) fn add(a: u64, b: u64) -> Option<u64> {
+        a.checked_add(b)
+    }
+
+    /// Weights and biases of the MLP `inp -> hidden... -> out` (PyTorch `Linear`s).
+    pub(crate) fn mlp(inp: u64, hidden: &[usize], out: u64) -> Option<u64> {
+        let widths: Vec<u64> = std::iter::once(inp)
+            .chain(hidden.iter().map(|&h| h as u64))
+            .chain(std::iter::once(out))
+            .collect();
+        widths
+            .windows(2)
+            .try_fold(0u64, |acc, w| add(acc, add(mul(w[0], w[1])?, w[1])?))
+    }
+
+    /// Weight and bias of a `k x k` convolution from `inp` to `out` channels.
+    pub(crate) fn conv(inp: u64, out: u64, k: u64) -> Option<u64> {
+        add(mul(mul(out, inp)?, k * k)?, out)
+    }
+
+    /// `(|A|, |B|)` of a vector mask on `[d]` (see `exactflow_layers::mask`).
+    pub(crate) fn vector_parts(d: u64, kind: MaskKind, flip: bool) -> (u64, u64) {
+        let a = match kind {
+            MaskKind::Halves | MaskKind::Channel => d / 2,
+            MaskKind::OddEven | MaskKind::Checkerboard => d - d / 2,
+        };
+        if flip { (d - a, a) } else { (a, d - a) }
+    }
+
+    /// Pixels with `h + w` even on an `h x w` grid.
+    pub(crate) fn even_pixels(h: u64, w: u64) -> Option<u64> {
+        Some((mul(h, w)? + (h % 2) * (w % 2)) / 2)
     }
 }

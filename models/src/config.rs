@@ -65,12 +65,55 @@ impl ModelConfig {
         }
     }
 
+    /// Checks the settings without building anything: the same checks [`ModelConfig::build`]
+    /// makes first.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first impossible setting.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelConfig::Nice(c) => crate::checks::check_vector("nice", c.dim, c.couplings, &c.hidden, c.logit_alpha),
+            ModelConfig::RealNvp(c) => {
+                crate::checks::check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)
+            }
+            ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::validate(c),
+            ModelConfig::Glow(c) => crate::glow::validate(c),
+        }
+    }
+
+    /// The number of real-valued parameters and buffers of the model (the elements of every
+    /// tensor a checkpoint stores as F32 or F64), computed from the config alone, without
+    /// allocating; `None` when it does not fit a `u64`. A checkpoint's config is checked
+    /// against the file's size with it before the model is built.
+    pub fn parameter_count(&self) -> Option<u64> {
+        match self {
+            ModelConfig::Nice(c) => crate::nice::parameter_count(c),
+            ModelConfig::RealNvp(c) => crate::realnvp::parameter_count(c),
+            ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::parameter_count(c),
+            ModelConfig::Glow(c) => crate::glow::parameter_count(c),
+        }
+    }
+
     /// Builds the flow (parameters initialized from the config's seed).
+    ///
+    /// The settings are validated and the parameters' memory (values and gradients, see
+    /// [`ModelConfig::parameter_count`]) is checked against the machine's before anything is
+    /// allocated.
     ///
     /// # Errors
     /// [`Error::Config`] for impossible settings (zero couplings, D < 2, an image size the
-    /// squeezes cannot halve, ...).
+    /// squeezes cannot halve, ...); [`Error::TooLarge`] for a model larger than this machine's
+    /// memory.
     pub fn build<T: Real>(&self) -> Result<Flow<T>> {
+        self.validate()?;
+        let count = self.parameter_count();
+        crate::memory::check(
+            || {
+                let n = count.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+                format!("a {} model of {n} parameters (values and gradients)", self.family())
+            },
+            count.and_then(|n| n.checked_mul(2 * std::mem::size_of::<T>() as u64)),
+        )?;
         match self {
             ModelConfig::Nice(c) => crate::nice::build(c),
             ModelConfig::RealNvp(c) => crate::realnvp::build(c),

@@ -56,6 +56,22 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
+    /// An allocation sized by user input (a sample count, an image shape, a size declared by a
+    /// file or a checkpoint's config) would need more memory than this machine has; checked
+    /// before allocating (see [`crate::memory`]).
+    #[error(
+        "{what} needs {}, more than the {} of memory (RAM and swap) this machine has",
+        crate::memory::show(*.needed),
+        crate::memory::show(Some(*.available))
+    )]
+    TooLarge {
+        /// What the memory was for.
+        what: String,
+        /// The bytes needed (`None`: more than a `u64` counts).
+        needed: Option<u64>,
+        /// The bytes this machine has ([`crate::memory::machine_bytes`]).
+        available: u64,
+    },
     /// Training stopped because it diverged.
     #[error("training diverged at step {step}: {reason}")]
     Diverged {

@@ -51,13 +51,38 @@ pub(crate) fn data_log_likelihood(log_p: f64, dim: usize, levels: Option<u32>) -
     }
 }
 
+/// A lower bound on the bytes a pass of `rows` samples through `flow` keeps alive: the input,
+/// one activation per stage and the output, each `rows x (elements per sample)` values of `T`
+/// (conditioner networks add their own). `None` when it overflows a `u64`.
+pub(crate) fn activation_bytes<T: Real>(flow: &Flow<T>, rows: usize) -> Option<u64> {
+    let sample: usize = flow.data_shape().iter().product();
+    crate::memory::bytes(&[rows, sample, flow.stages().len() + 2], std::mem::size_of::<T>())
+}
+
+/// The largest batch of at most `want` samples (and at least 1) whose activations
+/// ([`evaluate`]'s estimate) take at most a quarter of this machine's memory: the evaluation
+/// batch to use for large images.
+pub fn fitting_batch<T: Real>(flow: &Flow<T>, want: usize) -> usize {
+    let budget = crate::memory::machine_bytes() / 4;
+    let per_sample = activation_bytes(flow, 1).unwrap_or(u64::MAX).max(1);
+    want.min(usize::try_from(budget / per_sample).unwrap_or(usize::MAX))
+        .max(1)
+}
+
 /// Mean NLL (and bits/dim for discrete data) of `ds` under `flow`, in batches of `batch`.
 ///
 /// # Errors
-/// Data of the wrong shape; non-finite outputs.
+/// Data of the wrong shape; non-finite outputs; [`crate::Error::TooLarge`] when a batch's
+/// activations (at least input, output and one tensor per stage) need more memory than this
+/// machine has (see [`fitting_batch`]).
 pub fn evaluate<T: Real>(flow: &Flow<T>, ds: &Dataset, batch: usize) -> Result<Evaluation> {
     let n = ds.data.batch();
     let dim = ds.data.sample_len();
+    let rows = batch.max(1).min(n.max(1));
+    crate::memory::check(
+        || format!("evaluating batches of {rows} samples of shape {:?}", ds.sample_shape()),
+        activation_bytes(flow, rows),
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(EVAL_NOISE_SEED);
     let mut ll = Vec::with_capacity(n);
     let idx: Vec<usize> = (0..n).collect();

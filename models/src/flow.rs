@@ -472,7 +472,9 @@ impl<T: Real> Flow<T> {
     /// `log p(x) = log pi(z) + sum_splits log p(z_l) - sum_k log|det dx/dz|_k`.
     ///
     /// # Errors
-    /// A negative or non-finite temperature; a context that does not fit the flow.
+    /// A negative or non-finite temperature; a context that does not fit the flow;
+    /// [`Error::TooLarge`] when `n` samples (and a pass's activations)
+    /// would not fit in this machine's memory.
     pub fn sample_and_log_prob(
         &self,
         n: usize,
@@ -480,6 +482,10 @@ impl<T: Real> Flow<T> {
         rng: &mut dyn RngCore,
         context: Option<&Tensor<T>>,
     ) -> Result<(Tensor<T>, Vec<T>)> {
+        crate::memory::check(
+            || format!("drawing {n} samples of shape {:?}", self.data_shape()),
+            crate::eval::activation_bytes(self, n),
+        )?;
         let cx = self.ctx("Flow::sample", n, context)?;
         let z = self.base.sample(n, &self.latent_shape(), temperature, rng, cx)?;
         let mut log_p = self.base.log_prob(&z, cx)?;

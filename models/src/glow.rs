@@ -39,7 +39,7 @@ use rand_chacha::ChaCha8Rng;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{check_image, check_split, image_shape};
+use crate::checks::{check_image, check_split, count, image_shape};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -80,6 +80,7 @@ pub enum GlowPermutation {
 ///
 /// `log p(x) = log N(z_L; mu, sigma^2) + sum_splits log p(z_l | rest_l) + sum_k log|det J_k|`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GlowConfig {
     /// The data's sample shape `[C, H, W]`; `H` and `W` must be divisible by `2^levels`.
     pub shape: [usize; 3],
@@ -111,6 +112,7 @@ pub fn validate(c: &GlowConfig) -> Result<()> {
             "{MODEL}: needs at least one step per level, found K = 0"
         )));
     }
+    crate::checks::check_counts(MODEL, "steps per level", c.steps, "levels", c.levels)?;
     if c.hidden == 0 {
         return Err(Error::Config(format!(
             "{MODEL}: the coupling networks need at least one hidden channel, found 0"
@@ -168,6 +170,44 @@ pub fn build<T: Real>(c: &GlowConfig) -> Result<Flow<T>> {
     }
     let top = DiagonalGaussian::<T>::new(&shape)?;
     Flow::new(stages, Box::new(top), &c.shape)
+}
+
+/// The number of real-valued parameters the model of `c` has (every tensor a checkpoint stores
+/// as F32 or F64), from the config alone; `None` when it overflows a `u64` or the shape cannot be
+/// squeezed as many times as the config says.
+pub fn parameter_count(c: &GlowConfig) -> Option<u64> {
+    let hidden = c.hidden as u64;
+    let [ch, h, w] = c.shape.map(|v| v as u64);
+    let (mut ch, mut h, mut w) = (ch, h, w);
+    let mut n = 0u64;
+    for level in 0..c.levels {
+        if h % 2 != 0 || w % 2 != 0 {
+            return None;
+        }
+        (ch, h, w) = (count::mul(4, ch)?, h / 2, w / 2);
+        let actnorm = count::mul(2, ch)?;
+        let mix = match c.permutation {
+            GlowPermutation::LuConv => count::add(count::mul(2, count::mul(ch, ch)?)?, ch)?,
+            GlowPermutation::Reverse | GlowPermutation::Shuffle => 0,
+        };
+        let (a, b) = (ch / 2, ch - ch / 2);
+        let out = match c.coupling {
+            GlowCouplingKind::Affine => count::mul(2, b)?,
+            GlowCouplingKind::Additive => b,
+        };
+        let net = count::add(
+            count::add(count::conv(a, hidden, 3)?, count::conv(hidden, hidden, 1)?)?,
+            count::conv(hidden, out, 3)?,
+        )?;
+        let step = count::add(count::add(actnorm, mix)?, net)?;
+        n = count::add(n, count::mul(c.steps as u64, step)?)?;
+        if level + 1 < c.levels {
+            n = count::add(n, count::conv(ch / 2, ch, 3)?)?;
+            ch /= 2;
+        }
+    }
+    // The top prior's mean and log standard deviation.
+    count::add(n, count::mul(2, count::mul(count::mul(ch, h)?, w)?)?)
 }
 
 /// A readable label for every stage of the flow [`build`] makes, in stage order (stage `i` is

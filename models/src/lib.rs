@@ -19,11 +19,13 @@ pub mod error;
 pub mod eval;
 pub mod flow;
 pub mod glow;
+pub mod memory;
 pub mod multiscale;
 pub mod nice;
 pub mod realnvp;
 pub mod train;
 
+pub use checks::{MAX_DEPTH, MAX_LAYERS};
 pub use config::ModelConfig;
 pub use error::{Error, Result};
 pub use eval::{Evaluation, evaluate};

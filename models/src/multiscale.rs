@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{check_image, check_split, image_shape};
+use crate::checks::{check_image, check_split, count, image_shape};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -55,6 +55,7 @@ const MODEL: &str = "realnvp (multi-scale)";
 /// blocks of `features` channels; with `batch_norm`, a batch normalization layer follows every
 /// coupling.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MultiScaleRealNvpConfig {
     /// The data's sample shape `[C, H, W]`; `H` and `W` must be divisible by `2^(scales - 1)`
     /// and the last scale must have at least 2 pixels.
@@ -82,6 +83,7 @@ pub fn validate(c: &MultiScaleRealNvpConfig) -> Result<()> {
     if c.scales == 0 {
         return Err(Error::Config(format!("{MODEL}: needs at least one scale, found 0")));
     }
+    crate::checks::check_counts(MODEL, "scales", c.scales, "residual blocks", c.blocks)?;
     if c.features == 0 {
         return Err(Error::Config(format!(
             "{MODEL}: the ResNet conditioners need at least one feature channel, found 0"
@@ -160,6 +162,59 @@ pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
         stages.push(Box::new(split));
     }
     Flow::new(stages, Box::new(StandardNormal), &c.shape)
+}
+
+/// The number of real-valued parameters and buffers the model of `c` has (every tensor a
+/// checkpoint stores as F32 or F64), from the config alone; `None` when it overflows a `u64` or
+/// the shape cannot be squeezed as many times as the config says.
+pub fn parameter_count(c: &MultiScaleRealNvpConfig) -> Option<u64> {
+    let f = c.features as u64;
+    let resnet = |cin: u64, cout: u64| -> Option<u64> {
+        let block = count::mul(2, count::conv(f, f, 3)?)?;
+        count::add(
+            count::add(count::conv(cin, f, 3)?, count::mul(c.blocks as u64, block)?)?,
+            count::conv(f, cout, 3)?,
+        )
+    };
+    let bn = |ch: u64| if c.batch_norm { count::mul(4, ch) } else { Some(0) };
+    let [ch, h, w] = c.shape.map(|v| v as u64);
+    let (mut ch, mut h, mut w) = (ch, h, w);
+    let mut n = 0u64;
+    let checkerboards = |n: u64, k: usize, ch: u64, h: u64, w: u64| -> Option<u64> {
+        let even = count::even_pixels(h, w)?;
+        let mut n = n;
+        for j in 0..k {
+            // Unflipped, the pixels with h + w odd are transformed.
+            let b_pixels = if j % 2 == 1 { even } else { count::mul(h, w)? - even };
+            let scale = count::mul(ch, b_pixels)?;
+            n = count::add(
+                n,
+                count::add(count::add(resnet(ch, count::mul(2, ch)?)?, scale)?, bn(ch)?)?,
+            )?;
+        }
+        Some(n)
+    };
+    for s in 0..c.scales {
+        if s + 1 == c.scales {
+            n = checkerboards(n, FINAL_COUPLINGS, ch, h, w)?;
+            break;
+        }
+        n = checkerboards(n, CHECKERBOARD_COUPLINGS, ch, h, w)?;
+        if h % 2 != 0 || w % 2 != 0 {
+            return None;
+        }
+        (ch, h, w) = (count::mul(4, ch)?, h / 2, w / 2);
+        for j in 0..CHANNEL_COUPLINGS {
+            let (a, b) = count::vector_parts(ch, MaskKind::Channel, j % 2 == 1);
+            let scale = count::mul(count::mul(b, h)?, w)?;
+            n = count::add(
+                n,
+                count::add(count::add(resnet(a, count::mul(2, b)?)?, scale)?, bn(ch)?)?,
+            )?;
+        }
+        ch /= 2;
+    }
+    Some(n)
 }
 
 /// A readable label for every stage of the flow [`build`] makes, in stage order (stage `i` is

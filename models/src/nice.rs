@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{check_vector, coupling_mlp};
+use crate::checks::{check_vector, count, coupling_mlp};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -35,6 +35,7 @@ pub enum Prior {
 /// NICE (Dinh et al., 2014) for vector data: additive couplings with alternating partitions,
 /// then the diagonal scaling layer `z = exp(s) * h`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NiceConfig {
     /// Data dimension D.
     pub dim: usize,
@@ -59,7 +60,7 @@ pub struct NiceConfig {
 /// # Errors
 /// [`Error::Config`] for impossible settings.
 pub fn build<T: Real>(c: &NiceConfig) -> Result<Flow<T>> {
-    check_vector("nice", c.dim, c.couplings, c.logit_alpha)?;
+    check_vector("nice", c.dim, c.couplings, &c.hidden, c.logit_alpha)?;
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut stages = Vec::new();
     if let Some(alpha) = c.logit_alpha {
@@ -76,6 +77,18 @@ pub fn build<T: Real>(c: &NiceConfig) -> Result<Flow<T>> {
         Prior::Logistic => Box::new(StandardLogistic),
     };
     Flow::new(stages, base, &[c.dim])
+}
+
+/// The number of real-valued parameters the model of `c` has (every tensor a checkpoint stores
+/// as F32 or F64), from the config alone; `None` when it overflows a `u64`.
+pub fn parameter_count(c: &NiceConfig) -> Option<u64> {
+    let d = c.dim as u64;
+    let mut n = d; // the scaling's s
+    for k in 0..c.couplings {
+        let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
+        n = count::add(n, count::mlp(a, &c.hidden, b)?)?;
+    }
+    Some(n)
 }
 
 /// A NICE preset for `[dim]` data (see [`crate::ModelConfig::preset`] for the table).

@@ -12,7 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{check_vector, coupling_mlp};
+use crate::checks::{check_vector, count, coupling_mlp};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -22,6 +22,7 @@ pub const PRESETS: [&str; 3] = ["toy", "digits", "digits-bn"];
 /// RealNVP (Dinh et al., 2016) for vector data: affine couplings with tanh-bounded scales and
 /// alternating masks, optionally with batch normalization between couplings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RealNvpConfig {
     /// Data dimension D.
     pub dim: usize,
@@ -46,7 +47,7 @@ pub struct RealNvpConfig {
 /// # Errors
 /// [`Error::Config`] for impossible settings.
 pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
-    check_vector("realnvp", c.dim, c.couplings, c.logit_alpha)?;
+    check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)?;
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut stages = Vec::new();
     if let Some(alpha) = c.logit_alpha {
@@ -61,6 +62,22 @@ pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
         }
     }
     Flow::new(stages, Box::new(StandardNormal), &[c.dim])
+}
+
+/// The number of real-valued parameters and buffers the model of `c` has (every tensor a
+/// checkpoint stores as F32 or F64), from the config alone; `None` when it overflows a `u64`.
+pub fn parameter_count(c: &RealNvpConfig) -> Option<u64> {
+    let d = c.dim as u64;
+    let mut n = 0u64;
+    for k in 0..c.couplings {
+        let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
+        // The MLP returns (h, t), and `scale` has one entry per transformed coordinate.
+        n = count::add(n, count::add(count::mlp(a, &c.hidden, count::mul(2, b)?)?, b)?)?;
+        if c.batch_norm && k + 1 < c.couplings {
+            n = count::add(n, count::mul(4, d)?)?;
+        }
+    }
+    Some(n)
 }
 
 /// A vector RealNVP preset for `[dim]` data (see [`crate::ModelConfig::preset`] for the table).

@@ -6,9 +6,15 @@ use clap::{Args, Parser, Subcommand};
 
 /// exactflow: normalizing flows with verified log-determinants.
 ///
-/// Train NICE and RealNVP flows by maximum likelihood, evaluate and sample them, and compute
-/// (and benchmark) log-determinants of matrices. Every command writes machine-readable results
-/// as JSON and pictures as PNG.
+/// Train NICE, RealNVP and Glow flows by maximum likelihood, evaluate and sample them, and
+/// compute (and benchmark) log-determinants of matrices. Every command writes machine-readable
+/// results as JSON and pictures as PNG.
+///
+/// Limits: input files must be regular files; sizes a file, a checkpoint or a flag asks for are
+/// checked against this machine's memory (RAM and swap) before anything is allocated, and an
+/// impossible one is refused ("needs X GiB"); a model has at most 1000 coupling layers (or Glow
+/// steps per level) and 100 hidden layers or residual blocks per conditioner; checkpoints carry a
+/// SHA-256 of every tensor, checked on loading.
 #[derive(Debug, Parser)]
 #[command(name = "exactflow", version, propagate_version = true)]
 pub struct Cli {
@@ -45,7 +51,8 @@ pub struct AuditArgs {
     /// are dequantized with a fixed seed). Default: at samples drawn from the model itself.
     #[arg(long)]
     pub data: Option<String>,
-    /// Number of samples to audit at (each costs D forward passes per layer for the Jacobians).
+    /// Number of samples to audit at, 1 to 1000 (each costs D forward passes per layer and a
+    /// D x D Jacobian; more than the machine's memory holds is refused before it is allocated).
     #[arg(long, default_value_t = 8)]
     pub samples: usize,
     /// Print the full audit as one JSON object instead of the table.
@@ -64,7 +71,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model: String,
     /// Data set: moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits (64-vectors),
-    /// digits-image (1x8x8 images), csv:PATH, npy:PATH, mnist:DIR or cifar10:DIR.
+    /// digits-image (1x8x8 images), csv:PATH, npy:PATH, mnist:DIR or cifar10:DIR. Files must be
+    /// regular files (not FIFOs or devices); a .gz MNIST file is read only up to the size its
+    /// header declares.
     #[arg(long)]
     pub data: String,
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
@@ -83,24 +92,30 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 512)]
     pub batch_size: usize,
     /// Peak learning rate of Adam (after a warmup of 2% of the steps, cosine decay to 1% of it).
+    /// Training stops as diverged on a non-finite loss, or when the validation NLL gets worse
+    /// than the initial model's by more than 1 nat per dimension; the checkpoint always holds the
+    /// model of the best validation NLL.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Seed of the initialization, the data splits, the batch order and the dequantization noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads for the matrix products (1 gives bit-for-bit reproducible runs).
+    /// Worker threads for the matrix products, 1 to 1024 (1 gives bit-for-bit reproducible runs).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Output directory (created if missing). Default: runs/MODEL-DATA.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Training points drawn from a toy distribution (validation and test get a quarter each).
+    /// Training points drawn from a toy distribution, 1 to 100000000 (validation and test get a
+    /// quarter each).
     #[arg(long, default_value_t = 20000)]
     pub toy_samples: usize,
     /// Stop after this many epochs without a better validation NLL (the best model is kept).
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Continue the run whose checkpoint is in --out, exactly where it stopped.
+    /// Continue the run whose checkpoint is in --out, exactly where it stopped. It reads and
+    /// writes only files inside --out (OUT/model.safetensors), whatever paths the checkpoint
+    /// names.
     #[arg(long)]
     pub resume: bool,
     /// Memory-efficient backward: recompute each layer's input from its output instead of
@@ -136,7 +151,8 @@ pub struct EvalArgs {
 pub struct SampleArgs {
     /// A training output directory (holding model.safetensors) or a checkpoint file.
     pub dir: PathBuf,
-    /// Number of samples.
+    /// Number of samples. .npy and .csv output is drawn and written in chunks, so N is bounded
+    /// by the disk, not by memory; a .png picture shows at most 10000.
     #[arg(short = 'n', long = "num", default_value_t = 1000)]
     pub n: usize,
     /// Sampling temperature: the base distribution's spread is multiplied by it (1 = the model,
@@ -180,13 +196,13 @@ pub enum BenchCommand {
 /// `exactflow bench logdet`.
 #[derive(Debug, Args)]
 pub struct BenchLogdetArgs {
-    /// Matrix sizes, comma separated.
+    /// Matrix sizes, comma separated, each 1 to 8192.
     #[arg(long, value_delimiter = ',', default_values_t = vec![4usize, 16, 64, 256, 1024])]
     pub sizes: Vec<usize>,
     /// Where to write bench.json and loglog.png (created if missing). Default: runs/bench-logdet.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Minimum measuring time per size and method, in seconds.
+    /// Minimum measuring time per size and method, in seconds (0 to 60).
     #[arg(long, default_value_t = 0.2)]
     pub min_time: f64,
 }

@@ -2,24 +2,26 @@
 
 use exactflow::layers::Tensor;
 use exactflow::models::audit::{StageAudit, audit_flow};
-use exactflow::models::checkpoint;
 use exactflow::models::data::{DataSpec, dequantize};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::args::AuditArgs;
-use super::eval::{checkpoint_path, data_seed};
+use super::eval::{checkpoint_path, data_seed, load_checkpoint};
 use super::{CliError, CliResult};
+
+/// The most samples an audit takes (each costs D forward passes per layer and a D x D Jacobian).
+pub(crate) const MAX_SAMPLES: usize = 1000;
 
 /// Seed of the audit's samples and dequantization noise.
 const AUDIT_SEED: u64 = 0xa0d1_7000;
 
 pub fn run(a: AuditArgs) -> CliResult<()> {
-    if a.samples == 0 {
-        return Err("--samples must be at least 1".into());
+    if a.samples == 0 || a.samples > MAX_SAMPLES {
+        return Err(format!("--samples must be between 1 and {MAX_SAMPLES}, found {}", a.samples).into());
     }
     let path = checkpoint_path(&a.dir);
-    let loaded = checkpoint::load::<f64>(&path)?;
+    let loaded = load_checkpoint(&path)?;
     let seed = data_seed(&path, &loaded)?;
     let flow = loaded.flow;
     let mut rng = ChaCha8Rng::seed_from_u64(AUDIT_SEED);

@@ -19,7 +19,9 @@ use super::args::BenchLogdetArgs;
 use super::{CliError, CliResult, write_json};
 
 /// Sizes above this would take minutes per LU call.
-const MAX_SIZE: usize = 8192;
+pub(crate) const MAX_SIZE: usize = 8192;
+/// The longest `--min-time`, in seconds.
+pub(crate) const MAX_MIN_TIME: f64 = 60.0;
 
 /// Mean seconds per call of `f`, repeating for at least `min_time` seconds (and at least 3 times).
 fn time_it(min_time: f64, mut f: impl FnMut() -> exactflow::kernels::Result<()>) -> exactflow::kernels::Result<f64> {
@@ -57,8 +59,12 @@ pub fn run(a: BenchLogdetArgs) -> CliResult<()> {
     if a.sizes.is_empty() || a.sizes.iter().any(|&n| n == 0 || n > MAX_SIZE) {
         return Err(format!("--sizes must be between 1 and {MAX_SIZE}, found {:?}", a.sizes).into());
     }
-    if !(a.min_time.is_finite() && a.min_time >= 0.0) {
-        return Err(format!("--min-time must be >= 0, found {}", a.min_time).into());
+    if !(a.min_time.is_finite() && (0.0..=MAX_MIN_TIME).contains(&a.min_time)) {
+        return Err(format!(
+            "--min-time must be between 0 and {MAX_MIN_TIME} seconds, found {}",
+            a.min_time
+        )
+        .into());
     }
     let out = a
         .out

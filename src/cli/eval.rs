@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use exactflow::layers::Tensor;
 use exactflow::models::checkpoint;
 use exactflow::models::data::{DataSpec, npy};
+use exactflow::models::eval::fitting_batch;
 use exactflow::models::evaluate;
 use exactflow::models::train::TrainState;
 use serde_json::json;
@@ -21,6 +22,15 @@ pub(crate) fn checkpoint_path(dir: &Path) -> PathBuf {
     }
 }
 
+/// Loads a checkpoint, printing its one-line warning (an older file without checksums) to stderr.
+pub(crate) fn load_checkpoint(path: &Path) -> CliResult<checkpoint::Loaded<f64>> {
+    let loaded = checkpoint::load::<f64>(path)?;
+    if let Some(w) = loaded.warning() {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    Ok(loaded)
+}
+
 /// The seed a checkpoint's data splits were drawn with: the training run's, or for a model-only
 /// checkpoint the model's.
 pub(crate) fn data_seed(path: &Path, loaded: &checkpoint::Loaded<f64>) -> CliResult<u64> {
@@ -31,7 +41,7 @@ pub(crate) fn data_seed(path: &Path, loaded: &checkpoint::Loaded<f64>) -> CliRes
 
 pub fn run(a: EvalArgs) -> CliResult<()> {
     let path = checkpoint_path(&a.dir);
-    let loaded = checkpoint::load::<f64>(&path)?;
+    let loaded = load_checkpoint(&path)?;
     let spec: DataSpec = a.data.parse()?;
     let splits = spec.load(data_seed(&path, &loaded)?, a.toy_samples)?;
     let ds = match a.split.as_str() {
@@ -49,7 +59,7 @@ pub fn run(a: EvalArgs) -> CliResult<()> {
             loaded.flow.data_shape()
         )));
     }
-    let ev = evaluate(&loaded.flow, ds, 1024)?;
+    let ev = evaluate(&loaded.flow, ds, fitting_batch(&loaded.flow, 1024))?;
     if let Some(out) = &a.per_sample {
         let t = Tensor::new(&[ev.log_likelihood.len()], ev.log_likelihood.clone())?;
         npy::write_f64(out, &t)?;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use exactflow::kernels::audit::audit_matrix_with;
 use exactflow::kernels::{LogDetMethod, Matrix, log_det_with};
-use exactflow::models::data::read_matrix;
+use exactflow::models::data::{MatrixSource, read_matrix};
 use serde_json::json;
 
 use super::CliResult;
@@ -22,7 +22,7 @@ pub fn run(a: LogdetArgs) -> CliResult<()> {
         return Err(format!("{}: the matrix is {rows} x {cols}, not square", a.file.display()).into());
     }
     if a.audit {
-        return run_audit(&a, &values, rows, source.is_f32(), method);
+        return run_audit(&a, &values, rows, &source, method);
     }
     let m = Matrix::new(rows, cols, values)?;
     let t0 = Instant::now();
@@ -54,9 +54,15 @@ pub(crate) fn json_number(v: f64) -> serde_json::Value {
 
 /// `--audit`: the log-det with its backward error, condition estimate, error bound, f64
 /// recomputation (float32 input) and exact determinant (integer input).
-fn run_audit(a: &LogdetArgs, values: &[f64], n: usize, f32_input: bool, method: LogDetMethod) -> CliResult<()> {
+fn run_audit(a: &LogdetArgs, values: &[f64], n: usize, source: &MatrixSource, method: LogDetMethod) -> CliResult<()> {
     let t0 = Instant::now();
-    let audit = audit_matrix_with(values, n, f32_input, method)?;
+    let mut audit = audit_matrix_with(values, n, source.is_f32(), method)?;
+    // The exact determinant is that of the float64 values; when the file's integers were
+    // rounded on reading, it is not the file's matrix's, so it is withheld.
+    if let Some(why) = &source.inexact {
+        audit.exact = None;
+        audit.exact_note = Some(format!("{why}: no exact determinant of the file's matrix"));
+    }
     let seconds = t0.elapsed().as_secs_f64();
     if a.json {
         let v = json!({

@@ -100,8 +100,9 @@ fn run(cli: Cli) -> CliResult<()> {
 
 /// The parallelism `--threads` asks for: one thread or `Parallelism::Rayon(threads)`.
 fn parallelism(threads: usize) -> CliResult<exactflow::kernels::gemm::Parallelism> {
-    if threads == 0 {
-        return Err("--threads must be at least 1".into());
+    use exactflow::models::train::MAX_THREADS;
+    if threads == 0 || threads > MAX_THREADS {
+        return Err(format!("--threads must be between 1 and {MAX_THREADS}, found {threads}").into());
     }
     Ok(exactflow::kernels::gemm::Parallelism::from_threads(threads))
 }

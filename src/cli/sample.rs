@@ -1,15 +1,27 @@
 //! `exactflow sample DIR -n N --out FILE`: samples as PNG, .npy or CSV.
+//!
+//! `.npy` and CSV output is streamed: samples are drawn and written in chunks of about
+//! [`CHUNK_BYTES`], so `-n` is bounded by the disk, not by memory. A picture holds at most
+//! [`MAX_PNG_SAMPLES`].
 
-use exactflow::models::checkpoint;
+use std::io::IsTerminal;
+
+use exactflow::layers::Tensor;
 use exactflow::models::data::{csv, npy};
 use exactflow::pictures;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::CliResult;
 use super::args::SampleArgs;
-use super::eval::checkpoint_path;
+use super::eval::{checkpoint_path, load_checkpoint};
 use super::train::image_shape_of;
+
+/// The most samples a PNG picture shows.
+pub(crate) const MAX_PNG_SAMPLES: usize = 10_000;
+/// The size of one chunk of samples (float64) drawn and written at a time.
+const CHUNK_BYTES: usize = 64 << 20;
 
 pub fn run(a: SampleArgs) -> CliResult<()> {
     if a.n == 0 {
@@ -22,32 +34,58 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
     if !matches!(ext.as_deref(), Some("png" | "npy" | "csv")) {
         return Err(format!("--out {}: expected a .png, .npy or .csv file", a.out.display()).into());
     }
-    let loaded = checkpoint::load::<f64>(&checkpoint_path(&a.dir))?;
+    if ext.as_deref() == Some("png") && a.n > MAX_PNG_SAMPLES {
+        return Err(format!(
+            "a .png picture shows at most {MAX_PNG_SAMPLES} samples, found -n {}: write .npy or .csv for more",
+            a.n
+        )
+        .into());
+    }
+    let loaded = load_checkpoint(&checkpoint_path(&a.dir))?;
     let flow = loaded.flow;
+    if ext.as_deref() == Some("png")
+        && let Some(img) = image_shape_of(flow.data_shape())
+    {
+        let cols = (a.n as f64).sqrt().ceil() as usize;
+        if pictures::grid_pixels(a.n, img[1], img[2], cols, 4).is_none_or(|p| p > pictures::MAX_GRID_PIXELS) {
+            return Err(format!(
+                "a .png grid of {} images of {}x{} pixels would have more than {} pixels: use a smaller -n or write .npy",
+                a.n,
+                img[1],
+                img[2],
+                pictures::MAX_GRID_PIXELS
+            )
+            .into());
+        }
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
-    let x = flow.sample(a.n, a.temperature, &mut rng, None)?;
+    let shape = flow.data_shape().to_vec();
     match ext.as_deref() {
-        Some("npy") => npy::write_f64(&a.out, &x)?,
-        Some("csv") => {
-            let flat = x.clone().reshape(&[a.n, x.sample_len()])?;
-            csv::write(&a.out, &flat)?
+        Some(kind @ ("npy" | "csv")) => {
+            let sample_len: usize = shape.iter().product();
+            let chunk = (CHUNK_BYTES / (8 * sample_len.max(1))).clamp(1, a.n);
+            let bar = progress(a.n, chunk);
+            let chunks = (0..a.n).step_by(chunk).map(|start| {
+                let k = chunk.min(a.n - start);
+                let x = flow.sample(k, a.temperature, &mut rng, None);
+                if let Some(b) = &bar {
+                    b.inc(k as u64);
+                }
+                x
+            });
+            let written = if kind == "npy" {
+                npy::write_f64_chunks(&a.out, a.n, &shape, chunks)
+            } else {
+                csv::write_chunks(&a.out, a.n, &shape, chunks)
+            };
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            written?;
         }
         _ => {
-            if flow.data_shape() == [2] {
-                let bounds = pictures::Bounds::of_points(&x, 0.1);
-                pictures::scatter(&x, bounds, 480, [31, 119, 180]).save(&a.out)?;
-            } else if let Some(img) = image_shape_of(flow.data_shape()) {
-                let mut shape = vec![a.n];
-                shape.extend_from_slice(&img);
-                let cols = (a.n as f64).sqrt().ceil() as usize;
-                pictures::image_grid(&x.reshape(&shape)?, cols, 4)?.save(&a.out)?;
-            } else {
-                return Err(format!(
-                    "samples of shape {:?} have no picture: write .npy or .csv instead",
-                    flow.data_shape()
-                )
-                .into());
-            }
+            let x = flow.sample(a.n, a.temperature, &mut rng, None)?;
+            write_picture(&a, &flow, &x)?;
         }
     }
     println!(
@@ -56,5 +94,38 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
         a.temperature,
         a.out.display()
     );
+    Ok(())
+}
+
+/// A progress bar on a terminal when the samples take more than one chunk.
+fn progress(n: usize, chunk: usize) -> Option<ProgressBar> {
+    if n <= chunk || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(n as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} samples  [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// A scatter for 2-D samples, a grid for images.
+fn write_picture(a: &SampleArgs, flow: &exactflow::models::Flow<f64>, x: &Tensor<f64>) -> CliResult<()> {
+    if flow.data_shape() == [2] {
+        let bounds = pictures::Bounds::of_points(x, 0.1);
+        pictures::scatter(x, bounds, 480, [31, 119, 180]).save(&a.out)?;
+    } else if let Some(img) = image_shape_of(flow.data_shape()) {
+        let mut shape = vec![a.n];
+        shape.extend_from_slice(&img);
+        let cols = (a.n as f64).sqrt().ceil() as usize;
+        pictures::image_grid(&x.clone().reshape(&shape)?, cols, 4)?.save(&a.out)?;
+    } else {
+        return Err(format!(
+            "samples of shape {:?} have no picture: write .npy or .csv instead",
+            flow.data_shape()
+        )
+        .into());
+    }
     Ok(())
 }

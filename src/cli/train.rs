@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use exactflow::models::checkpoint;
 use exactflow::models::data::{DataSpec, Dataset, Splits};
+use exactflow::models::eval::fitting_batch;
 use exactflow::models::train::{Decay, Schedule, TrainConfig, TrainReport, TrainState, train};
 use exactflow::models::{Evaluation, Flow, ModelConfig, evaluate};
 use exactflow::pictures;
@@ -23,6 +23,8 @@ const FAMILIES: [&str; 3] = ["nice", "realnvp", "glow"];
 const TOY_STEPS: u64 = 2000;
 /// Default epochs for everything else.
 const DEFAULT_EPOCHS: usize = 40;
+/// Samples per evaluation batch (fewer for images too large for that many in memory).
+const EVAL_BATCH: usize = 1024;
 
 pub fn run(a: TrainArgs) -> CliResult<()> {
     let family = check_args(&a)?;
@@ -31,7 +33,14 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
     let preset = a.preset.clone().unwrap_or_else(|| default_preset(&spec).to_string());
     let (out, ckpt) = output_paths(&a, family)?;
     let (model_cfg, mut flow, resume) = model_to_train(&a, family, &preset, &splits, &ckpt)?;
-    let train_cfg = train_config(&a, &spec, &splits, resume.as_ref(), &ckpt);
+    let train_cfg = train_config(
+        &a,
+        &spec,
+        &splits,
+        resume.as_ref(),
+        &ckpt,
+        fitting_batch(&flow, EVAL_BATCH),
+    );
     let report = run_training(
         &a, family, &preset, &splits, &model_cfg, &mut flow, &train_cfg, resume, &ckpt,
     )?;
@@ -87,7 +96,7 @@ fn model_to_train(
 ) -> CliResult<(ModelConfig, Flow<f64>, Option<TrainState>)> {
     let shape = splits.train.sample_shape();
     let (model_cfg, flow, resume) = if a.resume {
-        let loaded = checkpoint::load::<f64>(ckpt)?;
+        let loaded = super::eval::load_checkpoint(ckpt)?;
         if loaded.config.family() != family {
             return Err(format!(
                 "--resume: {} holds a {} model, not {family}",
@@ -124,6 +133,7 @@ fn train_config(
     splits: &Splits,
     resume: Option<&TrainState>,
     ckpt: &Path,
+    eval_batch: usize,
 ) -> TrainConfig {
     if let Some(st) = resume {
         return TrainConfig {
@@ -141,7 +151,7 @@ fn train_config(
     let epochs = a.epochs.unwrap_or(DEFAULT_EPOCHS);
     let n = splits.train.len();
     let bs = a.batch_size.min(n.max(1));
-    let total = steps.unwrap_or((epochs * (n / bs).max(1)) as u64);
+    let total = steps.unwrap_or_else(|| (epochs as u64).saturating_mul((n / bs).max(1) as u64));
     TrainConfig {
         steps,
         epochs,
@@ -156,6 +166,7 @@ fn train_config(
         seed: a.seed,
         threads: a.threads,
         checkpoint: Some(ckpt.to_path_buf()),
+        eval_batch,
         ..TrainConfig::default()
     }
 }
@@ -174,8 +185,13 @@ fn run_training(
     ckpt: &Path,
 ) -> CliResult<TrainReport> {
     let n = splits.train.len();
+    if let Some(st) = &resume {
+        st.check_resumable(train_cfg, n, flow)?;
+    }
     let bs = train_cfg.batch_size.min(n.max(1));
-    let total = train_cfg.steps.unwrap_or((train_cfg.epochs * (n / bs).max(1)) as u64);
+    let total = train_cfg
+        .steps
+        .unwrap_or_else(|| (train_cfg.epochs as u64).saturating_mul((n / bs).max(1) as u64));
     eprintln!(
         "training {family} ({preset}) on {} ({} train / {} validation / {} test samples of shape {:?}), {total} steps",
         a.data,
@@ -212,7 +228,7 @@ fn report_results(
     out: &Path,
     ckpt: &Path,
 ) -> CliResult<()> {
-    let eval = |ds: &Dataset| evaluate(flow, ds, 1024);
+    let eval = |ds: &Dataset| evaluate(flow, ds, fitting_batch(flow, EVAL_BATCH));
     let (tr, va, te) = (eval(&splits.train)?, eval(&splits.val)?, eval(&splits.test)?);
     let pictures = write_pictures(out, flow, &splits.train, a.seed)?;
     let metrics = json!({
@@ -278,7 +294,12 @@ pub(crate) fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed
         let path = out.join("density_samples.png");
         pictures::save_density_and_samples(&path, flow, &shown.data, &samples)?;
         written.push(path);
-    } else if let Some(image_shape) = image_shape_of(flow.data_shape()) {
+    } else if let Some(image_shape) = image_shape_of(flow.data_shape())
+        && pictures::grid_pixels(30, image_shape[1], image_shape[2], 10, 4)
+            .is_some_and(|p| p <= pictures::MAX_GRID_PIXELS)
+    {
+        // Images too large for a grid of 30 get no pictures (the samples can be written with
+        // `exactflow sample --out FILE.npy`).
         let mut rows = Vec::new();
         for t in [1.0, 0.7, 0.5] {
             rows.push(flow.sample(10, t, &mut rng, None)?);

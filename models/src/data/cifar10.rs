@@ -52,7 +52,12 @@ fn read_batch(path: &Path, pixels: &mut Vec<f64>, labels: &mut Vec<u32>) -> Resu
             ),
         ));
     }
-    pixels.reserve(bytes.len() / RECORD * (RECORD - 1));
+    let records = bytes.len() / RECORD;
+    crate::memory::check(
+        || format!("{} records of CIFAR-10 as float64 pixels", labels.len() + records),
+        crate::memory::bytes(&[pixels.len() + records * (RECORD - 1)], 8),
+    )?;
+    pixels.reserve(records * (RECORD - 1));
     for (k, rec) in bytes.chunks_exact(RECORD).enumerate() {
         if rec[0] >= CLASSES {
             return Err(format_error(

@@ -1,11 +1,15 @@
 //! Comma-separated numbers: one sample per line, an optional header line.
 //!
-//! The format read by [`read`]: UTF-8 text, one row per line (`\n` or `\r\n`), fields separated by
-//! commas, surrounding spaces ignored, every row the same number of fields. The first non-blank
-//! line is a header when one of its fields is not a number (so a header of numbers cannot be told
-//! from data and is read as data); blank lines are skipped. Every value must parse as an `f64`
-//! and be finite: NaN and infinities are rejected, naming the line and column. [`write()`] writes
-//! the same format, exactly round-trippable.
+//! The format read by [`read`]: UTF-8 text (a leading byte-order mark is skipped), one row per
+//! line (`\n` or `\r\n`), fields separated by commas, surrounding spaces ignored, every row the
+//! same number of fields. The first non-blank line is a header when one of its fields is not a
+//! number (so a header of numbers cannot be told from data and is read as data); blank lines are
+//! skipped. Every value must parse as an `f64` and be finite: NaN and infinities are rejected,
+//! naming the line and column. Values are rounded to the nearest `f64`; the reader notes the first
+//! field written as an integer that `f64` cannot hold exactly (beyond 2^53, such as
+//! `9007199254740993`), so that no exact-integer claim is made about the rounded numbers
+//! ([`super::MatrixSource::inexact`]). [`write()`] writes the same format, exactly
+//! round-trippable.
 
 use std::path::Path;
 
@@ -25,6 +29,50 @@ pub(crate) struct Table {
     pub rows: usize,
     pub cols: usize,
     pub header: Option<Vec<String>>,
+    /// The first field whose value is an integer that its `f64` does not hold exactly, as
+    /// "line L, column C: TEXT ...".
+    pub inexact: Option<String>,
+}
+
+/// Whether the decimal text `text` (as `f64`'s parser accepts it: sign, digits, optional point
+/// and exponent) denotes exactly the integer-valued `v`.
+fn denotes_exactly(text: &str, v: f64) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    // Integers below 2^53 in plain digits are exact: every such integer is an f64, and rounding
+    // is monotone, so a plain integer that rounds below 2^53 was one of them.
+    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) && v.abs() < 9_007_199_254_740_992.0 {
+        return true;
+    }
+    let (mantissa, exp) = match unsigned.find(['e', 'E']) {
+        Some(i) => (&unsigned[..i], unsigned[i + 1..].parse::<i64>()),
+        None => (unsigned, Ok(0)),
+    };
+    let Ok(exp) = exp else {
+        return false;
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !(int_part.bytes().chain(frac_part.bytes())).all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    // text = D * 10^scale with D the digits without leading and trailing zeros.
+    let digits = format!("{int_part}{frac_part}");
+    let significant = digits.trim_start_matches('0');
+    if significant.is_empty() {
+        return v == 0.0;
+    }
+    let core = significant.trim_end_matches('0');
+    let Some(scale) = exp
+        .checked_sub(frac_part.len() as i64)
+        .and_then(|e| e.checked_add((significant.len() - core.len()) as i64))
+    else {
+        return false;
+    };
+    // A fraction, or more digits than any finite f64 has (about 309).
+    if scale < 0 || core.len() as i64 + scale > 400 {
+        return false;
+    }
+    let exact = format!("{core}{}", "0".repeat(scale as usize));
+    exact == format!("{:.0}", v.abs())
 }
 
 /// Parses CSV text (see the module docs); `path` only names the source in errors.
@@ -34,6 +82,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Table> {
     let mut cols: Option<(usize, usize)> = None; // (count, line where it was set)
     let mut header = None;
     let mut seen_first = false;
+    let mut inexact = None;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (k, raw) in text.split('\n').enumerate() {
         let lineno = k + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -91,6 +141,13 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Table> {
                     ),
                 ));
             }
+            if inexact.is_none() && v.fract() == 0.0 && !denotes_exactly(f, v) {
+                inexact = Some(format!(
+                    "line {lineno}, column {}: {f} is an integer that float64 cannot hold exactly \
+                     (it reads as {v:.0})",
+                    c + 1
+                ));
+            }
             values.push(v);
         }
         rows += 1;
@@ -104,6 +161,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Table> {
         rows,
         cols,
         header,
+        inexact,
     })
 }
 
@@ -168,6 +226,33 @@ pub fn write(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
         out.push('\n');
     }
     write_atomic(path, out.as_bytes())
+}
+
+/// Writes samples that arrive in chunks (`[k, ...]` tensors of samples of shape `sample`, `n`
+/// rows in all) as CSV in the format of [`write()`], one chunk at a time, so that more samples than
+/// fit in memory can be written. The file is written atomically.
+///
+/// # Errors
+/// As [`super::npy::write_f64_chunks`].
+pub fn write_chunks(
+    path: impl AsRef<Path>,
+    n: usize,
+    sample: &[usize],
+    chunks: impl Iterator<Item = Result<Tensor<f64>>>,
+) -> Result<()> {
+    super::npy::stream_chunks(path.as_ref(), FORMAT, n, sample, chunks, b"", |x, out| {
+        let mut text = String::new();
+        for s in x.samples() {
+            for (j, &v) in s.iter().enumerate() {
+                if j > 0 {
+                    text.push(',');
+                }
+                fmt_value(v, &mut text);
+            }
+            text.push('\n');
+        }
+        out.extend_from_slice(text.as_bytes());
+    })
 }
 
 #[cfg(test)]
@@ -254,6 +339,49 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = read(write_file(&dir, "bom.csv", "\u{feff}1,2\n3,4\n")).unwrap();
+        assert_eq!(d.data.as_slice(), &[1.0, 2.0, 3.0, 4.0]);
+        let t = read_table(&write_file(&dir, "bomh.csv", "\u{feff}x,y\n3,4\n")).unwrap();
+        assert_eq!(t.header, Some(vec!["x".to_string(), "y".to_string()]));
+        assert_eq!(t.rows, 1);
+    }
+
+    #[test]
+    fn integers_float64_cannot_hold_are_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = read_table(&write_file(&dir, "big.csv", "9007199254740993,0\n0,1\n")).unwrap();
+        let note = t.inexact.expect("noted");
+        assert!(
+            note.contains("line 1, column 1") && note.contains("9007199254740993"),
+            "{note}"
+        );
+        // Exact ones: 2^53, 2^60 and 1e22 in digits, 2.5e1, 1e300's own digits are not 10^300.
+        for (text, exact) in [
+            ("9007199254740992", true),
+            ("1152921504606846976", true),
+            ("-1152921504606846976", true),
+            ("1e22", true),
+            ("2.5e1", true),
+            ("1.0", true),
+            ("0e999999", true),
+            ("1e23", false),
+            ("1e300", false),
+            ("9007199254740993.5", false),
+            ("1e-400", false),
+            ("12345678901234567890", false),
+        ] {
+            let v: f64 = text.parse().unwrap();
+            if v.fract() == 0.0 {
+                assert_eq!(denotes_exactly(text, v), exact, "{text}");
+            }
+        }
+        let t = read_table(&write_file(&dir, "small.csv", "1,2\n3,-4\n")).unwrap();
+        assert!(t.inexact.is_none());
+    }
+
+    #[test]
     fn missing_file_is_io_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("absent.csv");
@@ -287,6 +415,10 @@ mod tests {
         let img = Tensor::from_fn(&[2, 1, 2, 2], |k| k as f64).unwrap();
         write(&p, &img).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "0,1,2,3\n4,5,6,7\n");
+        let q = dir.path().join("chunks.csv");
+        let parts = [0..1, 1..2].map(|r| img.slice_batch(r).map_err(Into::into));
+        write_chunks(&q, 2, &[1, 2, 2], parts.into_iter()).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&q).unwrap());
 
         let mut bad = x;
         bad.as_mut_slice()[3] = f64::INFINITY;

@@ -23,12 +23,16 @@ pub enum SourceDtype {
 
 /// Where a matrix read by [`read_matrix`] came from: its stored element type, and whether every
 /// value is an integer (so that, e.g., a determinant is an integer too).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatrixSource {
     /// The element type in the file.
     pub dtype: SourceDtype,
     /// Whether every value is an integer (`v == v.trunc()`).
     pub all_integers: bool,
+    /// Why the values are not exactly the integers of the file, when they are not: a CSV entry
+    /// written as an integer that float64 rounds (beyond 2^53), naming its line and column. An
+    /// exact determinant of the values would then not be that of the file's matrix.
+    pub inexact: Option<String>,
 }
 
 impl MatrixSource {
@@ -51,6 +55,7 @@ const FORMAT: &str = "2-D matrix (.npy or .csv)";
 pub fn read_matrix(path: impl AsRef<Path>) -> Result<(Vec<f64>, usize, usize, MatrixSource)> {
     let path = path.as_ref();
     let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let mut inexact = None;
     let (values, rows, cols, dtype) = match ext.as_deref() {
         Some("npy") => {
             let a = super::npy::read_array(path)?;
@@ -72,6 +77,7 @@ pub fn read_matrix(path: impl AsRef<Path>) -> Result<(Vec<f64>, usize, usize, Ma
         }
         Some("csv") => {
             let t = super::csv::read_table(path)?;
+            inexact = t.inexact;
             (t.values, t.rows, t.cols, SourceDtype::Csv)
         }
         _ => {
@@ -83,7 +89,16 @@ pub fn read_matrix(path: impl AsRef<Path>) -> Result<(Vec<f64>, usize, usize, Ma
         }
     };
     let all_integers = values.iter().all(|v| *v == v.trunc());
-    Ok((values, rows, cols, MatrixSource { dtype, all_integers }))
+    Ok((
+        values,
+        rows,
+        cols,
+        MatrixSource {
+            dtype,
+            all_integers,
+            inexact,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -104,7 +119,8 @@ mod tests {
             s,
             MatrixSource {
                 dtype: SourceDtype::Csv,
-                all_integers: true
+                all_integers: true,
+                inexact: None
             }
         );
 
@@ -123,7 +139,8 @@ mod tests {
             s,
             MatrixSource {
                 dtype: SourceDtype::Int,
-                all_integers: true
+                all_integers: true,
+                inexact: None
             }
         );
     }

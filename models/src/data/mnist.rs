@@ -5,15 +5,18 @@
 //! `0x00000801` with `[N]`. [`read_dir`] reads
 //! `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte` and
 //! `t10k-labels-idx1-ubyte` (also the `train-images.idx3-ubyte` spelling, and `.gz` versions),
-//! checking magic numbers, dimensions, image/label counts and exact file lengths.
+//! checking magic numbers, dimensions, image/label counts and exact file lengths. A `.gz` file is
+//! decompressed only up to the size its header declares (one byte more tells it is too long), so
+//! a small file that decompresses to gigabytes is refused without reading them.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use exactflow_layers::Tensor;
 
 use super::Dataset;
-use super::io_util::{format_error, read_maybe_gz, show};
+use super::io_util::{format_error, is_gz, read_bytes, show};
 
 const FORMAT: &str = "MNIST IDX file";
 const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -38,24 +41,54 @@ fn find(dir: &Path, prefix: &str, kind: &str, ndim: u8) -> Result<PathBuf> {
     })
 }
 
-/// Parses an IDX file of unsigned bytes with `ndim` dimensions; returns (dims, data).
-pub(crate) fn parse_idx(path: &Path, bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
+/// Reads `buf.len()` bytes, or fewer at the end of the stream; returns how many.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Parses an IDX stream of unsigned bytes with the dimensions of `magic`; returns (dims, data).
+///
+/// The header is read first, and then exactly the data bytes its dimensions declare (plus one, to
+/// tell a file that is too long): a gzip stream that decompresses to more than its header
+/// declares (a "gzip bomb") is refused after reading one byte past the declared size.
+/// `gz` says whether `r` decompresses, so that a broken stream is reported as such.
+pub(crate) fn parse_idx(path: &Path, r: &mut dyn Read, magic: u32, gz: bool) -> Result<(Vec<usize>, Vec<u8>)> {
     let bad = |reason: String| format_error(path, FORMAT, reason);
+    let io = |e: std::io::Error| {
+        if gz {
+            format_error(path, "gzip stream", e.to_string())
+        } else {
+            super::io_util::io_error(path, &e)
+        }
+    };
     let ndim = (magic & 0xff) as usize;
-    let head = bytes
-        .get(..4)
-        .ok_or_else(|| bad(format!("{} bytes: too short for a magic number", bytes.len())))?;
-    let found = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    let mut head = [0u8; 4];
+    let got = read_full(r, &mut head).map_err(io)?;
+    if got < 4 {
+        return Err(bad(format!("{got} bytes: too short for a magic number")));
+    }
+    let found = u32::from_be_bytes(head);
     if found != magic {
         return Err(bad(format!("wrong magic number 0x{found:08x}, expected 0x{magic:08x}")));
     }
     let header_len = 4 + 4 * ndim;
-    let dims_bytes = bytes.get(4..header_len).ok_or_else(|| {
-        bad(format!(
+    let mut dims_bytes = vec![0u8; 4 * ndim];
+    let got = read_full(r, &mut dims_bytes).map_err(io)?;
+    if got < dims_bytes.len() {
+        return Err(bad(format!(
             "truncated header: {ndim} dimensions need {header_len} bytes, found {}",
-            bytes.len()
-        ))
-    })?;
+            4 + got
+        )));
+    }
     let dims: Vec<usize> = dims_bytes
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
@@ -67,23 +100,43 @@ pub(crate) fn parse_idx(path: &Path, bytes: &[u8], magic: u32) -> Result<(Vec<us
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(format!("dimensions {dims:?} are too large")))?;
-    let data = &bytes[header_len..];
+    // The bytes themselves, then the same as f64 pixels.
+    crate::memory::check(
+        || format!("{} with dimensions {dims:?}", show(path)),
+        crate::memory::bytes(&[need], 9),
+    )?;
+    let mut data = Vec::new();
+    r.take(need as u64 + 1).read_to_end(&mut data).map_err(io)?;
     if data.len() != need {
-        let what = if data.len() < need { "truncated" } else { "too long" };
-        return Err(bad(format!(
-            "{what}: dimensions {dims:?} need {need} data bytes, found {}",
-            data.len()
-        )));
+        return Err(bad(if data.len() < need {
+            format!(
+                "truncated: dimensions {dims:?} need {need} data bytes, found {}",
+                data.len()
+            )
+        } else {
+            format!("too long: dimensions {dims:?} need {need} data bytes, and more follow")
+        }));
     }
-    Ok((dims, data.to_vec()))
+    Ok((dims, data))
+}
+
+/// Reads one IDX file, decompressing it when its name ends in `.gz`.
+fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>)> {
+    let bytes = read_bytes(path)?;
+    if is_gz(path) {
+        let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]);
+        parse_idx(path, &mut dec, magic, true)
+    } else {
+        parse_idx(path, &mut &bytes[..], magic, false)
+    }
 }
 
 /// Reads one images/labels pair as an `[N, 1, H, W]` data set with 256 levels and labels.
 fn read_pair(dir: &Path, prefix: &str) -> Result<Dataset> {
     let images = find(dir, prefix, "images", 3)?;
     let labels = find(dir, prefix, "labels", 1)?;
-    let (idims, pixels) = parse_idx(&images, &read_maybe_gz(&images)?, IMAGES_MAGIC)?;
-    let (ldims, labs) = parse_idx(&labels, &read_maybe_gz(&labels)?, LABELS_MAGIC)?;
+    let (idims, pixels) = read_idx(&images, IMAGES_MAGIC)?;
+    let (ldims, labs) = read_idx(&labels, LABELS_MAGIC)?;
     if idims[0] != ldims[0] {
         return Err(format_error(
             &labels,
@@ -258,6 +311,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_read_only_up_to_its_declared_size() {
+        // A header declaring 3 images of 4x5 pixels, then 64 MiB of zeros: compressed, about
+        // 64 KiB. Reading stops one byte past the 60 declared bytes.
+        let dir = tempfile::tempdir().unwrap();
+        fake(dir.path(), true);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&idx(IMAGES_MAGIC, &[3, 4, 5], &[0; 60])).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            e.write_all(&zeros).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), bomb).unwrap();
+        let r = reason(read_dir(dir.path()).unwrap_err());
+        assert!(r.contains("too long") && r.contains("60 data bytes"), "{r}");
     }
 
     #[test]

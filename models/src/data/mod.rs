@@ -37,7 +37,7 @@ pub mod mnist;
 pub mod npy;
 pub mod toy;
 
-mod io_util;
+pub(crate) mod io_util;
 
 pub use dataset::Dataset;
 pub use matrix::{MatrixSource, SourceDtype, read_matrix};

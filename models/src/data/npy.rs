@@ -1,7 +1,9 @@
 //! NumPy `.npy` arrays: `[N, D]` or `[N, C, H, W]` of f32, f64, u8 (or another integer type).
 //!
 //! [`read`] parses the format itself (magic, version 1/2/3 header, the header's Python dict
-//! literal), checks the dtype, the shape and the exact data length, and converts C- or
+//! literal, by numpy's rules: exactly the keys `descr`, `fortran_order` and `shape`, each once,
+//! and nothing but padding after the dict), checks the dtype, the shape and the exact data length
+//! before allocating anything for the values, and converts C- or
 //! Fortran-ordered data of either endianness to a row-major `Tensor<f64>`. `u8` data are taken as
 //! discrete with 256 levels (pixels); other integer types (`int64` is what `np.save` gives for an
 //! integer array) as continuous values, exact up to 2^53. NaN and infinities are rejected.
@@ -12,9 +14,8 @@ use std::path::Path;
 use crate::error::Result;
 use exactflow_layers::Tensor;
 
-use super::io_util::{format_error, io_error, read_bytes, stem};
+use super::io_util::{format_error, read_bytes, stem};
 use super::{Dataset, SourceDtype};
-use crate::atomic_write::write_atomic;
 
 const FORMAT: &str = ".npy array";
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -127,17 +128,29 @@ impl Parser<'_> {
             Some(b'(') => {
                 self.pos += 1;
                 let mut v = Vec::new();
+                let mut trailing_comma = false;
                 loop {
                     if self.peek() == Some(b')') {
                         self.pos += 1;
                         break;
                     }
                     v.push(self.int()?);
+                    trailing_comma = false;
                     match self.peek() {
-                        Some(b',') => self.pos += 1,
+                        Some(b',') => {
+                            self.pos += 1;
+                            trailing_comma = true;
+                        }
                         Some(b')') => {}
                         _ => return Err("header: malformed 'shape' tuple".to_string()),
                     }
+                }
+                // Python reads `(3)` as the integer 3: a one-element tuple is `(3,)`.
+                if v.len() == 1 && !trailing_comma {
+                    return Err(format!(
+                        "header: ({}) is an integer, not a tuple (a one-element shape is written ({},))",
+                        v[0], v[0]
+                    ));
                 }
                 Ok(Lit::Tuple(v))
             }
@@ -166,6 +179,11 @@ impl Parser<'_> {
                 break;
             }
             let key = self.string()?;
+            // Python would keep the last of two equal keys; numpy writes each key once, so a
+            // repeated one means a broken or crafted header.
+            if out.iter().any(|(k, _)| *k == key) {
+                return Err(format!("header: the key '{key}' appears twice"));
+            }
             self.expect(b':')?;
             let v = self.value()?;
             out.push((key, v));
@@ -174,6 +192,13 @@ impl Parser<'_> {
                 Some(b'}') => {}
                 _ => return Err("header: expected ',' or '}' after a dict entry".to_string()),
             }
+        }
+        self.ws();
+        if self.pos < self.s.len() {
+            return Err(format!(
+                "header: unexpected text after the dictionary at byte {} (only padding may follow)",
+                self.pos
+            ));
         }
         Ok(out)
     }
@@ -245,6 +270,14 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Header, &'a [u8])> 
     }
     .dict()
     .map_err(bad)?;
+    if let Some((k, _)) = dict
+        .iter()
+        .find(|(k, _)| !["descr", "fortran_order", "shape"].contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "header: unknown key '{k}' (a .npy header has exactly 'descr', 'fortran_order' and 'shape')"
+        )));
+    }
     let get = |key: &str| {
         dict.iter()
             .find(|(k, _)| k == key)
@@ -387,6 +420,11 @@ pub(crate) fn parse_array(path: &Path, bytes: &[u8]) -> Result<Array> {
             h.descr
         )));
     }
+    // Twice the values for Fortran order's reordering.
+    crate::memory::check(
+        || format!("{} of shape {:?} as float64", path.display(), h.shape),
+        crate::memory::bytes(&[count, if h.fortran { 2 } else { 1 }], 8),
+    )?;
     let mut values = Vec::with_capacity(count);
     for (k, c) in data.chunks_exact(h.size).enumerate() {
         let v = decode(h.kind, h.big_endian, c).ok_or_else(|| {
@@ -459,22 +497,127 @@ pub fn read(path: impl AsRef<Path>) -> Result<Dataset> {
 /// [`Error::NonFinite`](exactflow_kernels::Error::NonFinite) when `x` holds NaN or an infinity ([`read`] would reject the file);
 /// [`Error::Io`](crate::Error::Io) when the file cannot be written.
 pub fn write_f64(path: impl AsRef<Path>, x: &Tensor<f64>) -> Result<()> {
-    use npyz::WriterBuilder;
     let path = path.as_ref();
     x.check_finite("npy::write_f64", "tensor")?;
-    let shape: Vec<u64> = x.shape().iter().map(|&d| d as u64).collect();
-    let mut buf = Vec::with_capacity(128 + 8 * x.len());
-    let encoded = (|| -> std::io::Result<()> {
-        let mut w = npyz::WriteOptions::<f64>::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(&mut buf)
-            .begin_nd()?;
-        w.extend(x.as_slice().iter().copied())?;
-        w.finish()
-    })();
-    encoded.map_err(|e| io_error(path, &e))?;
-    write_atomic(path, &buf)
+    match x.shape().split_first() {
+        Some((&n, sample)) => write_f64_chunks(path, n, sample, std::iter::once(Ok(x.clone()))),
+        // A scalar: one value under a header of shape ().
+        None => {
+            let one = x.clone().reshape(&[1])?;
+            stream_chunks(
+                path,
+                FORMAT,
+                1,
+                &[],
+                std::iter::once(Ok(one)),
+                &f64_header(&[]),
+                |x, out| out.extend(x.as_slice().iter().flat_map(|v| v.to_le_bytes())),
+            )
+        }
+    }
+}
+
+/// The version 1.0 `.npy` header of a little-endian float64 C-order array of `shape`, padded
+/// with spaces and a newline to a multiple of 64 bytes as numpy writes it.
+fn f64_header(shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {dims}, }}");
+    while !(MAGIC.len() + 4 + dict.len() + 1).is_multiple_of(64) {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0]);
+    // invariant: a dict of at most 32 dimensions is far below 65535 bytes.
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Writes a float64 C-order `.npy` array of shape `[n, sample...]` whose rows arrive in chunks
+/// (`[k, sample...]` tensors, in order, `n` rows in all), so that an array larger than memory can
+/// be written: the header (whose shape is known in advance) first, then each chunk as it comes.
+/// The file is written atomically; on any error nothing replaces an existing file.
+///
+/// # Errors
+/// The first error of `chunks`; [`crate::Error::Format`] naming `path` when a chunk has another
+/// sample shape or the chunks do not add up to `n` rows;
+/// [`exactflow_kernels::Error::NonFinite`] for NaN or an infinity; [`crate::Error::Io`].
+pub fn write_f64_chunks(
+    path: impl AsRef<Path>,
+    n: usize,
+    sample: &[usize],
+    chunks: impl Iterator<Item = Result<Tensor<f64>>>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let mut shape = vec![n];
+    shape.extend_from_slice(sample);
+    let header = f64_header(&shape);
+    stream_chunks(path, FORMAT, n, sample, chunks, &header, |x, out| {
+        for v in x.as_slice() {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    })
+}
+
+/// Streams `chunks` into `path` atomically: `prefix`, then each checked chunk as `encode` writes
+/// it (shared by the `.npy` and CSV chunk writers).
+pub(crate) fn stream_chunks(
+    path: &Path,
+    format: &'static str,
+    n: usize,
+    sample: &[usize],
+    mut chunks: impl Iterator<Item = Result<Tensor<f64>>>,
+    prefix: &[u8],
+    encode: impl Fn(&Tensor<f64>, &mut Vec<u8>),
+) -> Result<()> {
+    let mut failure = None;
+    let mut rows = 0usize;
+    let written = crate::atomic_write::write_atomic_with(path, |w| {
+        w.write_all(prefix)?;
+        let mut buf = Vec::new();
+        let mut fail = |e: crate::Error| {
+            let msg = e.to_string();
+            failure = Some(e);
+            std::io::Error::other(msg)
+        };
+        for chunk in chunks.by_ref() {
+            let x = chunk.map_err(&mut fail)?;
+            if x.sample_shape() != sample || rows + x.batch() > n {
+                return Err(fail(format_error(
+                    path,
+                    format,
+                    format!(
+                        "a chunk of shape {:?} does not continue {rows} of {n} rows of samples {sample:?}",
+                        x.shape()
+                    ),
+                )));
+            }
+            x.check_finite("write chunks", "tensor").map_err(|e| fail(e.into()))?;
+            rows += x.batch();
+            buf.clear();
+            encode(&x, &mut buf);
+            w.write_all(&buf)?;
+        }
+        if rows != n {
+            return Err(fail(format_error(
+                path,
+                format,
+                format!("the chunks held {rows} rows, {n} were announced"),
+            )));
+        }
+        Ok(())
+    });
+    match (written, failure) {
+        (Err(_), Some(e)) => Err(e),
+        (r, _) => r,
+    }
 }
 
 #[cfg(test)]
@@ -520,6 +663,29 @@ pub(crate) mod tests {
             Error::Format { reason, .. } => reason,
             other => panic!("expected a Format error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn chunks_write_the_same_file_as_a_whole_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Tensor::from_fn(&[7, 1, 2, 3], |k| k as f64 * 0.25 - 1.0).unwrap();
+        let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+        write_f64(&a, &x).unwrap();
+        let chunks = [0..3, 3..6, 6..7].map(|r| x.slice_batch(r).map_err(Into::into));
+        write_f64_chunks(&b, 7, &[1, 2, 3], chunks.into_iter()).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        // Too few rows, a bad chunk, or a failing source: an error, and the old file stays.
+        let e = write_f64_chunks(&b, 8, &[1, 2, 3], [Ok(x.clone())].into_iter()).unwrap_err();
+        assert!(e.to_string().contains("7 rows, 8 were announced"), "{e}");
+        let e = write_f64_chunks(
+            &b,
+            7,
+            &[1, 2, 3],
+            [Err(crate::Error::Config("no more".into()))].into_iter(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, crate::Error::Config(_)), "{e}");
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     }
 
     #[test]
@@ -654,5 +820,47 @@ pub(crate) mod tests {
         let mut v = ok.clone();
         v[6] = 9;
         assert!(reason(read(file(&dir, "j.npy", &v)).unwrap_err()).contains("version"));
+        // numpy's rules for the header dict: each key once, no unknown key, no junk after it, and
+        // a shape that is a tuple.
+        for (text, want) in [
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1), 'shape': (2, 2), }",
+                "appears twice",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), 'extra': 'x', }",
+                "unknown key 'extra'",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), } junk",
+                "after the dictionary",
+            ),
+            (
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (4), }",
+                "not a tuple",
+            ),
+        ] {
+            let mut v = ok[..10].to_vec();
+            v[8..10].copy_from_slice(&(text.len() as u16).to_le_bytes());
+            v.extend_from_slice(text.as_bytes());
+            v.extend_from_slice(&f64_bytes(&[1., 2., 3., 4.]));
+            let r = reason(read(file(&dir, "k.npy", &v)).unwrap_err());
+            assert!(r.contains(want), "{text}: {r}");
+        }
+        // Padding after the dict (spaces and the final newline numpy writes) is fine, and so
+        // is a one-element tuple written the Python way.
+        let text = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }   \n";
+        let mut v = ok[..10].to_vec();
+        v[8..10].copy_from_slice(&(text.len() as u16).to_le_bytes());
+        v.extend_from_slice(text.as_bytes());
+        v.extend_from_slice(&f64_bytes(&[1., 2., 3., 4.]));
+        assert!(read(file(&dir, "l.npy", &v)).is_ok());
+        let a = read_array(file(
+            &dir,
+            "m.npy",
+            &npy_bytes("<f8", false, &[2], &f64_bytes(&[1., 2.])),
+        ))
+        .unwrap();
+        assert_eq!(a.shape, vec![2]);
     }
 }

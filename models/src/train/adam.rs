@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Adam's hyper-parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdamConfig {
     /// Decay of the first moment (default 0.9).
     pub beta1: f64,

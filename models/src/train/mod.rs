@@ -11,4 +11,4 @@ pub use adam::{Adam, AdamConfig};
 pub use observer::{EpochReport, Observer, Silent, StepReport};
 pub use schedule::{Decay, Schedule};
 pub use state::TrainState;
-pub use trainer::{TrainConfig, TrainReport, train};
+pub use trainer::{DIVERGENCE_MARGIN_PER_DIM, MAX_THREADS, TrainConfig, TrainReport, train};

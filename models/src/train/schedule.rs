@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// How the learning rate decays after warmup.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Decay {
     /// Constant learning rate.
     Constant,
@@ -25,6 +25,7 @@ pub enum Decay {
 
 /// A learning-rate schedule over `total` steps.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// Peak learning rate.
     pub lr: f64,

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 /// Where training stood when a checkpoint was written; enough to resume exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainState {
     /// Optimizer steps done.
     pub step: u64,
@@ -39,12 +40,23 @@ pub struct TrainState {
     pub train_history: Vec<f64>,
     /// Validation NLL of each completed epoch.
     pub val_history: Vec<Option<f64>>,
+    /// Validation NLL of the model before its first step: the reference of the divergence test
+    /// (see `crate::train::DIVERGENCE_MARGIN_PER_DIM`). Absent in checkpoints of format 2 and
+    /// earlier, and without a validation set.
+    #[serde(default)]
+    pub initial_val_nll: Option<f64>,
     /// Adam's moments (written as tensors, not JSON).
     #[serde(skip)]
     pub moments: Option<(NamedValues, NamedValues)>,
-    /// The best parameters so far (written as `best.*` tensors).
+    /// The best parameters so far, when they are kept apart from the flow: in a running trainer,
+    /// and from a checkpoint of format 2 or earlier (its `best.*` tensors). A format 3 checkpoint
+    /// saves the best model as its model instead.
     #[serde(skip)]
     pub best_params: Option<NamedValues>,
+    /// The latest parameters, when the checkpoint's model (the best so far) is not the latest
+    /// (`latest.*` tensors): resuming continues from these.
+    #[serde(skip)]
+    pub latest_params: Option<NamedValues>,
 }
 
 impl TrainState {
@@ -63,8 +75,10 @@ impl TrainState {
             finished: false,
             train_history: Vec::new(),
             val_history: Vec::new(),
+            initial_val_nll: None,
             moments: None,
             best_params: None,
+            latest_params: None,
         }
     }
 
@@ -90,6 +104,7 @@ impl TrainState {
             state_json,
             moments: self.moments.clone(),
             best: self.best_params.clone(),
+            latest: self.latest_params.clone(),
         })
     }
 
@@ -118,6 +133,7 @@ impl TrainState {
         })?;
         st.moments = record.moments.clone();
         st.best_params = record.best.clone();
+        st.latest_params = record.latest.clone();
         Ok(st)
     }
 }

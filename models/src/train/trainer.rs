@@ -2,16 +2,28 @@
 //!
 //! One step: a minibatch (rows in the epoch's seeded order; discrete data dequantized with noise
 //! seeded by the step), `loss = -mean log p(x)`, backward, global gradient-norm clipping, an Adam
-//! update at the scheduled learning rate. After every epoch: the validation NLL, early-stopping
-//! bookkeeping (the best parameters are kept and restored at the end), a checkpoint.
+//! update at the scheduled learning rate. After every epoch: the validation NLL, the divergence
+//! test, early-stopping bookkeeping, a checkpoint.
 //!
 //! **Reproducibility.** The epoch order depends only on `(seed, epoch)` and the noise only on
 //! `(seed, step)`, so with one thread a seed gives bit-for-bit the same run, and a run resumed from
 //! a checkpoint continues exactly as the uninterrupted one would have.
 //!
-//! **Divergence.** A non-finite output, log-det, loss or gradient stops training with
-//! [`Error::Diverged`] naming the step and the stage; no checkpoint is written after the last good
-//! epoch, so the last good checkpoint is left untouched.
+//! **The best model.** With a validation set, the parameters of the epoch with the lowest
+//! validation NLL are kept (a snapshot), the checkpoint's model is always that best one (a worse
+//! epoch never replaces it on disk), and the flow holds it when training ends. To resume exactly,
+//! the checkpoint also stores the latest parameters (`latest.*`) when they differ from the best,
+//! and Adam's moments (FORMAT.md). Without a validation set, the latest model is the checkpoint.
+//!
+//! **Divergence.** Training has diverged when
+//!
+//! - an output, log-det, the loss or a gradient is not finite (named by stage and step), or
+//! - at the end of an epoch, the validation NLL is not finite, or is worse than the initial
+//!   model's (measured before the first step) by more than [`DIVERGENCE_MARGIN_PER_DIM`] nats per
+//!   data dimension: a learning rate that blows the model up without reaching infinity.
+//!
+//! Either stops training with [`Error::Diverged`] naming the step; nothing is written for the
+//! diverged epoch, so the checkpoint on disk stays the last good one.
 //!
 //! **Threads.** `threads` is a value of the run: the flow's matrix products use
 //! `Parallelism::from_threads(threads)` inside a rayon pool of that size made for this run, and
@@ -40,8 +52,20 @@ use crate::error::{Error, Result};
 use crate::eval::{data_log_likelihood, evaluate, model_input};
 use crate::flow::{Flow, TrainMode};
 
+/// The divergence margin, in nats per data dimension: at the end of an epoch, a validation NLL
+/// (nats per sample, of samples of D values) above `initial + DIVERGENCE_MARGIN_PER_DIM * D`,
+/// where `initial` is the NLL of the model before training, means the run has diverged. One nat
+/// per dimension (1.44 bits/dim) is far beyond what an epoch of a working run loses (runs improve
+/// on their initial NLL by a few tenths of a nat per dimension on the data sets of the tests and
+/// benchmarks) and far below what an exploding learning rate reaches (1e68 nats on two moons).
+pub const DIVERGENCE_MARGIN_PER_DIM: f64 = 1.0;
+
+/// The most threads a run may use ([`TrainConfig::threads`]).
+pub const MAX_THREADS: usize = 1024;
+
 /// Everything about a training run except the model and the data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Total optimizer steps; when `None`, `epochs` full passes.
     pub steps: Option<u64>,
@@ -115,8 +139,20 @@ impl TrainConfig {
         if self.steps == Some(0) || (self.steps.is_none() && self.epochs == 0) {
             return bad("training needs at least one step".into());
         }
-        if self.threads == 0 {
-            return bad("threads must be at least 1".into());
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return bad(format!(
+                "threads must be between 1 and {MAX_THREADS}, found {}",
+                self.threads
+            ));
+        }
+        if self.eval_batch == 0 {
+            return bad("the evaluation batch must be at least 1".into());
+        }
+        match self.schedule.decay {
+            Decay::Constant => {}
+            Decay::Cosine { min_ratio } if (0.0..=1.0).contains(&min_ratio) => {}
+            Decay::Step { gamma, .. } if gamma.is_finite() && gamma > 0.0 => {}
+            other => return bad(format!("impossible learning-rate decay {other:?}")),
         }
         if let Some(c) = self.clip_grad_norm
             && !(c.is_finite() && c > 0.0)
@@ -216,9 +252,29 @@ pub fn train<T: Real>(
         return Err(Error::Config("the training set is empty".into()));
     }
     let plan = Plan::new(cfg, train.data.batch());
+    crate::memory::check(
+        || {
+            format!(
+                "a training step on batches of {} samples of shape {:?} ({} stages)",
+                plan.batch,
+                train.sample_shape(),
+                flow.stages().len()
+            )
+        },
+        crate::eval::activation_bytes(flow, plan.batch),
+    )?;
     let state = match resume {
-        Some(st) => plan.check_resume(st)?,
-        None => TrainState::start(cfg),
+        Some(mut st) => {
+            plan.check_resume(&st, flow)?;
+            // The run goes on with `cfg` (the caller decides, e.g., where checkpoints go).
+            st.config = cfg.clone();
+            st
+        }
+        None => {
+            let mut st = TrainState::start(cfg);
+            st.initial_val_nll = initial_nll(flow, val, cfg.eval_batch)?;
+            st
+        }
     };
     let before = flow.parallelism();
     flow.set_parallelism(Parallelism::from_threads(cfg.threads));
@@ -234,6 +290,48 @@ pub fn train<T: Real>(
     result
 }
 
+/// The validation NLL of the model before training (the divergence test's reference), or `None`
+/// without a validation set or when the initial model does not score it finitely.
+fn initial_nll<T: Real>(flow: &Flow<T>, val: Option<&Dataset>, eval_batch: usize) -> Result<Option<f64>> {
+    let Some(v) = val else {
+        return Ok(None);
+    };
+    match evaluate(flow, v, eval_batch) {
+        Ok(e) => Ok(Some(e.nll).filter(|x| x.is_finite())),
+        Err(Error::NonFinite { .. } | Error::Numerical(exactflow_kernels::Error::NonFinite { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks that every entry of a resumed state's named values is a parameter of the flow, with
+/// as many values.
+fn check_named<T: Real>(flow: &Flow<T>, what: &str, values: Option<&BTreeMap<String, Vec<f64>>>) -> Result<()> {
+    let Some(values) = values else {
+        return Ok(());
+    };
+    let mut lens = BTreeMap::new();
+    flow.visit_params("", &mut |name, p| {
+        lens.insert(name.to_string(), p.value.len());
+    });
+    for (name, v) in values {
+        match lens.get(name) {
+            Some(&n) if n == v.len() => {}
+            Some(&n) => {
+                return Err(Error::Config(format!(
+                    "the training state to resume has {} {what} values for {name}, the model has {n}",
+                    v.len()
+                )));
+            }
+            None => {
+                return Err(Error::Config(format!(
+                    "the training state to resume has {what} values for {name}, which the model does not have"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The shape of a run: batch size, batches per epoch, total steps.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
@@ -247,7 +345,9 @@ impl Plan {
     fn new(cfg: &TrainConfig, n: usize) -> Self {
         let batch = cfg.batch_size.min(n);
         let per_epoch = (n / batch).max(1);
-        let total = cfg.steps.unwrap_or((cfg.epochs * per_epoch) as u64);
+        let total = cfg
+            .steps
+            .unwrap_or_else(|| (cfg.epochs as u64).saturating_mul(per_epoch as u64));
         Plan {
             n,
             batch,
@@ -256,15 +356,35 @@ impl Plan {
         }
     }
 
-    /// A resumed state that this plan can continue: its position inside an epoch exists.
-    fn check_resume(&self, st: TrainState) -> Result<TrainState> {
+    /// A resumed state that this plan can continue with `flow`: its position inside an epoch
+    /// exists, and its moments and parameter snapshots fit the flow's parameters.
+    fn check_resume<T: Real>(&self, st: &TrainState, flow: &Flow<T>) -> Result<()> {
         if st.batch_in_epoch >= self.per_epoch {
             return Err(Error::Config(format!(
                 "the training state to resume is at batch {} of an epoch of {} batches",
                 st.batch_in_epoch, self.per_epoch
             )));
         }
-        Ok(st)
+        if let Some((m, v)) = &st.moments {
+            check_named(flow, "first-moment", Some(m))?;
+            check_named(flow, "second-moment", Some(v))?;
+        }
+        check_named(flow, "best-parameter", st.best_params.as_ref())?;
+        check_named(flow, "latest-parameter", st.latest_params.as_ref())?;
+        Ok(())
+    }
+}
+
+impl TrainState {
+    /// Checks that this state can be resumed by [`train`] with `cfg`, `train_len` training
+    /// samples and `flow` (the checkpoint's model): the checks `train` makes before it starts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for bad settings, a position beyond the end of an epoch, or moments and
+    /// parameter snapshots that do not fit the flow's parameters.
+    pub fn check_resumable<T: Real>(&self, cfg: &TrainConfig, train_len: usize, flow: &Flow<T>) -> Result<()> {
+        cfg.validate()?;
+        Plan::new(cfg, train_len.max(1)).check_resume(self, flow)
     }
 }
 
@@ -280,6 +400,8 @@ struct Run<'a, T: Real> {
     st: TrainState,
     adam: Adam,
     best: Option<BTreeMap<String, Vec<f64>>>,
+    /// Whether the flow's parameters are the best ones (no step since the best epoch).
+    best_is_current: bool,
     order: Vec<usize>,
     history: Vec<EpochReport>,
     epoch_loss: f64,
@@ -302,7 +424,21 @@ impl<'a, T: Real> Run<'a, T> {
         mut st: TrainState,
     ) -> Self {
         let adam = st.adam();
-        let best = st.best_params.take();
+        // A resumed flow holds the checkpoint's model: the best one when the latest parameters
+        // were stored apart (format 3), else the latest (with, from format 2 and earlier, the
+        // best kept as `best.*` when early stopping was on).
+        let (best, best_is_current) = match st.latest_params.take() {
+            Some(latest) => {
+                let best = snapshot_params(&*flow);
+                restore_params(&mut *flow, &latest);
+                (Some(best), false)
+            }
+            None => match st.best_params.take() {
+                Some(b) => (Some(b), false),
+                None if st.best_val_nll.is_some() => (Some(snapshot_params(&*flow)), true),
+                None => (None, false),
+            },
+        };
         let order = epoch_order(plan.n, cfg.seed, st.epoch as u64);
         Run {
             flow,
@@ -315,6 +451,7 @@ impl<'a, T: Real> Run<'a, T> {
             st,
             adam,
             best,
+            best_is_current,
             order,
             history: Vec::new(),
             epoch_loss: 0.0,
@@ -387,6 +524,7 @@ impl<'a, T: Real> Run<'a, T> {
             .map_err(|e| diverged_at(e, step))?;
         self.st.step += 1;
         self.st.batch_in_epoch += 1;
+        self.best_is_current = false;
         self.epoch_loss += loss;
         self.epoch_batches += 1;
         Ok((loss, lr, grad_norm))
@@ -412,11 +550,16 @@ impl<'a, T: Real> Run<'a, T> {
     /// whether early stopping ends the run.
     fn end_epoch(&mut self) -> Result<bool> {
         let train_nll = self.epoch_loss / self.epoch_batches.max(1) as f64;
+        let last_step = self.st.step.saturating_sub(1);
         let ev = self
             .val
             .map(|v| evaluate(self.flow, v, self.cfg.eval_batch))
-            .transpose()?;
+            .transpose()
+            .map_err(|e| diverged_at(e, last_step))?;
         let val_nll = ev.as_ref().map(|e| e.nll);
+        if let Some(v) = val_nll {
+            self.check_divergence(v, last_step)?;
+        }
         let improved = match (val_nll, self.st.best_val_nll) {
             (Some(v), Some(b)) => v < b,
             (Some(v), None) => v.is_finite(),
@@ -426,9 +569,8 @@ impl<'a, T: Real> Run<'a, T> {
             self.st.best_val_nll = val_nll;
             self.st.best_epoch = Some(self.st.epoch);
             self.st.epochs_since_best = 0;
-            if self.cfg.patience.is_some() {
-                self.best = Some(snapshot_params(&*self.flow));
-            }
+            self.best = Some(snapshot_params(&*self.flow));
+            self.best_is_current = true;
         } else if val_nll.is_some() {
             self.st.epochs_since_best += 1;
         }
@@ -459,13 +601,44 @@ impl<'a, T: Real> Run<'a, T> {
         Ok(stopped_early)
     }
 
-    /// Restores the best parameters (with early stopping), writes the final checkpoint and
-    /// reports.
+    /// The divergence test of an epoch's validation NLL `v` (see the module documentation).
+    fn check_divergence(&self, v: f64, step: u64) -> Result<()> {
+        if !v.is_finite() {
+            return Err(Error::Diverged {
+                step,
+                reason: format!("the validation NLL is {v}"),
+            });
+        }
+        // A run resumed from a checkpoint of format 2 or earlier has no initial NLL: its first
+        // epoch's stands in.
+        let reference = self
+            .st
+            .initial_val_nll
+            .or_else(|| self.st.val_history.iter().flatten().copied().find(|x| x.is_finite()));
+        let Some(initial) = reference else {
+            return Ok(());
+        };
+        let dim = self.train.data.sample_len();
+        let margin = DIVERGENCE_MARGIN_PER_DIM * dim as f64;
+        if v > initial + margin {
+            return Err(Error::Diverged {
+                step,
+                reason: format!(
+                    "the validation NLL {v:.6e} nats is worse than the initial model's {initial:.6} by more than \
+                     the margin of {margin} nats ({DIVERGENCE_MARGIN_PER_DIM} per dimension x {dim} dimensions); \
+                     lower the learning rate"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the final checkpoint, leaves the best parameters in the flow and reports.
     fn finish(mut self, stopped_early: bool) -> Result<TrainReport> {
+        self.save_checkpoint(true)?;
         if let Some(b) = &self.best {
             restore_params(&mut *self.flow, b);
         }
-        self.save_checkpoint(true)?;
         let samples = (self.steps_here * self.plan.batch as u64) as f64;
         Ok(TrainReport {
             steps: self.st.step,
@@ -480,6 +653,8 @@ impl<'a, T: Real> Run<'a, T> {
         })
     }
 
+    /// Writes the checkpoint: the best model so far as the model (the latest when there is no
+    /// best), and, when they differ, the latest parameters as `latest.*` to resume from.
     fn save_checkpoint(&mut self, finished: bool) -> Result<()> {
         let Some(path) = &self.cfg.checkpoint else {
             return Ok(());
@@ -489,10 +664,22 @@ impl<'a, T: Real> Run<'a, T> {
         st.adam = self.adam.config;
         st.adam_t = self.adam.t;
         st.moments = Some((self.adam.m.clone(), self.adam.v.clone()));
-        st.best_params = self.best.clone();
-        let record = st.to_record();
+        let swap = match &self.best {
+            Some(best) if !self.best_is_current => Some((best, snapshot_params(&*self.flow))),
+            _ => None,
+        };
+        let result = (|| {
+            let mut record = st.to_record()?;
+            if let Some((best, latest)) = &swap {
+                restore_params(&mut *self.flow, best);
+                record.latest = Some(latest.clone());
+            }
+            checkpoint::save(path, self.model, self.flow, Some(&record))
+        })();
+        if let Some((_, latest)) = &swap {
+            restore_params(&mut *self.flow, latest);
+        }
         st.moments = None;
-        st.best_params = None;
-        checkpoint::save(path, self.model, self.flow, Some(&record?))
+        result
     }
 }
