@@ -34,6 +34,18 @@ pub(crate) fn check_vector(model: &str, dim: usize, couplings: usize, logit: Opt
     Ok(())
 }
 
+/// Checks a logit preprocessing's alpha: in `[0, 0.5)` when set.
+pub(crate) fn check_logit(model: &str, logit: Option<f64>) -> Result<()> {
+    if let Some(a) = logit
+        && !(0.0..0.5).contains(&a)
+    {
+        return Err(Error::Config(format!(
+            "{model}: logit alpha must be in [0, 0.5), found {a}"
+        )));
+    }
+    Ok(())
+}
+
 /// `(C, H, W)` of an image model's sample shape, checked: positive extents, and `H`, `W`
 /// divisible by `2^squeezes`.
 pub(crate) fn check_image(model: &str, shape: [usize; 3], squeezes: usize, what: &str) -> Result<()> {

@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// exactflow: normalizing flows with verified log-determinants.
 ///
-/// Train NICE and RealNVP flows by maximum likelihood, evaluate and sample them, and compute
-/// (and benchmark) log-determinants of matrices. Every command writes machine-readable results
-/// as JSON and pictures as PNG.
+/// Train NICE, RealNVP, Glow, MAF, IAF and neural spline flows by maximum likelihood, evaluate
+/// and sample them, and compute (and benchmark) log-determinants of matrices. Every command
+/// writes machine-readable results as JSON and pictures as PNG.
 #[derive(Debug, Parser)]
 #[command(name = "exactflow", version, propagate_version = true)]
 pub struct Cli {
@@ -59,8 +59,9 @@ pub struct AuditArgs {
 /// `exactflow train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model family: nice, realnvp (vector RealNVP, or the multi-scale RealNVP on image data) or
-    /// glow (image data).
+    /// Model family: nice, realnvp (vector RealNVP, or the multi-scale RealNVP on image data),
+    /// glow (image data), maf (masked autoregressive flow), iaf (inverse autoregressive flow) or
+    /// nsf (neural spline flow; --preset coupling or autoregressive).
     #[arg(long)]
     pub model: String,
     /// Data set: moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits (64-vectors),
@@ -68,8 +69,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: String,
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
-    /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10). Default:
-    /// digits for the digits, mnist and cifar10 for those, toy otherwise.
+    /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10; maf and iaf:
+    /// toy, digits; nsf: coupling, autoregressive, digits, digits-autoregressive). Default:
+    /// digits for the digits, mnist and cifar10 for those, toy otherwise (for nsf: coupling).
     #[arg(long)]
     pub preset: Option<String>,
     /// Passes over the training set (ignored when --steps is given).
