@@ -133,7 +133,7 @@ impl ModelConfig {
     /// | glow | `mnist` | L = 2, K = 16, 128 hidden channels |
     /// | glow | `cifar10` | L = 3, K = 32, 512 hidden channels (the paper's CIFAR-10 model) |
     /// | maf, iaf | `toy` | 10 layers, MADE 2 x 256 ReLU, alternating random and reverse permutations |
-    /// | maf, iaf | `digits` | 5 layers, MADE 2 x 512 ReLU, alternating permutations, logit 0.05 |
+    /// | maf, iaf | `digits` | 5 layers, MADE 2 x 256 ReLU, alternating permutations, logit 0.05 |
     /// | nsf | `coupling` (or `toy`) | 8 x (LU linear, spline coupling), MLP 2 x 128, 8 bins, tail bound 3 |
     /// | nsf | `autoregressive` | 8 x (LU linear, autoregressive spline), MADE 2 x 128, 8 bins, tail bound 3 |
     /// | nsf | `digits` | 6 x (LU linear, spline coupling), MLP 2 x 256, 8 bins, tail bound 3, odd/even, logit 0.05 |

@@ -150,14 +150,14 @@ pub fn build<T: Real>(c: &MafConfig) -> Result<Flow<T>> {
 /// | preset | architecture |
 /// |---|---|
 /// | `toy` | 10 layers, MADE 2 x 256 ReLU, alternating random and reverse permutations (the flowrs / nflows two-moons comparison) |
-/// | `digits` | 5 layers, MADE 2 x 512 ReLU, alternating permutations, logit 0.05 |
+/// | `digits` | 5 layers, MADE 2 x 256 ReLU, alternating permutations, logit 0.05 |
 ///
 /// # Errors
 /// [`Error::Config`] for an unknown preset.
 pub fn preset(family: &str, preset: &str, dim: usize, seed: u64) -> Result<MafConfig> {
     let (layers, hidden, logit_alpha) = match preset {
         "toy" => (10, vec![256, 256], None),
-        "digits" => (5, vec![512, 512], Some(0.05)),
+        "digits" => (5, vec![256, 256], Some(0.05)),
         _ => {
             return Err(Error::Config(format!(
                 "unknown {family} preset {preset:?}; known: {}",

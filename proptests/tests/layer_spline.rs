@@ -25,9 +25,10 @@
 //! - log-derivative against the dual-number derivative: `|ld - ln f'| <= 64 u (1 + |ld| + cond)`
 //!   with `cond` the bin's slope ratio (`bin_cond`): the log-derivative is a few roundings of
 //!   positive terms, but the dual derivative of the bin's rational function subtracts terms of
-//!   the size of the bin's largest slope. Against central differences (step `1e-6 B`, f64 only,
-//!   away from knots where the second derivative jumps, in bins with `cond <= FD_COND`):
-//!   relative `1e-6` (truncation `O(h^2 f''' / f')` plus rounding `u B / h`).
+//!   the size of the bin's largest slope. Against central differences (steps `1e-4 W` and
+//!   `1e-6 W`, W the bin's width, the better kept; f64 only, away from knots where the second
+//!   derivative jumps, in bins with `cond <= FD_COND`): relative `1e-6` (truncation
+//!   `O((h / W)^2 f''' W^2 / f')`, rounding `O(u |y| / (h f'))`).
 //! - backward against dual numbers (exact derivatives of the same code): mixed error
 //!   `|a - e| / max(1, |a|, |e|) <= 1e-9 + 1.2e-12 cond` in f64 (the same cancellation, in both
 //!   computations); against central differences `1e-6`, the `layer_harness` gradient tolerance,
@@ -337,13 +338,21 @@ fn check_log_det<T: Real>(c: &Case) -> Result<(), TestCaseError> {
             outside(ldi.as_f64(), range) <= bound,
             "inverse log-derivative at {y:?}: {ldi:?} vs exact {range:?}, tolerance {bound:e}"
         );
-        let h = 1e-6 * c.bound;
-        if T::NAME == "f64" && x.abs() < 1e3 && !near_knot(c, x, 10.0 * h, false) && bin_cond(c, x, false) <= FD_COND {
-            let fd = (k.forward(T::lit(x + h)).0.as_f64() - k.forward(T::lit(x - h)).0.as_f64()) / (2.0 * h);
+        // Steps relative to the bin's width, the better of two kept: the truncation error is
+        // O((h / W)^2 f''' W^2 / f'), the rounding O(u |y| / (h f')).
+        let w = bin_width(c, x);
+        if T::NAME == "f64" && x.abs() < 1e3 && !near_knot(c, x, 1e-3 * w, false) && bin_cond(c, x, false) <= FD_COND {
             let s = exact_ld(c, x).exp();
+            let err = [1e-4 * w, 1e-6 * w]
+                .iter()
+                .map(|&h| {
+                    let fd = (k.forward(T::lit(x + h)).0.as_f64() - k.forward(T::lit(x - h)).0.as_f64()) / (2.0 * h);
+                    (fd - s).abs() / s.max(1.0)
+                })
+                .fold(f64::INFINITY, f64::min);
             prop_assert!(
-                (fd - s).abs() <= 1e-6 * s.max(1.0),
-                "slope at {x}: central difference {fd} vs {s}"
+                err <= 1e-6,
+                "slope at {x}: central differences off by {err:e} (relative) from {s}"
             );
         }
     }
