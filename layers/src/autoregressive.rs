@@ -81,6 +81,9 @@ struct ArCache<T, A> {
     n: usize,
 }
 
+/// A cached one-pass map and its log-det per sample.
+type CachedPass<T, A> = (ArCache<T, A>, Vec<T>);
+
 impl<T: Real, I: Inner<T>> Autoregressive<T, I> {
     /// A layer from its MADE and transform.
     ///
@@ -171,7 +174,7 @@ impl<T: Real, I: Inner<T>> Autoregressive<T, I> {
     }
 
     /// The one-pass map at `u` with everything its backward needs.
-    fn one_pass_cached(&self, u: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(ArCache<T, I::Aux>, Vec<T>)> {
+    fn one_pass_cached(&self, u: &Tensor<T>, cx: Ctx<'_, T>) -> Result<CachedPass<T, I::Aux>> {
         let (out, made) = self.made.forward_cached(u, cx)?;
         let parts = self.parts_of(&out);
         let mut phi = vec![T::zero(); u.len()];

@@ -1,7 +1,7 @@
 //! The monotone rational-quadratic spline of Neural Spline Flows (Durkan, Bekasov, Murray,
 //! Papamakarios, 2019), written once: forward, inverse, log-derivative, and the hand-written
 //! backward for the input and for the unnormalized widths, heights and derivatives. The spline
-//! coupling ([`crate::coupling::SplineCoupling`]) and the spline autoregressive layer
+//! coupling ([`crate::spline_coupling::SplineCoupling`]) and the spline autoregressive layer
 //! ([`crate::autoregressive`]) both evaluate it through [`Knots`].
 //!
 //! # The map (data -> latent direction)
@@ -174,7 +174,7 @@ impl SplineConfig {
             }
         }
         let md = self.min_derivative;
-        if !(md >= SMALLEST_MINIMUM && md < 1.0) {
+        if !(SMALLEST_MINIMUM..1.0).contains(&md) {
             return bad(
                 "min_derivative",
                 format!("must be in [{SMALLEST_MINIMUM:e}, 1), found {md}"),

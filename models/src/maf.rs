@@ -112,7 +112,7 @@ pub(crate) fn permutation_stage<T: Real>(
         ArPermutation::None => None,
         ArPermutation::Reverse => Some(layer(Permutation::<T>::reverse(&[dim])?)),
         ArPermutation::Random => Some(layer(random(rng)?)),
-        ArPermutation::Alternate if k % 2 == 0 => Some(layer(random(rng)?)),
+        ArPermutation::Alternate if k.is_multiple_of(2) => Some(layer(random(rng)?)),
         ArPermutation::Alternate => Some(layer(Permutation::<T>::reverse(&[dim])?)),
     })
 }

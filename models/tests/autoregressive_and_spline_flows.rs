@@ -201,8 +201,7 @@ fn bad_spline_configs_are_clear_errors() {
         .replace("\"bins\":8", "\"bins\":0");
     meta.insert("exactflow.config".into(), c);
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("readable");
-    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> =
-        st.tensors().into_iter().map(|(n, v)| (n, v)).collect();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
     let rewritten = safetensors::serialize(tensors, Some(meta)).expect("serializes");
     std::fs::write(&path, rewritten).expect("writes");
     let e = checkpoint::load::<f64>(&path).err().expect("zero bins refused");
@@ -231,10 +230,10 @@ fn nan_parameters_in_a_checkpoint_are_clear_errors() {
         match checkpoint::load::<f64>(&path) {
             Err(e) => assert!(names_it(&e.to_string()), "{}: {e}", cfg.family()),
             Ok(loaded) => {
-                let e = loaded.flow.log_prob(&batch(dim, 2), None).err().expect("NaN refused");
+                let e = loaded.flow.log_prob(&batch(dim, 2), None).expect_err("NaN refused");
                 assert!(names_it(&e.to_string()), "{}: {e}", cfg.family());
                 let mut rng = ChaCha8Rng::seed_from_u64(0);
-                let e = loaded.flow.sample(2, 1.0, &mut rng, None).err().expect("NaN refused");
+                let e = loaded.flow.sample(2, 1.0, &mut rng, None).expect_err("NaN refused");
                 assert!(names_it(&e.to_string()), "{}: {e}", cfg.family());
             }
         }
