@@ -540,3 +540,140 @@ fn help_explains_every_flag() {
         }
     }
 }
+
+/// `train`, `eval`, `sample` and `audit` on every MAF, IAF and neural spline flow preset: the
+/// two-moons ones and the digits ones (few steps each; the digits IAF, whose exact-Jacobian audit
+/// costs D^2 MADE passes per layer, is audited on moons only).
+#[test]
+fn train_eval_sample_audit_autoregressive_and_spline_flows() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let runs: [(&str, Option<&str>, &str, bool); 10] = [
+        ("maf", None, "moons", true),
+        ("iaf", None, "moons", true),
+        ("nsf", None, "moons", true),
+        ("nsf", Some("coupling"), "moons", true),
+        ("nsf", Some("autoregressive"), "moons", true),
+        ("maf", Some("digits"), "digits", true),
+        ("iaf", Some("digits"), "digits", false),
+        ("nsf", Some("digits"), "digits", true),
+        ("nsf", Some("digits-autoregressive"), "digits", true),
+        ("maf", Some("toy"), "circles", true),
+    ];
+    for (i, (model, preset, data, audit)) in runs.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("run{i}"));
+        let d = dir.to_str().expect("utf-8");
+        let mut args = vec![
+            "train",
+            "--model",
+            model,
+            "--data",
+            data,
+            "--steps",
+            "6",
+            "--batch-size",
+            "32",
+            "--toy-samples",
+            "256",
+            "--out",
+            d,
+        ];
+        if let Some(p) = preset {
+            args.extend(["--preset", p]);
+        }
+        let o = run(&args);
+        assert_ok(&o, &format!("train {model} {preset:?}"));
+        let m = json_file(&dir.join("metrics.json"));
+        assert_eq!(m["model"], model);
+        assert_eq!(m["config"]["model"], model);
+        let test_nll = m["test"]["nll"].as_f64().expect("number");
+        assert!(test_nll.is_finite(), "{model}: {m}");
+        let o = run(&["eval", d, "--data", data, "--toy-samples", "256", "--json"]);
+        assert_ok(&o, "eval");
+        let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+        assert!(
+            (v["nll"].as_f64().expect("nll") - test_nll).abs() < 1e-9,
+            "{model}: eval agrees with training"
+        );
+        let s = tmp.path().join(format!("s{i}.npy"));
+        let o = run(&["sample", d, "-n", "20", "--out", s.to_str().expect("utf-8")]);
+        assert_ok(&o, "sample");
+        let arr = exactflow::models::data::npy::read_array(&s).expect("a .npy");
+        assert_eq!(arr.shape[0], 20);
+        assert!(arr.values.iter().all(|v| v.is_finite()));
+        if !audit {
+            continue;
+        }
+        let o = run(&[
+            "audit",
+            d,
+            "--data",
+            data,
+            "--toy-samples",
+            "256",
+            "--samples",
+            "2",
+            "--json",
+        ]);
+        assert_ok(&o, &format!("audit {model} {preset:?}"));
+        let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+        assert_eq!(v["pass"], true, "{model} {preset:?}: {v}");
+        let stages = v["stages"].as_array().expect("stages");
+        let spline_stages: Vec<&Value> = stages.iter().filter(|s| !s["bins"].is_null()).collect();
+        if model == "nsf" {
+            assert!(!spline_stages.is_empty(), "the audit covers the spline layers' bins");
+            for s in spline_stages {
+                let bins = s["bins"].as_array().expect("per-bin statistics");
+                assert_eq!(bins.len(), 8, "8 bins");
+                let counted: u64 = bins.iter().map(|b| b["inputs"].as_u64().expect("count")).sum();
+                assert!(counted <= 2 * 64, "at most one input per element in a bin");
+                assert!(bins.iter().all(|b| b["cond"].as_f64().expect("cond") >= 1.0));
+            }
+            let o = run(&["audit", d, "--data", data, "--toy-samples", "256", "--samples", "2"]);
+            assert_ok(&o, "audit table");
+            assert!(stdout(&o).contains("spline bins"), "{}", stdout(&o));
+        } else {
+            assert!(spline_stages.is_empty());
+            assert!(
+                stages
+                    .iter()
+                    .any(|s| s["kind"].as_str().expect("kind").contains("Autoregressive"))
+            );
+        }
+    }
+}
+
+/// Bad input to the new families: an unknown preset, and a checkpoint holding a NaN parameter
+/// (one error line naming the tensor as the checkpoint does).
+#[test]
+fn autoregressive_and_spline_user_errors() {
+    assert_user_error(
+        &["train", "--model", "nsf", "--data", "moons", "--preset", "bins0"],
+        "unknown nsf preset",
+    );
+    assert_user_error(
+        &["train", "--model", "maf", "--data", "moons", "--preset", "paper"],
+        "unknown maf preset",
+    );
+    assert_user_error(&["train", "--model", "spline", "--data", "moons"], "maf, iaf, nsf");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cfg = exactflow::models::ModelConfig::preset("nsf", "coupling", &[2], 0).expect("preset");
+    let mut flow = cfg.build::<f64>().expect("builds");
+    use exactflow::layers::Params;
+    flow.visit_params_mut("", &mut |name, p| {
+        if name == "flow.1.net.0.weight" {
+            p.value.as_mut_slice()[3] = f64::NAN;
+        }
+    });
+    let path = tmp.path().join("model.safetensors");
+    exactflow::models::checkpoint::save(&path, &cfg, &flow, None).expect("saves");
+    let d = tmp.path().to_str().expect("utf-8");
+    assert_user_error(
+        &["eval", d, "--data", "moons", "--toy-samples", "256"],
+        "flow.1.net.0.weight",
+    );
+    let s = tmp.path().join("s.npy");
+    assert_user_error(
+        &["sample", d, "-n", "5", "--out", s.to_str().expect("utf-8")],
+        "flow.1.net.0.weight",
+    );
+}

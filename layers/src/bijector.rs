@@ -22,6 +22,7 @@ use exactflow_kernels::{Error, F1, Real, Result};
 
 use crate::ctx::Ctx;
 use crate::params::Params;
+use crate::spline::BinStats;
 use crate::tensor::Tensor;
 
 #[allow(unused_imports)] // for the doc links
@@ -174,6 +175,16 @@ pub trait Bijector<T: Real>: Params<T> + Send + Sync {
     /// # Errors
     /// Shape mismatches between `dz`, `dlogdet` and the cached pass; a cache of another layer.
     fn backward(&mut self, cache: Cache, dz: &Tensor<T>, dlogdet: &[T]) -> Result<InputGrad<T>>;
+
+    /// Per-bin statistics of a piecewise layer (a spline) at the batch `x`: for each bin, how
+    /// many inputs fell in it, its smallest width and height and its conditioning (see
+    /// [`BinStats`]); `None` for layers without bins. Used by the audit.
+    ///
+    /// # Errors
+    /// As [`Bijector::forward`].
+    fn bin_stats(&self, _x: &Tensor<T>, _cx: Ctx<'_, T>) -> Result<Option<Vec<BinStats>>> {
+        Ok(None)
+    }
 
     /// The same layer (parameters and state) in f64.
     fn to_f64(&self) -> Box<dyn Bijector<f64>>;

@@ -28,20 +28,24 @@ use crate::ctx::Ctx;
 use crate::mask::{Mask, Partition};
 use crate::nets::{Conditioner, Mlp, MlpConfig};
 use crate::params::{Param, Params, join};
+use crate::spline::BinStats;
 use crate::tensor::Tensor;
 
 /// The elementwise transform a coupling applies to its B part, given the conditioner's outputs.
-pub trait Inner<T: Real>: Params<T> + Send + Sync + Sized + 'static {
+pub trait Inner<T: Real>: Params<T> + Clone + Send + Sync + Sized + 'static {
     /// The same transform in another scalar type.
     type With<U: Real>: Inner<U>;
     /// The layer name ("AdditiveCoupling", ...).
     const KIND: &'static str;
     /// What [`Inner::forward`] keeps for [`Inner::backward`] (intermediates of the transform).
-    type Aux: Send + Sync + 'static;
-    /// Conditioner outputs per transformed element.
-    const PARTS: usize;
+    /// `Clone`, so that a layer may backpropagate through the same pass more than once (the
+    /// inverse autoregressive direction does, see [`crate::autoregressive`]).
+    type Aux: Clone + Send + Sync + 'static;
     /// Whether the log-det is independent of the input.
     const CONSTANT: bool;
+
+    /// Conditioner outputs per transformed element (1 additive, 2 affine, `3K - 1` spline).
+    fn parts(&self) -> usize;
 
     /// Converts the transform's parameters.
     fn cast<U: Real>(&self) -> Self::With<U>;
@@ -65,6 +69,12 @@ pub trait Inner<T: Real>: Params<T> + Send + Sync + Sized + 'static {
     /// Only on internal length mismatches.
     fn inverse(&self, d: usize, zb: &[T], parts: &[Vec<T>], xb: &mut [T], log_det: &mut [T]) -> Result<()>;
 
+    /// Per-bin statistics of a piecewise transform at the inputs `xb` (the audit); `None` for a
+    /// transform without bins.
+    fn bin_stats(&self, _d: usize, _xb: &[T], _parts: &[Vec<T>]) -> Option<Vec<BinStats>> {
+        None
+    }
+
     /// Returns (dL/dxb, dL/dparts) and accumulates the transform's own parameter gradients.
     fn backward(
         &mut self,
@@ -87,8 +97,11 @@ impl<T: Real> Inner<T> for Additive {
     type With<U: Real> = Additive;
     type Aux = ();
     const KIND: &'static str = "AdditiveCoupling";
-    const PARTS: usize = 1;
     const CONSTANT: bool = true;
+
+    fn parts(&self) -> usize {
+        1
+    }
 
     fn cast<U: Real>(&self) -> Additive {
         Additive
@@ -143,6 +156,7 @@ impl<T: Real> Affine<T> {
 }
 
 /// What the affine transform's forward keeps for its backward.
+#[derive(Clone, Debug)]
 pub struct AffineAux<T> {
     /// `tanh(h)` per transformed element.
     pub tanh_h: Vec<T>,
@@ -151,6 +165,7 @@ pub struct AffineAux<T> {
 }
 
 /// What Glow's transform keeps for its backward: the log-scale `log sigmoid(h + 2)`.
+#[derive(Clone, Debug)]
 pub struct GlowAux<T> {
     /// The log-scale per transformed element.
     pub s: Vec<T>,
@@ -188,8 +203,11 @@ impl<T: Real> Inner<T> for Affine<T> {
     type With<U: Real> = Affine<U>;
     type Aux = AffineAux<T>;
     const KIND: &'static str = "AffineCoupling";
-    const PARTS: usize = 2;
     const CONSTANT: bool = false;
+
+    fn parts(&self) -> usize {
+        2
+    }
 
     fn cast<U: Real>(&self) -> Affine<U> {
         Affine {
@@ -270,8 +288,11 @@ impl<T: Real> Inner<T> for GlowAffine {
     type With<U: Real> = GlowAffine;
     type Aux = GlowAux<T>;
     const KIND: &'static str = "GlowCoupling";
-    const PARTS: usize = 2;
     const CONSTANT: bool = false;
+
+    fn parts(&self) -> usize {
+        2
+    }
 
     fn cast<U: Real>(&self) -> GlowAffine {
         GlowAffine
@@ -334,7 +355,7 @@ impl<T: Real, I: Inner<T>> Coupling<T, I> {
     /// [`Error::InvalidArgument`] when the mask leaves a part empty, or the network's input or
     /// output shape does not match the partition (see [`Mask::partition`]).
     pub fn new(sample_shape: &[usize], mask: Mask, net: Box<dyn Conditioner<T>>, inner: I) -> Result<Self> {
-        let partition = mask.partition(sample_shape, I::PARTS)?;
+        let partition = mask.partition(sample_shape, inner.parts())?;
         if net.in_shape() != partition.cond_in_shape || net.out_shape() != partition.cond_out_shape {
             return Err(Error::invalid(
                 I::KIND,
@@ -404,7 +425,7 @@ impl<T: Real, I: Inner<T>> Coupling<T, I> {
         let p = &self.partition;
         let d = p.b_idx.len();
         let o_len = out.sample_len();
-        (0..I::PARTS)
+        (0..self.inner.parts())
             .map(|part| {
                 let idx = &p.out_idx[part * d..(part + 1) * d];
                 let mut v = Vec::with_capacity(out.batch() * d);
@@ -602,6 +623,14 @@ impl<T: Real, I: Inner<T>> Bijector<T> for Coupling<T, I> {
             x: dx,
             context: dnet.context,
         })
+    }
+
+    fn bin_stats(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Option<Vec<BinStats>>> {
+        check_input(self, I::KIND, x, cx, &self.partition.sample_shape)?;
+        let out = self.net.forward(&self.cond_input(x)?, cx)?;
+        let parts = self.split_parts(&out);
+        let xb = self.gather_b(x);
+        Ok(self.inner.bin_stats(self.partition.b_idx.len(), &xb, &parts))
     }
 
     fn to_f64(&self) -> Box<dyn Bijector<f64>> {

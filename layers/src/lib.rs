@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod actnorm;
+pub mod autoregressive;
 pub mod batchnorm;
 pub mod bijector;
 pub mod conv1x1;
@@ -28,12 +29,15 @@ pub mod nets;
 pub mod params;
 pub mod permutation;
 pub mod scaling;
+pub mod spline;
+pub mod spline_coupling;
 pub mod split;
 pub mod squeeze;
 pub mod stage;
 pub mod tensor;
 
 pub use actnorm::ActNorm;
+pub use autoregressive::{AffineAutoregressive, Autoregressive, Direction, SplineAutoregressive};
 pub use batchnorm::BatchNorm;
 pub use bijector::{Bijector, Cache, InputGrad, Mapped, Pass};
 pub use conv1x1::{Conv1x1, Conv1x1Lu};
@@ -45,6 +49,8 @@ pub use mask::{Mask, MaskKind, Partition};
 pub use params::{IntBuffer, IntKind, Param, ParamKind, Params};
 pub use permutation::Permutation;
 pub use scaling::Scaling;
+pub use spline::{BinStats, SplineConfig};
+pub use spline_coupling::{SplineCoupling, SplineTransform};
 pub use split::Split;
 pub use squeeze::{Squeeze, Unsqueeze};
 pub use stage::{Factored, Layer, Stage, Step, layer};

@@ -17,11 +17,19 @@
 //! and gives a verdict against [`Tolerances`]. The whole flow gets the same invertibility and
 //! log-det checks on the map `x -> (z, factored latents)`. Split stages only move coordinates
 //! (their log-det is 0); they get the invertibility check. Everything serializes to JSON.
+//!
+//! **Splines, per bin.** A layer of rational-quadratic splines (coupling or autoregressive)
+//! also reports, for each bin k, statistics over every spline it evaluated at the audited batch
+//! ([`exactflow_layers::BinStats`]): how many inputs fell in the bin, its smallest width and
+//! height (the floor is the configured minimum), the smallest and largest slope in the bin and
+//! their ratio, the bin's conditioning (the inverse's rounding error grows with it, see
+//! [`exactflow_layers::spline`]), and the worst in-bin round trip. A bin fails when its slopes
+//! are not finite and positive, or its round trip exceeds the model-precision tolerance.
 
 use exactflow_kernels::{Lu, Matrix, Real};
 use exactflow_layers::gradcheck::grad_check;
 use exactflow_layers::jacobian::{forward_jacobian_exact, forward_jacobian_fd, jacobian_dual, jacobian_fd, log_dets};
-use exactflow_layers::{Bijector, Ctx, Tensor};
+use exactflow_layers::{Bijector, BinStats, Ctx, Tensor};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -132,6 +140,8 @@ pub struct StageAudit {
     pub grad_error: Option<f64>,
     /// Where the worst gradient error is ("input" or a parameter name).
     pub grad_worst: Option<String>,
+    /// Per-bin statistics of a spline layer (`None` for other stages).
+    pub bins: Option<Vec<BinStats>>,
     /// Whether every check is within its tolerance.
     pub pass: bool,
     /// The checks that failed, in words.
@@ -263,6 +273,20 @@ impl StageAudit {
         {
             fails.push("a Jacobian is singular (the layer is not invertible there)".into());
         }
+        for b in self.bins.iter().flatten() {
+            if !(b.slope_min > 0.0 && b.slope_max.is_finite() && b.cond.is_finite()) {
+                fails.push(format!(
+                    "spline bin {}: slopes not finite and positive (min {:.2e}, max {:.2e})",
+                    b.bin, b.slope_min, b.slope_max
+                ));
+            }
+            if exceeds(b.round_trip, tol.inverse_rel_model) {
+                fails.push(format!(
+                    "spline bin {}: round trip {:.2e} of 2B > {:.0e}",
+                    b.bin, b.round_trip, tol.inverse_rel_model
+                ));
+            }
+        }
         self.pass = fails.is_empty();
         self.failures = fails;
     }
@@ -302,6 +326,7 @@ fn audit_layer<T: Real>(
     let wld = weights(h.batch(), 2);
     let rep = grad_check(copy.as_mut(), &h64, c64.as_ref(), &wz, &wld, GRAD_STEP, GRAD_ENTRIES)?;
     let (worst, grad) = rep.worst();
+    let bins = layer.bin_stats(h, cx)?;
     let mut a = StageAudit {
         name,
         kind: layer.kind().to_string(),
@@ -315,6 +340,7 @@ fn audit_layer<T: Real>(
         cond_max: Some(checks.cond.1),
         grad_error: Some(grad),
         grad_worst: Some(worst),
+        bins,
         pass: false,
         failures: Vec::new(),
     };
@@ -387,6 +413,7 @@ pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>, context: Option<&Tenso
                     cond_max: None,
                     grad_error: None,
                     grad_worst: None,
+                    bins: None,
                     pass: false,
                     failures: Vec::new(),
                 };
@@ -463,6 +490,7 @@ fn audit_whole<T: Real>(
         cond_max: Some(checks.cond.1),
         grad_error: None,
         grad_worst: None,
+        bins: None,
         pass: false,
         failures: Vec::new(),
     };

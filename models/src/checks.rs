@@ -62,6 +62,18 @@ pub(crate) fn check_vector(
     Ok(())
 }
 
+/// Checks a logit preprocessing's alpha: in `[0, 0.5)` when set.
+pub(crate) fn check_logit(model: &str, logit: Option<f64>) -> Result<()> {
+    if let Some(a) = logit
+        && !(0.0..0.5).contains(&a)
+    {
+        return Err(Error::Config(format!(
+            "{model}: logit alpha must be in [0, 0.5), found {a}"
+        )));
+    }
+    Ok(())
+}
+
 /// `(C, H, W)` of an image model's sample shape, checked: positive extents, and `H`, `W`
 /// divisible by `2^squeezes`.
 pub(crate) fn check_image(model: &str, shape: [usize; 3], squeezes: usize, what: &str) -> Result<()> {
@@ -130,6 +142,16 @@ pub(crate) mod count {
         widths
             .windows(2)
             .try_fold(0u64, |acc, w| add(acc, add(mul(w[0], w[1])?, w[1])?))
+    }
+
+    /// Weights and biases of a MADE on `d` inputs with `parts` outputs per input (see
+    /// `exactflow_layers::nets::made`): the masked hidden layers, `blocks` residual blocks of the
+    /// last hidden width (two square layers each), and the output layer. The masks are not
+    /// stored, and an unconditional MADE has no context weight.
+    pub(crate) fn made(d: u64, hidden: &[usize], blocks: usize, parts: u64) -> Option<u64> {
+        let last = hidden.last().map_or(d, |&h| h as u64);
+        let body = mlp(d, hidden, mul(parts, d)?)?;
+        add(body, mul(blocks as u64, mul(2, add(mul(last, last)?, last)?)?)?)
     }
 
     /// Weight and bias of a `k x k` convolution from `inp` to `out` channels.

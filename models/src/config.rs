@@ -1,6 +1,6 @@
 //! The registry of model configurations: [`ModelConfig`] names every model family, and each
-//! family's module (`nice`, `realnvp`, `multiscale`, `glow`) owns its config type, its builder and
-//! its presets. This module only imports them.
+//! family's module (`nice`, `realnvp`, `multiscale`, `glow`, `maf`, `iaf`, `nsf`) owns its config
+//! type, its builder and its presets. This module only imports them.
 //!
 //! A [`ModelConfig`] determines a flow's architecture completely; with its `seed` it also
 //! determines the initial parameters, bit for bit. Checkpoints store it as JSON so that a model
@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 pub use crate::glow::{GlowConfig, GlowCouplingKind, GlowPermutation};
+pub use crate::maf::{ArPermutation, MafConfig};
 pub use crate::multiscale::MultiScaleRealNvpConfig;
 pub use crate::nice::{NiceConfig, Prior};
+pub use crate::nsf::{NsfConfig, SplineLayer};
 pub use crate::realnvp::RealNvpConfig;
 
 /// Any model exactflow builds.
@@ -32,6 +34,15 @@ pub enum ModelConfig {
     /// Glow on images.
     #[serde(rename = "glow")]
     Glow(GlowConfig),
+    /// Masked autoregressive flow on vectors.
+    #[serde(rename = "maf")]
+    Maf(MafConfig),
+    /// Inverse autoregressive flow on vectors (a MAF's architecture run the other way).
+    #[serde(rename = "iaf")]
+    Iaf(MafConfig),
+    /// Neural spline flow on vectors (coupling or autoregressive splines).
+    #[serde(rename = "nsf")]
+    Nsf(NsfConfig),
 }
 
 impl ModelConfig {
@@ -42,6 +53,9 @@ impl ModelConfig {
             ModelConfig::Nice(_) => "nice",
             ModelConfig::RealNvp(_) | ModelConfig::MultiScaleRealNvp(_) => "realnvp",
             ModelConfig::Glow(_) => "glow",
+            ModelConfig::Maf(_) => "maf",
+            ModelConfig::Iaf(_) => "iaf",
+            ModelConfig::Nsf(_) => "nsf",
         }
     }
 
@@ -52,6 +66,8 @@ impl ModelConfig {
             ModelConfig::RealNvp(c) => c.seed,
             ModelConfig::MultiScaleRealNvp(c) => c.seed,
             ModelConfig::Glow(c) => c.seed,
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.seed,
+            ModelConfig::Nsf(c) => c.seed,
         }
     }
 
@@ -62,6 +78,8 @@ impl ModelConfig {
             ModelConfig::RealNvp(c) => vec![c.dim],
             ModelConfig::MultiScaleRealNvp(c) => c.shape.to_vec(),
             ModelConfig::Glow(c) => c.shape.to_vec(),
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => vec![c.dim],
+            ModelConfig::Nsf(c) => vec![c.dim],
         }
     }
 
@@ -78,6 +96,9 @@ impl ModelConfig {
             }
             ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::validate(c),
             ModelConfig::Glow(c) => crate::glow::validate(c),
+            ModelConfig::Maf(c) => crate::maf::validate("maf", c),
+            ModelConfig::Iaf(c) => crate::maf::validate("iaf", c),
+            ModelConfig::Nsf(c) => crate::nsf::validate(c),
         }
     }
 
@@ -91,6 +112,8 @@ impl ModelConfig {
             ModelConfig::RealNvp(c) => crate::realnvp::parameter_count(c),
             ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::parameter_count(c),
             ModelConfig::Glow(c) => crate::glow::parameter_count(c),
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => crate::maf::parameter_count(c),
+            ModelConfig::Nsf(c) => crate::nsf::parameter_count(c),
         }
     }
 
@@ -119,6 +142,9 @@ impl ModelConfig {
             ModelConfig::RealNvp(c) => crate::realnvp::build(c),
             ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::build(c),
             ModelConfig::Glow(c) => crate::glow::build(c),
+            ModelConfig::Maf(c) => crate::maf::build(c),
+            ModelConfig::Iaf(c) => crate::iaf::build(c),
+            ModelConfig::Nsf(c) => crate::nsf::build(c),
         }
     }
 
@@ -127,7 +153,11 @@ impl ModelConfig {
     /// `scale1.checkerboard2` for multi-scale RealNVP. `None` for the vector models.
     pub fn stage_labels(&self) -> Option<Vec<String>> {
         match self {
-            ModelConfig::Nice(_) | ModelConfig::RealNvp(_) => None,
+            ModelConfig::Nice(_)
+            | ModelConfig::RealNvp(_)
+            | ModelConfig::Maf(_)
+            | ModelConfig::Iaf(_)
+            | ModelConfig::Nsf(_) => None,
             ModelConfig::MultiScaleRealNvp(c) => Some(crate::multiscale::stage_labels(c)),
             ModelConfig::Glow(c) => Some(crate::glow::stage_labels(c)),
         }
@@ -150,6 +180,12 @@ impl ModelConfig {
     /// | glow | `digits` (or `digits-image`) | L = 2, K = 8, 64 hidden channels |
     /// | glow | `mnist` | L = 2, K = 16, 128 hidden channels |
     /// | glow | `cifar10` | L = 3, K = 32, 512 hidden channels (the paper's CIFAR-10 model) |
+    /// | maf, iaf | `toy` | 10 layers, MADE 2 x 256 ReLU, alternating random and reverse permutations |
+    /// | maf, iaf | `digits` | 5 layers, MADE 2 x 256 ReLU, alternating permutations, logit 0.05 |
+    /// | nsf | `coupling` (or `toy`) | 8 x (LU linear, spline coupling), MLP 2 x 128, 8 bins, tail bound 3 |
+    /// | nsf | `autoregressive` | 8 x (LU linear, autoregressive spline), MADE 2 x 128, 8 bins, tail bound 3 |
+    /// | nsf | `digits` | 6 x (LU linear, spline coupling), MLP 2 x 256, 8 bins, tail bound 3, odd/even, logit 0.05 |
+    /// | nsf | `digits-autoregressive` | 4 x (LU linear, autoregressive spline), MADE 2 x 256, 8 bins, tail bound 3, logit 0.05 |
     ///
     /// Every Glow preset uses affine couplings and LU 1x1 convolutions. The realnvp image
     /// presets select [`MultiScaleRealNvpConfig`] and need data of shape `[C, H, W]`; the other
@@ -166,10 +202,10 @@ impl ModelConfig {
                     preset, data_shape, seed,
                 )?));
             }
-            "nice" | "realnvp" => {}
+            "nice" | "realnvp" | "maf" | "iaf" | "nsf" => {}
             _ => {
                 return Err(Error::Config(format!(
-                    "unknown model {family:?}; known: nice, realnvp, glow"
+                    "unknown model {family:?}; known: nice, realnvp, glow, maf, iaf, nsf"
                 )));
             }
         }
@@ -183,6 +219,11 @@ impl ModelConfig {
         };
         Ok(match family {
             "nice" => ModelConfig::Nice(crate::nice::preset(preset, dim, seed)?),
+            "maf" => ModelConfig::Maf(crate::maf::preset("maf", preset, dim, seed)?),
+            "iaf" => ModelConfig::Iaf(crate::iaf::preset(preset, dim, seed)?),
+            // `toy` is the default preset of toy data sets: the coupling spline flow.
+            "nsf" if preset == "toy" => ModelConfig::Nsf(crate::nsf::preset("coupling", dim, seed)?),
+            "nsf" => ModelConfig::Nsf(crate::nsf::preset(preset, dim, seed)?),
             _ => ModelConfig::RealNvp(crate::realnvp::preset(preset, dim, seed)?),
         })
     }
@@ -197,6 +238,9 @@ impl ModelConfig {
                 v
             }
             "glow" => crate::glow::PRESETS.to_vec(),
+            "maf" => crate::maf::PRESETS.to_vec(),
+            "iaf" => crate::iaf::PRESETS.to_vec(),
+            "nsf" => crate::nsf::PRESETS.to_vec(),
             _ => vec![],
         }
     }

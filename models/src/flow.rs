@@ -144,9 +144,19 @@ fn non_finite(i: usize, kind: &'static str, what: &str, bad: ((usize, usize), f6
     }
 }
 
-/// A stage's error, with a non-finite value met inside it attributed to the stage.
+/// A stage's error, with a non-finite value met inside it attributed to the stage, and a
+/// non-finite parameter named as in a checkpoint (`flow.{i}.{name}`: the layer reports it under
+/// the name of its operation, which precedes the first dot).
 fn at_stage(i: usize, kind: &'static str, e: exactflow_kernels::Error) -> Error {
     match e {
+        exactflow_kernels::Error::NonFiniteParameter { name, index, value } => {
+            let local = name.split_once('.').map_or(name.as_str(), |(_, rest)| rest);
+            Error::Numerical(exactflow_kernels::Error::NonFiniteParameter {
+                name: join(&stage_name(i), local),
+                index,
+                value,
+            })
+        }
         exactflow_kernels::Error::NonFinite { op, what, index, value } => Error::NonFinite {
             stage: stage_name(i),
             kind,

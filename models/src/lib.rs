@@ -1,6 +1,7 @@
 //! # exactflow-models
 //!
-//! Flows assembled from exactflow's layers: NICE, RealNVP and Glow, trained by maximum
+//! Flows assembled from exactflow's layers: NICE, RealNVP, Glow, MAF, IAF and neural spline
+//! flows, trained by maximum
 //! likelihood, sampled, encoded, interpolated, saved and loaded; plus the data sets they are
 //! trained on.
 //!
@@ -19,9 +20,12 @@ pub mod error;
 pub mod eval;
 pub mod flow;
 pub mod glow;
+pub mod iaf;
+pub mod maf;
 pub mod memory;
 pub mod multiscale;
 pub mod nice;
+pub mod nsf;
 pub mod realnvp;
 pub mod train;
 
@@ -31,7 +35,9 @@ pub use error::{Error, Result};
 pub use eval::{Evaluation, evaluate};
 pub use flow::{Flow, FlowCache, Latent, TrainMode};
 pub use glow::{GlowConfig, GlowCouplingKind, GlowPermutation};
+pub use maf::{ArPermutation, MafConfig};
 pub use multiscale::MultiScaleRealNvpConfig;
 pub use nice::{NiceConfig, Prior};
+pub use nsf::{NsfConfig, SplineLayer};
 pub use realnvp::RealNvpConfig;
 pub use train::{TrainConfig, TrainReport, train};

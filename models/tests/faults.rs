@@ -415,6 +415,11 @@ fn older_checkpoints_without_checksums_load_with_a_warning() {
 
 #[test]
 fn unknown_config_fields_are_refused_even_through_the_model_tag() {
+    let nsf = serde_json::to_string(&ModelConfig::preset("nsf", "coupling", &[2], 0).expect("preset"))
+        .expect("json");
+    let flipped = nsf.replace("tail_bound", "tail_bounf");
+    let e = serde_json::from_str::<ModelConfig>(&flipped).expect_err("a flipped spline key is refused");
+    assert!(e.to_string().contains("tail_bounf"), "{e}");
     let json = serde_json::to_string(&small_realnvp()).expect("json");
     assert!(serde_json::from_str::<ModelConfig>(&json).is_ok());
     let flipped = json.replace("logit_alpha", "mogit_alpha");
@@ -424,6 +429,9 @@ fn unknown_config_fields_are_refused_even_through_the_model_tag() {
         ModelConfig::preset("nice", "toy", &[2], 0).expect("preset"),
         ModelConfig::preset("glow", "tiny", &[1, 8, 8], 0).expect("preset"),
         ModelConfig::preset("realnvp", "digits-image", &[1, 8, 8], 0).expect("preset"),
+        ModelConfig::preset("maf", "toy", &[2], 0).expect("preset"),
+        ModelConfig::preset("iaf", "toy", &[2], 0).expect("preset"),
+        ModelConfig::preset("nsf", "coupling", &[2], 0).expect("preset"),
     ] {
         let json = serde_json::to_string(&model).expect("json");
         let extra = json.replacen('{', "{\"extra\":1,", 1);
@@ -573,6 +581,46 @@ fn parameter_counts_match_the_built_models() {
             permutation,
             seed: 3,
         }));
+    }
+    for (dim, hidden, blocks) in [(1, vec![], 0), (3, vec![5], 0), (4, vec![6, 6], 2), (5, vec![4, 7], 1)] {
+        let c = exactflow_models::maf::MafConfig {
+            dim,
+            layers: 3,
+            hidden,
+            residual_blocks: blocks,
+            activation: Activation::Relu,
+            permutation: exactflow_models::maf::ArPermutation::Alternate,
+            logit_alpha: None,
+            seed: 4,
+        };
+        configs.push(ModelConfig::Iaf(c.clone()));
+        configs.push(ModelConfig::Maf(c));
+    }
+    for (dim, transform, mask, bins) in [
+        (2, exactflow_models::nsf::SplineLayer::Coupling, MaskKind::Halves, 1),
+        (5, exactflow_models::nsf::SplineLayer::Coupling, MaskKind::OddEven, 4),
+        (1, exactflow_models::nsf::SplineLayer::Autoregressive, MaskKind::Halves, 3),
+        (4, exactflow_models::nsf::SplineLayer::Autoregressive, MaskKind::Halves, 8),
+    ] {
+        configs.push(ModelConfig::Nsf(exactflow_models::nsf::NsfConfig {
+            dim,
+            layers: 3,
+            transform,
+            hidden: vec![5, 3],
+            activation: Activation::Relu,
+            spline: exactflow_layers::SplineConfig::new(bins, 2.5).expect("spline"),
+            mask,
+            logit_alpha: Some(0.05),
+            seed: 5,
+        }));
+    }
+    for (family, preset, shape) in [
+        ("maf", "toy", &[2usize][..]),
+        ("iaf", "digits", &[64][..]),
+        ("nsf", "coupling", &[2][..]),
+        ("nsf", "digits-autoregressive", &[64][..]),
+    ] {
+        configs.push(ModelConfig::preset(family, preset, shape, 0).expect("preset"));
     }
     configs.push(ModelConfig::preset("glow", "digits", &[1, 8, 8], 0).expect("preset"));
     configs.push(ModelConfig::preset("realnvp", "mnist", &[1, 28, 28], 0).expect("preset"));

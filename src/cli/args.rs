@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// exactflow: normalizing flows with verified log-determinants.
 ///
-/// Train NICE, RealNVP and Glow flows by maximum likelihood, evaluate and sample them, and
-/// compute (and benchmark) log-determinants of matrices. Every command writes machine-readable
-/// results as JSON and pictures as PNG.
+/// Train NICE, RealNVP, Glow, MAF, IAF and neural spline flows by maximum likelihood, evaluate
+/// and sample them, and compute (and benchmark) log-determinants of matrices. Every command
+/// writes machine-readable results as JSON and pictures as PNG.
 ///
 /// Limits: input files must be regular files; sizes a file, a checkpoint or a flag asks for are
 /// checked against this machine's memory (RAM and swap) before anything is allocated, and an
@@ -66,8 +66,9 @@ pub struct AuditArgs {
 /// `exactflow train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model family: nice, realnvp (vector RealNVP, or the multi-scale RealNVP on image data) or
-    /// glow (image data).
+    /// Model family: nice, realnvp (vector RealNVP, or the multi-scale RealNVP on image data),
+    /// glow (image data), maf (masked autoregressive flow), iaf (inverse autoregressive flow) or
+    /// nsf (neural spline flow; --preset coupling or autoregressive).
     #[arg(long)]
     pub model: String,
     /// Data set: moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits (64-vectors),
@@ -77,8 +78,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: String,
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
-    /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10). Default:
-    /// digits for the digits, mnist and cifar10 for those, toy otherwise.
+    /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10; maf and iaf:
+    /// toy, digits; nsf: coupling, autoregressive, digits, digits-autoregressive). Default:
+    /// digits for the digits, mnist and cifar10 for those, toy otherwise (for nsf: coupling).
     #[arg(long)]
     pub preset: Option<String>,
     /// Passes over the training set (ignored when --steps is given).

@@ -1,5 +1,6 @@
 //! `exactflow audit DIR`: the numerical audit of a trained flow, as a table or JSON.
 
+use exactflow::layers::BinStats;
 use exactflow::layers::Tensor;
 use exactflow::models::audit::{StageAudit, audit_flow};
 use exactflow::models::data::{DataSpec, dequantize};
@@ -52,12 +53,13 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
         println!("{v}");
     } else {
         println!(
-            "{:<10} {:<16} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  verdict",
+            "{:<10} {:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  verdict",
             "stage", "kind", "inv rel", "inv f64", "ld exact", "ld fd", "cond max", "grad"
         );
         for s in report.stages.iter().chain(std::iter::once(&report.flow)) {
             print_row(s);
         }
+        print_bins(&report.stages);
         println!(
             "{} samples, {} precision: {}",
             report.samples,
@@ -90,7 +92,7 @@ fn cell(v: Option<f64>) -> String {
 
 fn print_row(s: &StageAudit) {
     println!(
-        "{:<10} {:<16} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {}",
+        "{:<10} {:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}  {}",
         s.name,
         s.kind,
         format!("{:.2e}", s.inverse.max_rel),
@@ -101,4 +103,35 @@ fn print_row(s: &StageAudit) {
         cell(s.grad_error),
         if s.pass { "ok" } else { "FAIL" }
     );
+}
+
+/// One line per spline layer: its worst-conditioned bin, its narrowest and flattest bins, the
+/// inputs per bin and the worst in-bin round trip (`--json` has every bin).
+fn print_bins(stages: &[StageAudit]) {
+    let spline_layers: Vec<(&StageAudit, &Vec<BinStats>)> =
+        stages.iter().filter_map(|s| s.bins.as_ref().map(|b| (s, b))).collect();
+    if spline_layers.is_empty() {
+        return;
+    }
+    println!("spline bins (over every spline at the audited inputs; --json lists each bin):");
+    for (s, bins) in spline_layers {
+        let worst = |f: fn(&BinStats) -> f64| {
+            bins.iter()
+                .max_by(|a, b| f(a).total_cmp(&f(b)))
+                .map(|b| (b.bin, f(b)))
+                .unwrap_or((0, f64::NAN))
+        };
+        let (cb, cond) = worst(|b| b.cond);
+        let (wb, width) = worst(|b| -b.min_width);
+        let (hb, height) = worst(|b| -b.min_height);
+        let (_, rt) = worst(|b| b.round_trip);
+        let inputs: Vec<String> = bins.iter().map(|b| b.inputs.to_string()).collect();
+        println!(
+            "  {:<10} cond max {cond:.2e} (bin {cb}), min width {:.2e} (bin {wb}), min height {:.2e} (bin {hb}), round trip {rt:.2e}, inputs per bin [{}]",
+            s.name,
+            -width,
+            -height,
+            inputs.join(" ")
+        );
+    }
 }

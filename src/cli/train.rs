@@ -17,7 +17,7 @@ use super::progress::Progress;
 use super::{CliError, CliResult, write_json};
 
 /// Model families the CLI can train.
-const FAMILIES: [&str; 3] = ["nice", "realnvp", "glow"];
+const FAMILIES: [&str; 6] = ["nice", "realnvp", "glow", "maf", "iaf", "nsf"];
 
 /// Default optimizer steps for toy data.
 const TOY_STEPS: u64 = 2000;
@@ -52,7 +52,7 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
 /// The flags that are wrong on their own; returns the model family.
 fn check_args(a: &TrainArgs) -> CliResult<&'static str> {
     let Some(family) = FAMILIES.iter().copied().find(|f| *f == a.model) else {
-        return Err(format!("unknown model '{}': expected one of nice, realnvp, glow", a.model).into());
+        return Err(format!("unknown model '{}': expected one of {}", a.model, FAMILIES.join(", ")).into());
     };
     if a.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());

@@ -10,6 +10,7 @@ mod activation;
 mod conv2d;
 mod glow_net;
 mod linear;
+mod made;
 mod mlp;
 mod resnet;
 
@@ -17,6 +18,7 @@ pub use activation::Activation;
 pub use conv2d::Conv2d;
 pub use glow_net::GlowNet;
 pub use linear::Linear;
+pub use made::{Made, MadeCache, MadeConfig, hidden_degree};
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{ResNet, ResNetConfig};
 
