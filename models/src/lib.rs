@@ -11,6 +11,7 @@
 
 pub mod atomic_write;
 pub mod audit;
+pub mod certify;
 pub mod checkpoint;
 mod checks;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod nice;
 pub mod realnvp;
 pub mod train;
 
+pub use certify::{Certified, CertifiedSample, CertifiedSummary, certify_dataset, certify_log_prob};
 pub use config::ModelConfig;
 pub use error::{Error, Result};
 pub use eval::{Evaluation, evaluate};

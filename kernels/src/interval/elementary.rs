@@ -68,6 +68,40 @@ fn leave_domain(op: &'static str, x: Interval, d_lo: f64, d_hi: f64) -> Option<I
     None
 }
 
+/// The common elementary functions as inherent methods (the same as the `Float` ones), so that
+/// they need no trait import.
+impl Interval {
+    /// An enclosure of `e^x` over the interval.
+    pub fn exp(self) -> Interval {
+        self.exp_i()
+    }
+
+    /// An enclosure of `ln x` (see the module documentation for arguments reaching `<= 0`).
+    pub fn ln(self) -> Interval {
+        self.ln_i()
+    }
+
+    /// An enclosure of `sqrt x`.
+    pub fn sqrt(self) -> Interval {
+        self.sqrt_i()
+    }
+
+    /// An enclosure of `tanh x`.
+    pub fn tanh(self) -> Interval {
+        self.tanh_i()
+    }
+
+    /// An enclosure of `ln(1 + x)`.
+    pub fn ln_1p(self) -> Interval {
+        self.ln_1p_i()
+    }
+
+    /// An enclosure of `e^x - 1`.
+    pub fn exp_m1(self) -> Interval {
+        self.exp_m1_i()
+    }
+}
+
 impl Interval {
     /// The intersection with `[d_lo, d_hi]` (assumed to meet it).
     fn clamp_to(self, d_lo: f64, d_hi: f64) -> Interval {

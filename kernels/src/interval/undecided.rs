@@ -23,11 +23,16 @@ pub struct Undecided {
     pub op: &'static str,
     /// The operands and why they do not decide it, e.g. `[-1e-17, 2e-17] >= [0.0, 0.0]`.
     pub detail: String,
+    /// Where it happened, when the caller said ([`in_scope`]): e.g. `flow.3 (AffineCoupling)`.
+    pub scope: Option<String>,
 }
 
 impl std::fmt::Display for Undecided {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.op, self.detail)
+        match &self.scope {
+            Some(s) => write!(f, "{s}: {} undecided ({})", self.op, self.detail),
+            None => write!(f, "{} undecided ({})", self.op, self.detail),
+        }
     }
 }
 
@@ -66,6 +71,22 @@ impl Decisions {
 
 thread_local! {
     static LOG: RefCell<Decisions> = RefCell::new(Decisions::default());
+    static SCOPE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `label()` as the scope of what it leaves undecided (the outer scope is restored
+/// afterwards, also on a panic). The label is built once, on entry.
+pub fn in_scope<R>(label: impl FnOnce() -> String, f: impl FnOnce() -> R) -> R {
+    struct Back(Option<String>);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            SCOPE.with(|s| *s.borrow_mut() = outer);
+        }
+    }
+    let outer = SCOPE.with(|s| s.borrow_mut().replace(label()));
+    let _back = Back(outer);
+    f()
 }
 
 /// Records an undecided operation on this thread's log; `detail` is only formatted when called.
@@ -76,7 +97,12 @@ pub(crate) fn record(op: &'static str, detail: impl FnOnce() -> String) {
         if log.first.len() >= KEPT {
             log.count += 1;
         } else {
-            log.push(Undecided { op, detail: detail() });
+            let scope = SCOPE.with(|s| s.borrow().clone());
+            log.push(Undecided {
+                op,
+                detail: detail(),
+                scope,
+            });
         }
     });
 }
