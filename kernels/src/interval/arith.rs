@@ -74,6 +74,10 @@ pub(crate) fn mul_down(a: f64, b: f64) -> f64 {
         return 0.0;
     }
     let p = a * b;
+    #[cfg(feature = "fault-injection")]
+    if super::fault::active() == super::fault::Fault::ProductsRoundedToNearest {
+        return p;
+    }
     if p.is_infinite() && a.is_finite() && b.is_finite() {
         return if p > 0.0 { f64::MAX } else { p };
     }

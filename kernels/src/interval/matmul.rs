@@ -44,6 +44,10 @@ pub(crate) const ETA: f64 = 4.940_656_458_412_465_4e-324;
 
 /// An upper bound of `gamma_k = k u / (1 - k u)`, or `None` when `k u >= 1/2` (no useful bound).
 pub(crate) fn gamma(k: usize) -> Option<f64> {
+    #[cfg(feature = "fault-injection")]
+    if super::fault::active() == super::fault::Fault::NoProductError {
+        return Some(0.0);
+    }
     let ku = mul_up(k as f64, UNIT_ROUNDOFF);
     if !(ku < 0.5) {
         return None;
@@ -53,6 +57,10 @@ pub(crate) fn gamma(k: usize) -> Option<f64> {
 
 /// An upper bound of `k * eta` (exact below 2^52).
 pub(crate) fn underflow_allowance(k: usize) -> f64 {
+    #[cfg(feature = "fault-injection")]
+    if super::fault::active() == super::fault::Fault::NoProductError {
+        return 0.0;
+    }
     mul_up(k as f64, ETA)
 }
 

@@ -50,6 +50,8 @@
 
 mod arith;
 mod elementary;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod float;
 pub mod logdet;
 pub(crate) mod matmul;
