@@ -182,7 +182,8 @@ pub fn certify_log_det_with(a: &MatSlice<'_, f64>, par: Parallelism) -> Result<C
             approx,
         });
     };
-    if !(eps < 1.0) {
+    // (A NaN bound is not below 1 either.)
+    if eps.is_nan() || eps >= 1.0 {
         return Ok(CertifiedLogDet::SignUnknown {
             reason: format!(
                 "||XL P A XU - I||_inf <= {eps:.3e} is not below 1: the matrix is singular or too \

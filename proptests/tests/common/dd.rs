@@ -43,11 +43,11 @@ fn two_prod(a: f64, b: f64) -> (f64, f64) {
 
 /// pi and ln 2 to double-double precision.
 pub const PI: Dd = Dd {
-    hi: 3.141_592_653_589_793,
+    hi: std::f64::consts::PI,
     lo: 1.224_646_799_147_353_2e-16,
 };
 pub const LN_2: Dd = Dd {
-    hi: 0.693_147_180_559_945_3,
+    hi: std::f64::consts::LN_2,
     lo: 2.319_046_813_846_299_6e-17,
 };
 
@@ -94,7 +94,7 @@ impl Dd {
         let mut sum = r;
         for n in 2..=14 {
             term = term * r / Dd::new(n as f64);
-            sum = sum + term;
+            sum += term;
         }
         // (1 + s)^2 - 1 = 2s + s^2, ten times, keeps the small part exact.
         for _ in 0..10 {
@@ -142,7 +142,7 @@ impl Dd {
             let mut sum = self;
             for n in 2..=40 {
                 term = term * self / Dd::new(n as f64);
-                sum = sum + term;
+                sum += term;
             }
             return sum;
         }
@@ -157,8 +157,8 @@ impl Dd {
             let mut term = u;
             let mut sum = u;
             for n in 1..40 {
-                term = term * u2;
-                sum = sum + term / Dd::new((2 * n + 1) as f64);
+                term *= u2;
+                sum += term / Dd::new((2 * n + 1) as f64);
             }
             return sum * Dd::new(2.0);
         }
@@ -408,7 +408,7 @@ impl Float for Dd {
     fn powi(self, n: i32) -> Dd {
         let mut r = Dd::new(1.0);
         for _ in 0..n.unsigned_abs() {
-            r = r * self;
+            r *= self;
         }
         if n < 0 { r.recip() } else { r }
     }
