@@ -256,3 +256,14 @@ fn matrix_products_without_their_error_term_are_caught() {
     }
     assert!(caught >= 3, "only {caught} of 6 faulty certificates were caught");
 }
+
+/// The one irrational constant of the flows' formulas, `ln(2 pi) / 2` (the normal log-density),
+/// is enclosed by `Real::constant` on intervals: the true value lies inside.
+#[test]
+fn the_normal_constant_is_enclosed() {
+    use exactflow_kernels::Real;
+    let i = <Interval as Real>::constant(0.5 * (2.0 * std::f64::consts::PI).ln());
+    let exact = common::dd::half_ln_2pi();
+    assert!(exact.within(i.lo(), i.hi()), "{i:?} misses {exact:?}");
+    assert!(i.width() <= 8.0 * f64::EPSILON);
+}
