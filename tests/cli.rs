@@ -131,6 +131,61 @@ fn train_eval_sample_on_moons() {
     let mean = -ll.values.iter().sum::<f64>() / 128.0;
     assert!((mean - nll).abs() < 1e-9);
 
+    // Certified evaluation: every sample certified, its interval around the f64 value, the
+    // summary and the cost, as JSON and as a table.
+    let o = run(&[
+        "eval",
+        dir.to_str().expect("utf-8"),
+        "--data",
+        "moons",
+        "--toy-samples",
+        "512",
+        "--certify",
+        "--json",
+    ]);
+    assert_ok(&o, "eval --certify");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    let c = &v["certified"];
+    let samples = c["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 128);
+    assert_eq!(c["certified"], 128, "{c}");
+    for (k, s) in samples.iter().enumerate() {
+        let (lo, hi) = (
+            s["log_likelihood"]["lo"].as_f64().expect("lo"),
+            s["log_likelihood"]["hi"].as_f64().expect("hi"),
+        );
+        let f = s["f64"].as_f64().expect("f64");
+        assert!(lo <= f && f <= hi, "sample {k}: [{lo}, {hi}] vs {f}");
+        // (serde_json's default parser may round the last bit of a float.)
+        assert!(
+            (f - ll.values[k]).abs() <= 1e-15 * f.abs().max(1.0),
+            "the f64 value is eval's"
+        );
+        assert!(s["width"].as_f64().expect("width") >= 0.0);
+    }
+    assert!(c["median_relative_width"].as_f64().expect("median") < 1e-6);
+    assert!(c["cost_ratio"].as_f64().expect("ratio") > 0.0);
+    assert_eq!(c["uncertified"].as_array().expect("reasons").len(), 0);
+    let o = run(&[
+        "eval",
+        dir.to_str().expect("utf-8"),
+        "--data",
+        "moons",
+        "--toy-samples",
+        "512",
+        "--certify",
+    ]);
+    assert_ok(&o, "eval --certify table");
+    let text = stdout(&o);
+    for needle in [
+        "log p(x) enclosure",
+        "certified        128 of 128",
+        "relative width   max",
+        "cost",
+    ] {
+        assert!(text.contains(needle), "lacks {needle}:\n{text}");
+    }
+
     // The trained model passes its own audit, as a table and as JSON.
     let o = run(&[
         "audit",
@@ -307,6 +362,42 @@ fn logdet_of_npy_and_csv_matrices() {
 }
 
 /// A float32 `.npy` file, written by hand (format version 1.0).
+#[test]
+fn logdet_certify_encloses_the_log_det_or_says_why_not() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // f(x, y) = (2x + y, x + 3y) has det 5.
+    let m = tmp.path().join("m.csv");
+    std::fs::write(&m, "2,1\n1,3\n").expect("write");
+    let o = run(&["logdet", m.to_str().expect("utf-8"), "--certify", "--json"]);
+    assert_ok(&o, "logdet --certify");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["certified"], true);
+    assert_eq!(v["sign"], 1.0);
+    let (lo, hi) = (
+        v["log_abs_lo"].as_f64().expect("lo"),
+        v["log_abs_hi"].as_f64().expect("hi"),
+    );
+    assert!(lo <= 5f64.ln() && 5f64.ln() <= hi && hi - lo < 1e-14, "[{lo}, {hi}]");
+    let o = run(&["logdet", m.to_str().expect("utf-8"), "--certify"]);
+    assert_ok(&o, "logdet --certify table");
+    assert!(stdout(&o).contains("(certified)"), "{}", stdout(&o));
+    // A singular matrix: no sign, and why.
+    let s = tmp.path().join("s.csv");
+    std::fs::write(&s, "1,2\n2,4\n").expect("write");
+    let o = run(&["logdet", s.to_str().expect("utf-8"), "--certify", "--json"]);
+    assert_ok(&o, "logdet --certify singular");
+    let v: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["certified"], false);
+    assert!(v["sign"].is_null());
+    assert!(v["reason"].as_str().expect("reason").contains("singular"), "{v}");
+    let o = run(&["logdet", s.to_str().expect("utf-8"), "--certify"]);
+    assert!(stdout(&o).contains("cannot be certified"), "{}", stdout(&o));
+    assert_user_error(
+        &["logdet", s.to_str().expect("utf-8"), "--certify", "--audit"],
+        "--audit",
+    );
+}
+
 fn write_npy_f32(path: &Path, rows: usize, cols: usize, values: &[f32]) {
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
@@ -521,10 +612,17 @@ fn help_explains_every_flag() {
         ),
         (
             &["eval", "--help"],
-            &["--data", "--split", "--per-sample", "--json", "--toy-samples"],
+            &[
+                "--data",
+                "--split",
+                "--per-sample",
+                "--json",
+                "--toy-samples",
+                "--certify",
+            ],
         ),
         (&["sample", "--help"], &["--num", "--temperature", "--seed", "--out"]),
-        (&["logdet", "--help"], &["--method", "--json", "--audit"]),
+        (&["logdet", "--help"], &["--method", "--json", "--audit", "--certify"]),
         (
             &["audit", "--help"],
             &["--data", "--samples", "--json", "--toy-samples"],

@@ -9,7 +9,10 @@
 //! - dense LU with partial pivoting ([`Lu`]): factor, log-det, solve, inverse, reconstruct;
 //! - [`gemm`](gemm::gemm) on row-major data (faer's for f32/f64, single- or multi-threaded);
 //! - coupling transforms ([`coupling`]) and a vectorized exp ([`simd`]) with runtime dispatch to
-//!   AVX-512 / AVX2.
+//!   AVX-512 / AVX2;
+//! - interval arithmetic ([`Interval`], a [`Real`] whose every operation encloses the exact
+//!   result) and certified log-determinants ([`certify_log_det`]: an interval guaranteed to
+//!   contain log|det A|, and the sign).
 //!
 //! Every entry point takes [`Matrix`], `nalgebra::DMatrix` or `faer::MatRef` through
 //! [`MatrixInput`], and returns [`Result`]: a wrong shape or a NaN is an [`Error`] naming the
@@ -41,7 +44,9 @@
 //! 5. the checked entry points: [`gemm`], [`simd`], then [`coupling`] and [`matrix`];
 //!    `logdet_value` ([`LogDet`]);
 //! 6. [`triangular`] and [`lu`], which build a [`LogDet`] from `logdet_value`; then [`logdet`], the
-//!    dispatcher over both; then [`audit`].
+//!    dispatcher over both; then [`audit`];
+//! 7. [`interval`]: the interval scalar, its verified matrix product on faer's gemm, its
+//!    [`Real`] implementation and the certified log-determinant, which factors with [`lu`].
 
 #![warn(missing_docs)]
 
@@ -51,6 +56,7 @@ pub mod error;
 mod faer_gemm;
 pub mod gemm;
 mod ground;
+pub mod interval;
 pub mod logdet;
 mod logdet_value;
 pub mod lu;
@@ -66,6 +72,7 @@ pub use audit::{
     log_abs_dyadic,
 };
 pub use error::{Error, Result};
+pub use interval::{CertifiedLogDet, Interval, certify_log_det};
 pub use logdet::{LogDet, LogDetMethod, UsedMethod, log_det, log_det_with};
 pub use lu::{Lu, LuAlgorithm};
 pub use matrix::{Matrix, MatrixInput};

@@ -19,7 +19,7 @@ use crate::ground;
 use crate::vectorized::{Backend, VectorKernels};
 use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
-/// A real scalar: `f32`, `f64` or a forward-mode dual number.
+/// A real scalar: `f32`, `f64`, a forward-mode dual number or an interval.
 ///
 /// The fast-path methods (`gemm_kernel`, `exp_kernel`, the coupling kernels) are the hooks the
 /// checked public functions call after validating their arguments: prefer [`crate::gemm::gemm`],
@@ -31,8 +31,32 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     /// The value part as `f64` (for a dual number, its value without the derivative).
     fn as_f64(self) -> f64;
 
-    /// Converts an `f64` constant (rounded to nearest for `f32`; a constant for a dual number).
+    /// Converts an `f64` constant (rounded to nearest for `f32`; a constant for a dual number;
+    /// the point `[x, x]` for an interval: `x` itself is the value, exactly).
     fn lit(x: f64) -> Self;
+
+    /// True for a scalar whose operations return enclosures of the exact results (the interval
+    /// type): code that would compute something in f64 and convert it back with [`Real::lit`]
+    /// must not do so for such a scalar, since the result would not enclose the exact value.
+    const ENCLOSURE: bool = false;
+
+    /// A mathematical constant that f64 cannot hold exactly (`ln(2 pi) / 2`, pi, ...), given as
+    /// an f64 `x` within two units in the last place of it. Point scalars take `lit(x)`; the
+    /// interval type widens `x` by two representable steps on each side, so that it contains
+    /// the constant itself. Use [`Real::lit`] for numbers that are exactly the f64 given (a
+    /// stored parameter, a hyperparameter, a small integer).
+    fn constant(x: f64) -> Self {
+        Self::lit(x)
+    }
+
+    /// An enclosure of `log|det A|` for a square row-major `n x n` matrix of this scalar type,
+    /// or `None` for the scalar types that compute determinants of their values in f64 (every
+    /// type but the interval type, which returns a certified enclosure or, for a matrix whose
+    /// sign cannot be certified, an error).
+    fn log_abs_det_enclosure(a: &[Self], n: usize) -> Option<crate::error::Result<Self>> {
+        let _ = (a, n);
+        None
+    }
 
     /// True when the value part is neither NaN nor infinite. For a dual number only the value is
     /// looked at: a derivative may legitimately be large.

@@ -18,7 +18,7 @@
 
 use std::any::Any;
 
-use exactflow_kernels::{Error, F1, Real, Result};
+use exactflow_kernels::{Error, F1, Interval, Real, Result};
 
 use crate::ctx::Ctx;
 use crate::params::Params;
@@ -191,10 +191,14 @@ pub trait Bijector<T: Real>: Params<T> + Send + Sync {
 
     /// The same layer on forward-mode dual numbers, for exact Jacobians.
     fn to_dual(&self) -> Box<dyn Bijector<F1>>;
+
+    /// The same layer on intervals, for certified enclosures: every parameter becomes the point
+    /// interval of its value (exactly, from f32 or f64).
+    fn to_interval(&self) -> Box<dyn Bijector<Interval>>;
 }
 
-/// Implements [`Bijector::to_f64`] and [`Bijector::to_dual`] through a `cast::<U>()` method of
-/// the layer type.
+/// Implements [`Bijector::to_f64`], [`Bijector::to_dual`] and [`Bijector::to_interval`]
+/// through a `cast::<U>()` method of the layer type.
 #[macro_export]
 macro_rules! impl_cast {
     () => {
@@ -203,6 +207,9 @@ macro_rules! impl_cast {
         }
         fn to_dual(&self) -> Box<dyn $crate::Bijector<exactflow_kernels::F1>> {
             Box::new(self.cast::<exactflow_kernels::F1>())
+        }
+        fn to_interval(&self) -> Box<dyn $crate::Bijector<exactflow_kernels::Interval>> {
+            Box::new(self.cast::<exactflow_kernels::Interval>())
         }
     };
 }

@@ -188,8 +188,12 @@ impl<T: Real> Conv1x1<T> {
         }
     }
 
-    /// `H * W * log|det W|` (from the f64 LU), rounded to `T` once.
+    /// `H * W * log|det W|` (from the f64 LU), rounded to `T` once; for the interval type, a
+    /// certified enclosure ([`Real::log_abs_det_enclosure`]).
     fn forward_log_det(&self, op: &'static str) -> Result<T> {
+        if let Some(enclosure) = T::log_abs_det_enclosure(self.weight.values(), self.channels) {
+            return Ok(T::lit(self.pixels as f64) * enclosure?);
+        }
         let lu = lu_f64(self.weight.values(), self.channels)?;
         require_regular(op, &lu)?;
         Ok(T::lit(self.pixels as f64 * lu.log_det().log_abs))
@@ -249,6 +253,15 @@ impl<T: Real> Bijector<T> for Conv1x1<T> {
     /// Also [`Error::Singular`] when W is singular.
     fn inverse(&self, z: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Mapped<T>> {
         check_input(self, "Conv1x1::inverse", z, cx, &self.sample_shape)?;
+        if T::ENCLOSURE {
+            // W^-1 comes from an f64 LU: rounded back to intervals it would not enclose the exact
+            // inverse. Certified evaluation runs the forward direction only.
+            return Err(Error::invalid(
+                "Conv1x1::inverse",
+                "scalar",
+                "the dense inverse is computed in f64 and would not enclose the exact one on intervals",
+            ));
+        }
         let c = self.channels;
         let lu = lu_f64(self.weight.values(), c)?;
         require_regular("Conv1x1::inverse", &lu)?;

@@ -20,7 +20,7 @@
 //! checkerboard, output channels `0..C` are `h` and `C..2C` are `t`, read at the B pixels.
 
 use exactflow_kernels::coupling::{additive_forward, additive_inverse, affine_forward, affine_inverse};
-use exactflow_kernels::{Error, F1, Real, Result};
+use exactflow_kernels::{Error, F1, Interval, Real, Result};
 use rand::Rng;
 
 use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass, check_grads, check_input};
@@ -639,5 +639,9 @@ impl<T: Real, I: Inner<T>> Bijector<T> for Coupling<T, I> {
 
     fn to_dual(&self) -> Box<dyn Bijector<F1>> {
         Box::new(self.with_net(self.net.to_dual()))
+    }
+
+    fn to_interval(&self) -> Box<dyn Bijector<Interval>> {
+        Box::new(self.with_net(self.net.to_interval()))
     }
 }

@@ -9,7 +9,7 @@
 //! A sample's log-density is the sum over its elements. Temperature scales the spread (Glow's
 //! "temperature": the prior's standard deviation times T); T = 0 returns the mode.
 
-use exactflow_kernels::{Error, F1, Real, Result};
+use exactflow_kernels::{Error, F1, Interval, Real, Result};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal as StdNormalDist;
 
@@ -57,6 +57,9 @@ pub trait Distribution<T: Real>: Params<T> + Send + Sync {
 
     /// The same distribution on dual numbers.
     fn to_dual(&self) -> Box<dyn Distribution<F1>>;
+
+    /// The same distribution on intervals (parameters as point intervals).
+    fn to_interval(&self) -> Box<dyn Distribution<Interval>>;
 }
 
 fn check_temperature(op: &'static str, t: f64) -> Result<()> {
@@ -100,7 +103,7 @@ fn batch_shape(n: usize, shape: &[usize]) -> Vec<usize> {
 
 /// ln(2 pi) / 2.
 fn half_ln_2pi<T: Real>() -> T {
-    T::lit(0.5 * (2.0 * std::f64::consts::PI).ln())
+    T::constant(0.5 * (2.0 * std::f64::consts::PI).ln())
 }
 
 /// `ln(1 + e^x)` without overflow.
@@ -172,6 +175,10 @@ impl<T: Real> Distribution<T> for StandardNormal {
     fn to_dual(&self) -> Box<dyn Distribution<F1>> {
         Box::new(StandardNormal)
     }
+
+    fn to_interval(&self) -> Box<dyn Distribution<Interval>> {
+        Box::new(StandardNormal)
+    }
 }
 
 impl<T: Real> Distribution<T> for StandardLogistic {
@@ -205,6 +212,10 @@ impl<T: Real> Distribution<T> for StandardLogistic {
     }
 
     fn to_dual(&self) -> Box<dyn Distribution<F1>> {
+        Box::new(StandardLogistic)
+    }
+
+    fn to_interval(&self) -> Box<dyn Distribution<Interval>> {
         Box::new(StandardLogistic)
     }
 }
@@ -321,5 +332,9 @@ impl<T: Real> Distribution<T> for DiagonalGaussian<T> {
 
     fn to_dual(&self) -> Box<dyn Distribution<F1>> {
         Box::new(self.cast::<F1>())
+    }
+
+    fn to_interval(&self) -> Box<dyn Distribution<Interval>> {
+        Box::new(self.cast::<Interval>())
     }
 }

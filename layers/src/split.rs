@@ -25,7 +25,7 @@
 //! here they are blocks (`torch.chunk(h, 2, dim=1)`, as in rosinality's glow-pytorch), so an
 //! imported openai prior needs its output channels reordered.
 
-use exactflow_kernels::{Error, F1, Real, Result};
+use exactflow_kernels::{Error, F1, Interval, Real, Result};
 use rand::{Rng, RngCore};
 use rand_distr::StandardNormal;
 
@@ -38,7 +38,7 @@ use crate::tensor::Tensor;
 
 /// ln(2 pi) / 2.
 fn half_ln_2pi<T: Real>() -> T {
-    T::lit(0.5 * (2.0 * std::f64::consts::PI).ln())
+    T::constant(0.5 * (2.0 * std::f64::consts::PI).ln())
 }
 
 /// The factor-out of a multi-scale flow (see the module documentation): `x -> (rest, z_out,
@@ -172,6 +172,15 @@ impl<T: Real> Split<T> {
     pub fn to_dual(&self) -> Split<F1> {
         Split {
             prior: self.prior.as_ref().map(|p| p.to_dual()),
+            in_shape: self.in_shape.clone(),
+            out_shape: self.out_shape.clone(),
+        }
+    }
+
+    /// The same split on intervals (through the prior's [`Conditioner::to_interval`]).
+    pub fn to_interval(&self) -> Split<Interval> {
+        Split {
+            prior: self.prior.as_ref().map(|p| p.to_interval()),
             in_shape: self.in_shape.clone(),
             out_shape: self.out_shape.clone(),
         }
@@ -492,6 +501,10 @@ impl<T: Real> Stage<T> for Split<T> {
 
     fn to_dual(&self) -> Box<dyn Stage<F1>> {
         Box::new(Split::to_dual(self))
+    }
+
+    fn to_interval(&self) -> Box<dyn Stage<Interval>> {
+        Box::new(Split::to_interval(self))
     }
 }
 

@@ -13,7 +13,7 @@
 //! [`Stage::sample_factored`]. Plain layers ignore `factored` and report `None` from
 //! [`Stage::factored_shape`].
 
-use exactflow_kernels::{F1, Real, Result};
+use exactflow_kernels::{F1, Interval, Real, Result};
 use rand::RngCore;
 
 use crate::bijector::{Bijector, Cache, InputGrad, Mapped, Pass};
@@ -121,6 +121,9 @@ pub trait Stage<T: Real>: Params<T> + Send + Sync {
     /// The same stage on forward-mode dual numbers.
     fn to_dual(&self) -> Box<dyn Stage<F1>>;
 
+    /// The same stage on intervals (parameters as point intervals), for certified enclosures.
+    fn to_interval(&self) -> Box<dyn Stage<Interval>>;
+
     /// The stage as a layer (`None` for a factor-out), for per-layer checks such as the audit.
     fn as_bijector(&self) -> Option<&dyn Bijector<T>> {
         None
@@ -223,5 +226,9 @@ impl<T: Real> Stage<T> for Layer<T> {
 
     fn to_dual(&self) -> Box<dyn Stage<F1>> {
         Box::new(Layer(self.0.to_dual()))
+    }
+
+    fn to_interval(&self) -> Box<dyn Stage<Interval>> {
+        Box::new(Layer(self.0.to_interval()))
     }
 }

@@ -27,7 +27,8 @@
 //! matrix products as a value ([`Flow::set_parallelism`]); nothing is process-wide.
 
 use exactflow_kernels::gemm::Parallelism;
-use exactflow_kernels::{F1, Real};
+use exactflow_kernels::interval::undecided;
+use exactflow_kernels::{F1, Interval, Real};
 use exactflow_layers::distributions::Distribution;
 use exactflow_layers::params::{IntBuffer, Param, Params, join};
 use exactflow_layers::{Cache, Ctx, InputGrad, Pass, Stage, Tensor};
@@ -329,7 +330,13 @@ impl<T: Real> Flow<T> {
         let mut factored = Vec::new();
         for (i, s) in self.stages.iter().enumerate() {
             let kind = s.kind();
-            let step = s.forward(&h, cx).map_err(|e| at_stage(i, kind, e))?;
+            // On intervals, an undecided comparison is recorded with the stage it happened in.
+            let step = if T::ENCLOSURE {
+                undecided::in_scope(|| format!("{} ({kind})", stage_name(i)), || s.forward(&h, cx))
+            } else {
+                s.forward(&h, cx)
+            }
+            .map_err(|e| at_stage(i, kind, e))?;
             check_out(i, kind, &step.out, &step.log_det, "log-det")?;
             add_into(&mut total, &step.log_det);
             if let Some(f) = step.factored {
@@ -345,7 +352,12 @@ impl<T: Real> Flow<T> {
             h = step.out;
         }
         if score {
-            add_into(&mut total, &self.base.log_prob(&h, cx)?);
+            let lp = if T::ENCLOSURE {
+                undecided::in_scope(|| format!("base ({})", self.base.kind()), || self.base.log_prob(&h, cx))
+            } else {
+                self.base.log_prob(&h, cx)
+            };
+            add_into(&mut total, &lp?);
         }
         Ok((Latent { z: h, factored }, total))
     }
@@ -691,6 +703,20 @@ impl<T: Real> Flow<T> {
         Flow {
             stages: self.stages.iter().map(|s| s.to_dual()).collect(),
             base: self.base.to_dual(),
+            data_shape: self.data_shape.clone(),
+            context_dim: self.context_dim,
+            par: self.par,
+        }
+    }
+
+    /// The same flow on intervals: every parameter becomes the point interval of its value, so
+    /// that [`Flow::log_prob`] returns, per sample, an interval containing the exact `log p(x)`
+    /// of the stored parameters (see [`crate::certify`], which also checks that no comparison
+    /// was left undecided). The matrix products stay sequential unless set otherwise.
+    pub fn to_interval(&self) -> Flow<Interval> {
+        Flow {
+            stages: self.stages.iter().map(|s| s.to_interval()).collect(),
+            base: self.base.to_interval(),
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
             par: self.par,

@@ -12,6 +12,7 @@
 
 pub mod atomic_write;
 pub mod audit;
+pub mod certify;
 pub mod checkpoint;
 mod checks;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod nsf;
 pub mod realnvp;
 pub mod train;
 
+pub use certify::{Certified, CertifiedSample, CertifiedSummary, certify_dataset, certify_log_prob};
 pub use checks::{MAX_DEPTH, MAX_LAYERS};
 pub use config::ModelConfig;
 pub use error::{Error, Result};

@@ -107,6 +107,9 @@ impl<T: Real> Bijector<T> for Bent {
     fn to_dual(&self) -> Box<dyn Bijector<exactflow_kernels::F1>> {
         Box::new(self.clone())
     }
+    fn to_interval(&self) -> Box<dyn Bijector<exactflow_kernels::Interval>> {
+        Box::new(self.clone())
+    }
 }
 
 fn trained(model: &str) -> (ModelConfig, Flow<f64>) {

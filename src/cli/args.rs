@@ -146,6 +146,13 @@ pub struct EvalArgs {
     /// Points drawn for a toy data set's splits (must match training to get the same splits).
     #[arg(long, default_value_t = 20000)]
     pub toy_samples: usize,
+    /// Also certify every sample: evaluate the flow in interval arithmetic and print, per sample,
+    /// an interval [lo, hi] guaranteed to contain the exact log p(x) (and bits/dim) of the
+    /// stored parameters, beside the f64 value and the width; then a summary (max and median
+    /// relative width, samples that could not be certified and why) and the cost relative to the
+    /// f64 evaluation. See README, "Certified evaluation", for what is assumed.
+    #[arg(long)]
+    pub certify: bool,
 }
 
 /// `exactflow sample`.
@@ -184,8 +191,15 @@ pub struct LogdetArgs {
     /// Also audit the result: the LU's backward error (LAPACK ratio), a 1-norm condition
     /// estimate, an error bound on log|det|, an f64 recomputation for float32 input, and the exact
     /// determinant by fraction-free elimination for integer matrices.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "certify")]
     pub audit: bool,
+    /// Certify the result: an interval guaranteed to contain log|det A| and the certified sign
+    /// (a verification method: LU, approximate inverses of the factors and a rigorous bound of
+    /// the residual), or a statement that the sign cannot be certified (a singular or nearly
+    /// singular matrix). JSON keys: certified, sign, log_abs_lo, log_abs_hi, width,
+    /// relative_width, residual_bound, approx_sign, approx_log_abs, reason.
+    #[arg(long)]
+    pub certify: bool,
 }
 
 /// `exactflow bench ...`.

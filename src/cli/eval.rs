@@ -1,6 +1,8 @@
-//! `exactflow eval DIR --data SPEC`: mean NLL (and bits/dim) of a split under a trained flow.
+//! `exactflow eval DIR --data SPEC`: mean NLL (and bits/dim) of a split under a trained flow;
+//! with `--certify`, per-sample certified enclosures too (`certify.rs`).
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use exactflow::layers::Tensor;
 use exactflow::models::checkpoint;
@@ -59,10 +61,15 @@ pub fn run(a: EvalArgs) -> CliResult<()> {
             loaded.flow.data_shape()
         )));
     }
+    let t0 = Instant::now();
     let ev = evaluate(&loaded.flow, ds, fitting_batch(&loaded.flow, 1024))?;
+    let f64_seconds = t0.elapsed().as_secs_f64();
     if let Some(out) = &a.per_sample {
         let t = Tensor::new(&[ev.log_likelihood.len()], ev.log_likelihood.clone())?;
         npy::write_f64(out, &t)?;
+    }
+    if a.certify {
+        return super::certify::run(&a, &loaded.flow, loaded.config.family(), ds, &ev, f64_seconds);
     }
     if a.json {
         let v = json!({

@@ -3,7 +3,8 @@
 use std::time::Instant;
 
 use exactflow::kernels::audit::audit_matrix_with;
-use exactflow::kernels::{LogDetMethod, Matrix, log_det_with};
+use exactflow::kernels::gemm::MatSlice;
+use exactflow::kernels::{CertifiedLogDet, LogDetMethod, Matrix, certify_log_det, log_det_with};
 use exactflow::models::data::{MatrixSource, read_matrix};
 use serde_json::json;
 
@@ -23,6 +24,9 @@ pub fn run(a: LogdetArgs) -> CliResult<()> {
     }
     if a.audit {
         return run_audit(&a, &values, rows, &source, method);
+    }
+    if a.certify {
+        return run_certify(&a, &values, rows);
     }
     let m = Matrix::new(rows, cols, values)?;
     let t0 = Instant::now();
@@ -44,6 +48,70 @@ pub fn run(a: LogdetArgs) -> CliResult<()> {
         println!("method   {}", used.name());
         println!("seconds  {seconds:.3e}");
     }
+    Ok(())
+}
+
+/// `--certify`: a certified enclosure of log|det A| and the sign, with the f64 LU for comparison.
+fn run_certify(a: &LogdetArgs, values: &[f64], n: usize) -> CliResult<()> {
+    let m = MatSlice::new(values, n, n)?;
+    let t0 = Instant::now();
+    let approx = log_det_with(&Matrix::new(n, n, values.to_vec())?, LogDetMethod::Lu)?.0;
+    let lu_seconds = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let c = certify_log_det(&m)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let (sign, log_abs, residual, reason) = match &c {
+        CertifiedLogDet::Certified {
+            sign,
+            log_abs,
+            residual_bound,
+            ..
+        } => (Some(*sign), Some(*log_abs), Some(*residual_bound), None),
+        CertifiedLogDet::SignUnknown { reason, .. } => (None, None, None, Some(reason.clone())),
+    };
+    if a.json {
+        let v = json!({
+            "n": n,
+            "certified": sign.is_some(),
+            "sign": sign,
+            "log_abs_lo": log_abs.map(|i| json_number(i.lo())),
+            "log_abs_hi": log_abs.map(|i| json_number(i.hi())),
+            "width": log_abs.map(|i| i.width()),
+            "relative_width": log_abs.map(|i| json_number(i.relative_width())),
+            "residual_bound": residual,
+            "approx_sign": approx.sign,
+            "approx_log_abs": json_number(approx.log_abs),
+            "reason": reason,
+            "seconds": seconds,
+            "seconds_lu": lu_seconds,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("n                {n}");
+    match (sign, log_abs) {
+        (Some(s), Some(i)) => {
+            println!("sign             {s} (certified)");
+            println!("log|det| in      [{:?}, {:?}]", i.lo(), i.hi());
+            println!(
+                "width            {:.3e} (relative {:.3e})",
+                i.width(),
+                i.relative_width()
+            );
+            if let Some(r) = residual {
+                println!("residual bound   ||XL P A XU - I||_inf <= {r:.3e}");
+            }
+        }
+        _ => {
+            println!("sign             cannot be certified");
+            println!("reason           {}", reason.unwrap_or_default());
+        }
+    }
+    println!("f64 LU           sign {} log|det| {}", approx.sign, approx.log_abs);
+    println!(
+        "seconds          {seconds:.3e} (f64 LU {lu_seconds:.3e}, {:.1}x)",
+        seconds / lu_seconds.max(1e-12)
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod args;
 mod audit;
 mod bench;
+mod certify;
 mod eval;
 mod logdet;
 mod progress;

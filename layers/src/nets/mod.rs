@@ -22,7 +22,7 @@ pub use made::{Made, MadeCache, MadeConfig, hidden_degree};
 pub use mlp::{Mlp, MlpConfig};
 pub use resnet::{ResNet, ResNetConfig};
 
-use exactflow_kernels::{F1, Real, Result};
+use exactflow_kernels::{F1, Interval, Real, Result};
 
 use crate::bijector::{Cache, InputGrad};
 use crate::ctx::Ctx;
@@ -68,9 +68,13 @@ pub trait Conditioner<T: Real>: Params<T> + Send + Sync {
 
     /// The same network on dual numbers.
     fn to_dual(&self) -> Box<dyn Conditioner<F1>>;
+
+    /// The same network on intervals (parameters as point intervals).
+    fn to_interval(&self) -> Box<dyn Conditioner<Interval>>;
 }
 
-/// Implements [`Conditioner::to_f64`] and [`Conditioner::to_dual`] through a `cast::<U>()` method.
+/// Implements [`Conditioner::to_f64`], [`Conditioner::to_dual`] and
+/// [`Conditioner::to_interval`] through a `cast::<U>()` method.
 #[macro_export]
 macro_rules! impl_net_cast {
     () => {
@@ -79,6 +83,9 @@ macro_rules! impl_net_cast {
         }
         fn to_dual(&self) -> Box<dyn $crate::nets::Conditioner<exactflow_kernels::F1>> {
             Box::new(self.cast::<exactflow_kernels::F1>())
+        }
+        fn to_interval(&self) -> Box<dyn $crate::nets::Conditioner<exactflow_kernels::Interval>> {
+            Box::new(self.cast::<exactflow_kernels::Interval>())
         }
     };
 }

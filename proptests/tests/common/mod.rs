@@ -287,3 +287,4 @@ pub fn close(what: &str, a: f64, b: f64, tol: f64) -> Result<(), TestCaseError> 
         )))
     }
 }
+pub mod dd;
