@@ -46,7 +46,7 @@ pub use audit::{
     log_abs_dyadic,
 };
 pub use error::{Error, Result};
-pub use logdet::{LogDet, LogDetMethod, UsedMethod, log_det, log_det_with};
+pub use logdet::{LogDet, LogDetMethod, UsedMethod, log_det, log_det_owned, log_det_with};
 pub use lu::{Lu, LuAlgorithm};
 pub use matrix::{Matrix, MatrixInput};
 pub use real::Real;
