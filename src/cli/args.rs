@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use exactflow::training;
 
 /// exactflow: normalizing flows with verified log-determinants.
 ///
@@ -52,7 +53,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub json: bool,
     /// Points drawn for a toy data set's splits (as in train).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
     pub toy_samples: usize,
 }
 
@@ -80,10 +81,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Samples per optimizer step.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = training::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// Peak learning rate of Adam (after a warmup of 2% of the steps, cosine decay to 1% of it).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = training::DEFAULT_LR)]
     pub lr: f64,
     /// Seed of the initialization, the data splits, the batch order and the dequantization noise.
     #[arg(long, default_value_t = 0)]
@@ -95,7 +96,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Training points drawn from a toy distribution (validation and test get a quarter each).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
     pub toy_samples: usize,
     /// Stop after this many epochs without a better validation NLL (the best model is kept).
     #[arg(long)]
@@ -127,7 +128,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Points drawn for a toy data set's splits (must match training to get the same splits).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
     pub toy_samples: usize,
 }
 

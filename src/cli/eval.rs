@@ -1,6 +1,6 @@
 //! `exactflow eval DIR --data SPEC`: mean NLL (and bits/dim) of a split under a trained flow.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use exactflow::layers::Tensor;
 use exactflow::models::checkpoint;
@@ -12,14 +12,7 @@ use serde_json::json;
 use super::args::EvalArgs;
 use super::{CliError, CliResult};
 
-/// The checkpoint file of a training directory, or the file itself.
-pub(crate) fn checkpoint_path(dir: &Path) -> PathBuf {
-    if dir.is_dir() {
-        dir.join("model.safetensors")
-    } else {
-        dir.to_path_buf()
-    }
-}
+pub(crate) use exactflow::training::checkpoint_path;
 
 /// The seed a checkpoint's data splits were drawn with: the training run's, or for a model-only
 /// checkpoint the model's.
@@ -49,7 +42,7 @@ pub fn run(a: EvalArgs) -> CliResult<()> {
             loaded.flow.data_shape()
         )));
     }
-    let ev = evaluate(&loaded.flow, ds, 1024)?;
+    let ev = evaluate(&loaded.flow, ds, exactflow::training::EVAL_BATCH)?;
     if let Some(out) = &a.per_sample {
         let t = Tensor::new(&[ev.log_likelihood.len()], ev.log_likelihood.clone())?;
         npy::write_f64(out, &t)?;

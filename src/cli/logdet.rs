@@ -5,18 +5,16 @@ use std::time::Instant;
 use exactflow::kernels::audit::audit_matrix_with;
 use exactflow::kernels::{LogDetMethod, Matrix, log_det_with};
 use exactflow::models::data::read_matrix;
-use serde_json::json;
+use exactflow::reports;
 
 use super::CliResult;
 use super::args::LogdetArgs;
 
 pub fn run(a: LogdetArgs) -> CliResult<()> {
-    let method = match a.method.as_str() {
-        "auto" => LogDetMethod::Auto,
-        "lu" => LogDetMethod::Lu,
-        "triangular" => LogDetMethod::Triangular,
-        other => return Err(format!("unknown --method '{other}': expected auto, lu or triangular").into()),
-    };
+    let method: LogDetMethod = a
+        .method
+        .parse()
+        .map_err(|_| format!("unknown --method '{}': expected auto, lu or triangular", a.method))?;
     let (values, rows, cols, source) = read_matrix(&a.file)?;
     if rows != cols {
         return Err(format!("{}: the matrix is {rows} x {cols}, not square", a.file.display()).into());
@@ -29,14 +27,7 @@ pub fn run(a: LogdetArgs) -> CliResult<()> {
     let (ld, used) = log_det_with(&m, method)?;
     let seconds = t0.elapsed().as_secs_f64();
     if a.json {
-        let v = json!({
-            "n": rows,
-            "sign": ld.sign,
-            "log_abs": json_number(ld.log_abs),
-            "method": used.name(),
-            "seconds": seconds,
-        });
-        println!("{v}");
+        println!("{}", reports::logdet(rows, ld, used, seconds));
     } else {
         println!("n        {rows}");
         println!("sign     {}", ld.sign);
@@ -47,11 +38,6 @@ pub fn run(a: LogdetArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// JSON has no infinities: a singular matrix's log|det| = -inf is written as the string "-inf".
-pub(crate) fn json_number(v: f64) -> serde_json::Value {
-    if v.is_finite() { json!(v) } else { json!(v.to_string()) }
-}
-
 /// `--audit`: the log-det with its backward error, condition estimate, error bound, f64
 /// recomputation (float32 input) and exact determinant (integer input).
 fn run_audit(a: &LogdetArgs, values: &[f64], n: usize, f32_input: bool, method: LogDetMethod) -> CliResult<()> {
@@ -59,14 +45,7 @@ fn run_audit(a: &LogdetArgs, values: &[f64], n: usize, f32_input: bool, method: 
     let audit = audit_matrix_with(values, n, f32_input, method)?;
     let seconds = t0.elapsed().as_secs_f64();
     if a.json {
-        let v = json!({
-            "n": n,
-            "sign": audit.sign,
-            "log_abs": json_number(audit.log_abs),
-            "method": audit.method,
-            "seconds": seconds,
-            "audit": audit,
-        });
+        let v = reports::logdet_audit(&audit, seconds).map_err(|e| format!("JSON: {e}"))?;
         println!("{v}");
         return Ok(());
     }

@@ -6,7 +6,6 @@ mod audit;
 mod bench;
 mod eval;
 mod logdet;
-mod progress;
 mod sample;
 mod train;
 
@@ -96,14 +95,6 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Bench(args::BenchCommand::Logdet(a)) => bench::run(a),
         Command::Audit(a) => audit::run(a),
     }
-}
-
-/// The parallelism `--threads` asks for: one thread or `Parallelism::Rayon(threads)`.
-fn parallelism(threads: usize) -> CliResult<exactflow::kernels::gemm::Parallelism> {
-    if threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    Ok(exactflow::kernels::gemm::Parallelism::from_threads(threads))
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.

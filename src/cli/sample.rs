@@ -9,7 +9,6 @@ use rand_chacha::ChaCha8Rng;
 use super::CliResult;
 use super::args::SampleArgs;
 use super::eval::checkpoint_path;
-use super::train::image_shape_of;
 
 pub fn run(a: SampleArgs) -> CliResult<()> {
     if a.n == 0 {
@@ -36,7 +35,7 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
             if flow.data_shape() == [2] {
                 let bounds = pictures::Bounds::of_points(&x, 0.1);
                 pictures::scatter(&x, bounds, 480, [31, 119, 180]).save(&a.out)?;
-            } else if let Some(img) = image_shape_of(flow.data_shape()) {
+            } else if let Some(img) = pictures::image_shape_of(flow.data_shape()) {
                 let mut shape = vec![a.n];
                 shape.extend_from_slice(&img);
                 let cols = (a.n as f64).sqrt().ceil() as usize;
