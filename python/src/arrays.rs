@@ -11,7 +11,7 @@
 //! the Rust buffer without a copy.
 
 use exactflow::layers::Tensor;
-use numpy::ndarray::{ArrayD, ArrayViewD, IxDyn};
+use numpy::ndarray::{ArrayD, ArrayView2, ArrayViewD, Ix2, IxDyn};
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
@@ -104,12 +104,53 @@ fn describe(obj: &Bound<'_, PyAny>, e: PyErr) -> String {
     format!("{ty} ({e})")
 }
 
-/// The array's values in row-major order: one `memcpy` for a C-contiguous array, a strided walk
-/// in logical order otherwise.
-fn row_major<T: Copy>(a: ArrayViewD<'_, T>) -> Vec<T> {
-    match a.as_slice() {
-        Some(s) => s.to_vec(),
-        None => a.iter().copied().collect(),
+/// The array's values in row-major order: one `memcpy` for a C-contiguous array; otherwise each
+/// trailing 2-D slice is copied tile by tile ([`copy_2d`]).
+fn row_major<T: Copy + Default>(a: ArrayViewD<'_, T>) -> Vec<T> {
+    if let Some(s) = a.as_slice() {
+        return s.to_vec();
+    }
+    let mut out = Vec::with_capacity(a.len());
+    copy_into(a, &mut out);
+    out
+}
+
+fn copy_into<T: Copy + Default>(a: ArrayViewD<'_, T>, out: &mut Vec<T>) {
+    match a.ndim() {
+        0 | 1 => out.extend(a.iter().copied()),
+        2 => match a.clone().into_dimensionality::<Ix2>() {
+            Ok(m) => copy_2d(m, out),
+            // A 2-axis view always converts; the element walk is only a safe fallback.
+            Err(_) => out.extend(a.iter().copied()),
+        },
+        _ => {
+            for sub in a.outer_iter() {
+                copy_into(sub, out);
+            }
+        }
+    }
+}
+
+/// Side of the square tiles of [`copy_2d`]: 32 x 32 doubles read from 32 columns (or rows) touch
+/// 32 cache lines at a time, well within L1, whatever the strides.
+const TILE: usize = 32;
+
+/// Appends a strided matrix in row-major order, tile by tile, so that a Fortran-ordered (or
+/// transposed) matrix is read a cache line at a time instead of one element per line.
+fn copy_2d<T: Copy + Default>(m: ArrayView2<'_, T>, out: &mut Vec<T>) {
+    let (rows, cols) = m.dim();
+    let start = out.len();
+    out.resize(start + rows * cols, T::default());
+    let dst = &mut out[start..];
+    for ib in (0..rows).step_by(TILE) {
+        for jb in (0..cols).step_by(TILE) {
+            for i in ib..(ib + TILE).min(rows) {
+                let row = &mut dst[i * cols..(i + 1) * cols];
+                for j in jb..(jb + TILE).min(cols) {
+                    row[j] = m[[i, j]];
+                }
+            }
+        }
     }
 }
 
