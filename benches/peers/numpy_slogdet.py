@@ -9,8 +9,9 @@ script sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS and RAYON_NUM
 before importing numpy, so that every contender runs on one thread.
 
 For each n, the matrix has entries uniform in [-1, 1) (seeded), as in the criterion logdet bench.
-Each round times, per n, `calls` calls of each contender, interleaved, and runs the Rust
-timer `logdet_npy` (target/release/logdet_npy, or $LOGDET_NPY) on the same matrices saved as .npy:
+Each round times, per n, `calls` calls of each Python contender, interleaved call by call, then
+runs the Rust timer `logdet_npy` (target/release/logdet_npy, or $LOGDET_NPY) for as many calls on
+the same matrix saved as .npy:
 
 - numpy: numpy.linalg.slogdet(a) (LAPACK dgetrf from the OpenBLAS numpy ships with, then the
   diagonal's logs);
@@ -48,18 +49,20 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def calls_for(n):
-    """Calls per round: about 0.2 s of numpy's time per contender and round, at least 2."""
-    seconds = 2.5e-10 * n**3 + 2e-6  # a rough model of one call
-    return max(2, min(200, int(0.2 / seconds)))
+    """Calls per round and contender: about 0.5 s of one contender's time (on a quiet 2-core
+    machine), at least 5."""
+    seconds = 3e-11 * n**3 + 3e-6  # a rough model of one call
+    return max(5, min(300, int(0.5 / seconds)))
 
 
-def timed(f, a, calls):
-    out = []
+def timed_interleaved(contenders, calls, into):
+    """Times `calls` rounds of one call of each contender in turn (so that a slow moment of the
+    machine hits them alike), appending to into[name]."""
     for _ in range(calls):
-        t0 = time.perf_counter()
-        f(a)
-        out.append(time.perf_counter() - t0)
-    return out
+        for name, f, a in contenders:
+            t0 = time.perf_counter()
+            f(a)
+            into[name].append(time.perf_counter() - t0)
 
 
 def blas_name():
@@ -98,11 +101,12 @@ def main():
             assert exactflow.slogdet(fortran[n]) == (s, l)
         for r in range(args.rounds):
             for n in sizes:
-                k = calls_for(n)
-                times[n]["numpy"] += timed(np.linalg.slogdet, mats[n], k)
-                times[n]["exactflow"] += timed(exactflow.slogdet, mats[n], k)
-                times[n]["exactflow_fortran"] += timed(exactflow.slogdet, fortran[n], k)
-            for n in sizes:
+                contenders = [
+                    ("numpy", np.linalg.slogdet, mats[n]),
+                    ("exactflow", exactflow.slogdet, mats[n]),
+                    ("exactflow_fortran", exactflow.slogdet, fortran[n]),
+                ]
+                timed_interleaved(contenders, calls_for(n), times[n])
                 p = subprocess.run(
                     [str(rust_bin), "--calls", str(calls_for(n)), str(paths[n])],
                     capture_output=True, text=True, check=True,
