@@ -36,24 +36,43 @@ pub struct Input {
     pub shape: Vec<usize>,
     /// The values, row-major.
     pub values: Values,
+    /// Whether the array was float32 (also when its values were converted to float64).
+    pub from_f32: bool,
 }
 
-impl Input {
-    /// The values in float64 (float32 values are converted exactly).
-    pub fn into_f64(self) -> Vec<f64> {
-        match self.values {
-            Values::F64(v) => v,
-            Values::F32(v) => v.into_iter().map(f64::from).collect(),
-        }
-    }
-}
-
-/// Reads `obj` (named `what` in messages) as a float32 or float64 array.
+/// Reads `obj` (named `what` in messages) as a float32 or float64 array, kept in its precision.
 ///
 /// # Errors
 /// `ValueError` for an array of another dtype (naming it), or an object NumPy cannot turn into a
 /// float64 array.
 pub fn read(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Input> {
+    read_as(obj, what, false)
+}
+
+/// [`read`], float32 values converted to float64 (exactly) during the one copy: the shape, the
+/// values and whether they were float32.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_f64_input(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<usize>, Vec<f64>, bool)> {
+    let input = read_as(obj, what, true)?;
+    let values = match input.values {
+        Values::F64(v) => v,
+        // Not reached: read_as converts float32 when asked to.
+        Values::F32(v) => v.into_iter().map(f64::from).collect(),
+    };
+    Ok((input.shape, values, input.from_f32))
+}
+
+/// [`read_f64_input`] without the source precision.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_f64(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<usize>, Vec<f64>)> {
+    read_f64_input(obj, what).map(|(shape, values, _)| (shape, values))
+}
+
+fn read_as(obj: &Bound<'_, PyAny>, what: &str, to_f64: bool) -> PyResult<Input> {
     let py = obj.py();
     let owned;
     let arr: &Bound<'_, PyAny> = if obj.is_instance_of::<PyUntypedArray>() {
@@ -76,13 +95,20 @@ pub fn read(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Input> {
         return Ok(Input {
             shape: ro.shape().to_vec(),
             values: Values::F64(row_major(ro.as_array())),
+            from_f32: false,
         });
     }
     if let Ok(a) = arr.cast::<PyArrayDyn<f32>>() {
         let ro = a.try_readonly().map_err(|e| value_error(format!("{what}: {e}")))?;
+        let values = if to_f64 {
+            Values::F64(row_major_map(ro.as_array(), f64::from))
+        } else {
+            Values::F32(row_major(ro.as_array()))
+        };
         return Ok(Input {
             shape: ro.shape().to_vec(),
-            values: Values::F32(row_major(ro.as_array())),
+            values,
+            from_f32: true,
         });
     }
     let dtype = arr
@@ -107,25 +133,34 @@ fn describe(obj: &Bound<'_, PyAny>, e: PyErr) -> String {
 /// The array's values in row-major order: one `memcpy` for a C-contiguous array; otherwise each
 /// trailing 2-D slice is copied tile by tile ([`copy_2d`]).
 fn row_major<T: Copy + Default>(a: ArrayViewD<'_, T>) -> Vec<T> {
+    match a.as_slice() {
+        Some(s) => s.to_vec(),
+        None => row_major_map(a, |v| v),
+    }
+}
+
+/// The array's values in row-major order, each mapped by `f` (float32 to float64) in the same
+/// single pass.
+fn row_major_map<T: Copy, U: Copy + Default>(a: ArrayViewD<'_, T>, f: impl Fn(T) -> U + Copy) -> Vec<U> {
     if let Some(s) = a.as_slice() {
-        return s.to_vec();
+        return s.iter().map(|&v| f(v)).collect();
     }
     let mut out = Vec::with_capacity(a.len());
-    copy_into(a, &mut out);
+    copy_into(a, &mut out, f);
     out
 }
 
-fn copy_into<T: Copy + Default>(a: ArrayViewD<'_, T>, out: &mut Vec<T>) {
+fn copy_into<T: Copy, U: Copy + Default>(a: ArrayViewD<'_, T>, out: &mut Vec<U>, f: impl Fn(T) -> U + Copy) {
     match a.ndim() {
-        0 | 1 => out.extend(a.iter().copied()),
+        0 | 1 => out.extend(a.iter().map(|&v| f(v))),
         2 => match a.clone().into_dimensionality::<Ix2>() {
-            Ok(m) => copy_2d(m, out),
+            Ok(m) => copy_2d(m, out, f),
             // A 2-axis view always converts; the element walk is only a safe fallback.
-            Err(_) => out.extend(a.iter().copied()),
+            Err(_) => out.extend(a.iter().map(|&v| f(v))),
         },
         _ => {
             for sub in a.outer_iter() {
-                copy_into(sub, out);
+                copy_into(sub, out, f);
             }
         }
     }
@@ -137,17 +172,17 @@ const TILE: usize = 32;
 
 /// Appends a strided matrix in row-major order, tile by tile, so that a Fortran-ordered (or
 /// transposed) matrix is read a cache line at a time instead of one element per line.
-fn copy_2d<T: Copy + Default>(m: ArrayView2<'_, T>, out: &mut Vec<T>) {
+fn copy_2d<T: Copy, U: Copy + Default>(m: ArrayView2<'_, T>, out: &mut Vec<U>, f: impl Fn(T) -> U) {
     let (rows, cols) = m.dim();
     let start = out.len();
-    out.resize(start + rows * cols, T::default());
+    out.resize(start + rows * cols, U::default());
     let dst = &mut out[start..];
     for ib in (0..rows).step_by(TILE) {
         for jb in (0..cols).step_by(TILE) {
             for i in ib..(ib + TILE).min(rows) {
                 let row = &mut dst[i * cols..(i + 1) * cols];
                 for j in jb..(jb + TILE).min(cols) {
-                    row[j] = m[[i, j]];
+                    row[j] = f(m[[i, j]]);
                 }
             }
         }
@@ -160,8 +195,8 @@ fn copy_2d<T: Copy + Default>(m: ArrayView2<'_, T>, out: &mut Vec<T>) {
 /// # Errors
 /// `ValueError` naming `what`, the expected and the found shape.
 pub fn samples(obj: &Bound<'_, PyAny>, what: &str, sample_shape: &[usize]) -> PyResult<Tensor<f64>> {
-    let input = read(obj, what)?;
-    let mut shape = input.shape.clone();
+    let (found, values) = read_f64(obj, what)?;
+    let mut shape = found.clone();
     if shape == sample_shape {
         shape.insert(0, 1);
     }
@@ -173,10 +208,10 @@ pub fn samples(obj: &Bound<'_, PyAny>, what: &str, sample_shape: &[usize]) -> Py
                 .map(|d| d.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            python_shape(&input.shape)
+            python_shape(&found)
         )));
     }
-    Tensor::new(&shape, input.into_f64()).map_err(kernels_to_py)
+    Tensor::new(&shape, values).map_err(kernels_to_py)
 }
 
 /// Reads an optional context: `None`, or a float array `[N, C]` (a single row `[C]` is taken as
@@ -188,8 +223,8 @@ pub fn context(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Tensor<f64>>> 
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(None);
     };
-    let input = read(obj, "context")?;
-    let shape = match input.shape.as_slice() {
+    let (found, values) = read_f64(obj, "context")?;
+    let shape = match found.as_slice() {
         [c] => vec![1, *c],
         [n, c] => vec![*n, *c],
         other => {
@@ -199,7 +234,7 @@ pub fn context(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Tensor<f64>>> 
             )));
         }
     };
-    Ok(Some(Tensor::new(&shape, input.into_f64()).map_err(kernels_to_py)?))
+    Ok(Some(Tensor::new(&shape, values).map_err(kernels_to_py)?))
 }
 
 /// A shape as Python writes it: `(3, 4)`, `(5,)`, `()`.

@@ -81,7 +81,7 @@ pub fn slogdet<'py>(
     method: &str,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let method: LogDetMethod = method.parse().map_err(kernels_to_py)?;
-    let Input { shape, values } = arrays::read(a, "slogdet")?;
+    let Input { shape, values, .. } = arrays::read(a, "slogdet")?;
     let (stack, n) = stack_of(&shape)?;
     let count = stack.iter().product::<usize>();
     // An empty stack has no matrix to compute; numpy returns empty arrays for it.
@@ -138,7 +138,7 @@ pub fn slogdet<'py>(
 #[pyo3(signature = (a, method = "auto"))]
 pub fn audit_matrix<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, method: &str) -> PyResult<Bound<'py, PyAny>> {
     let method: LogDetMethod = method.parse().map_err(kernels_to_py)?;
-    let Input { shape, values } = arrays::read(a, "audit_matrix")?;
+    let (shape, values, f32_input) = arrays::read_f64_input(a, "audit_matrix")?;
     let n = match shape.as_slice() {
         [r, c] if r == c => *r,
         _ => {
@@ -148,8 +148,6 @@ pub fn audit_matrix<'py>(py: Python<'py>, a: &Bound<'py, PyAny>, method: &str) -
             )));
         }
     };
-    let f32_input = matches!(values, Values::F32(_));
-    let values = Input { shape, values }.into_f64();
     let doc = detached(py, move || {
         let t0 = Instant::now();
         let audit = audit_matrix_with(&values, n, f32_input, method).map_err(kernels_to_py)?;

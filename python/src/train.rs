@@ -34,9 +34,8 @@ fn samples_of(obj: &Bound<'_, PyAny>) -> PyResult<Dataset> {
         return dataset(&shape, values, Some(256));
     }
     if obj.is_instance_of::<PyUntypedArray>() || !obj.is_instance_of::<pyo3::types::PyString>() {
-        let input = arrays::read(obj, "data")?;
-        let shape = input.shape.clone();
-        return dataset(&shape, input.into_f64(), None);
+        let (shape, values) = arrays::read_f64(obj, "data")?;
+        return dataset(&shape, values, None);
     }
     Err(value_error("data: expected a data spec (str) or an array"))
 }
