@@ -134,6 +134,8 @@ def main():
 
 
 def fmt(s):
+    if s < 1e-6:
+        return f"{s * 1e9:.0f} ns"
     if s < 1e-3:
         return f"{s * 1e6:.1f} µs"
     if s < 1:
