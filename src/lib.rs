@@ -12,7 +12,11 @@
 //! - `pictures` (feature `pictures`, on with `cli`): PNG density maps, sample scatters, image
 //!   grids and log-log plots;
 //! - `allocator` (feature `allocator`, on with `cli`): the process-wide malloc settings the
-//!   command line uses to keep a training step's freed buffers for the next step.
+//!   command line uses to keep a training step's freed buffers for the next step;
+//! - `progress` (feature `progress`, on with `cli`): the training progress bar;
+//! - [`training`]: a training run as `exactflow train` does it (options, defaults, metrics), and
+//!   [`reports`]: the JSON documents of `exactflow logdet`; the command line and the Python
+//!   package (`python/`) share both.
 //!
 //! With `default-features = false` a dependent gets the library alone: no command-line,
 //! progress-bar, image or libc crates.
@@ -26,6 +30,10 @@
 pub mod allocator;
 #[cfg(feature = "pictures")]
 pub mod pictures;
+#[cfg(feature = "progress")]
+pub mod progress;
+pub mod reports;
+pub mod training;
 
 pub use exactflow_kernels as kernels;
 pub use exactflow_kernels::{LogDet, Matrix, Real};

@@ -395,6 +395,20 @@ pub fn grid_pixels(n: usize, h: usize, w: usize, cols: usize, scale: usize) -> O
     width.checked_mul(height)
 }
 
+/// The image shape to draw samples of sample shape `shape` as: `[C, H, W]` itself (C = 1 or 3),
+/// or `[1, s, s]` for a vector of a square length `s * s` with `s >= 4` (the digits as
+/// 64-vectors); `None` for anything else.
+pub fn image_shape_of(shape: &[usize]) -> Option<Vec<usize>> {
+    match *shape {
+        [c, h, w] if c == 1 || c == 3 => Some(vec![c, h, w]),
+        [d] => {
+            let s = (d as f64).sqrt().round() as usize;
+            (s * s == d && s >= 4).then(|| vec![1, s, s])
+        }
+        _ => None,
+    }
+}
+
 /// A grid of images `[N, C, H, W]` (C = 1 grey or 3 RGB, values in [0, 1], clamped), `cols` per
 /// row, each pixel drawn as a `scale` x `scale` block, with a 1-block white gap.
 ///

@@ -73,7 +73,7 @@ pub use audit::{
 };
 pub use error::{Error, Result};
 pub use interval::{CertifiedLogDet, Interval, certify_log_det};
-pub use logdet::{LogDet, LogDetMethod, UsedMethod, log_det, log_det_with};
+pub use logdet::{LogDet, LogDetMethod, UsedMethod, log_det, log_det_owned, log_det_with};
 pub use lu::{Lu, LuAlgorithm};
 pub use matrix::{Matrix, MatrixInput};
 pub use real::Real;

@@ -42,7 +42,7 @@
 
 use crate::error::{Error, Result};
 use crate::lu::{Lu, LuAlgorithm};
-use crate::matrix::{MatrixInput, check_square};
+use crate::matrix::{Matrix, MatrixInput, check_square};
 use crate::real::Real;
 use crate::triangular::{Triangle, log_det_triangular, triangle_of};
 
@@ -59,6 +59,29 @@ pub enum LogDetMethod {
     Lu,
     /// Sum of logs of the diagonal, O(n). The matrix must be lower or upper triangular.
     Triangular,
+}
+
+impl LogDetMethod {
+    /// Every method's name, as [`LogDetMethod::from_str`](std::str::FromStr::from_str) reads it.
+    pub const NAMES: [&'static str; 3] = ["auto", "lu", "triangular"];
+}
+
+impl std::str::FromStr for LogDetMethod {
+    type Err = Error;
+
+    /// `"auto"`, `"lu"` or `"triangular"`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(LogDetMethod::Auto),
+            "lu" => Ok(LogDetMethod::Lu),
+            "triangular" => Ok(LogDetMethod::Triangular),
+            other => Err(Error::invalid(
+                "log_det_with",
+                "method",
+                format!("unknown method '{other}': expected auto, lu or triangular"),
+            )),
+        }
+    }
 }
 
 /// The method [`log_det_with`] actually ran.
@@ -116,21 +139,46 @@ pub fn log_det_with<T: Real>(
     a: &(impl MatrixInput<T> + ?Sized),
     method: LogDetMethod,
 ) -> Result<(LogDet<T>, UsedMethod)> {
-    match method {
-        LogDetMethod::Lu => Ok((log_det(a)?, UsedMethod::Lu)),
-        LogDetMethod::Auto | LogDetMethod::Triangular => {
-            check_square("log_det_with", a, true)?;
-            match triangle_of(a) {
-                Some(tri) => Ok((log_det_triangular(a, tri)?, UsedMethod::Triangular(tri))),
-                None if method == LogDetMethod::Auto => Ok((log_det(a)?, UsedMethod::Lu)),
-                None => Err(Error::invalid(
-                    "log_det_with",
-                    "matrix",
-                    "method triangular needs a lower or upper triangular matrix, \
-                     found non-zero entries on both sides of the diagonal",
-                )),
-            }
+    match route("log_det_with", a, method)? {
+        UsedMethod::Triangular(tri) => Ok((log_det_triangular(a, tri)?, UsedMethod::Triangular(tri))),
+        UsedMethod::Lu => Ok((log_det(a)?, UsedMethod::Lu)),
+    }
+}
+
+/// [`log_det_with`] on a matrix it may consume: the LU factors the matrix's own buffer in place
+/// instead of a copy of it. Same result, bit for bit; for a caller that has just copied the
+/// matrix from elsewhere (a NumPy array, a file) this saves the second O(n^2) copy.
+///
+/// # Errors
+/// As [`log_det_with`].
+pub fn log_det_owned<T: Real>(a: Matrix<T>, method: LogDetMethod) -> Result<(LogDet<T>, UsedMethod)> {
+    match route("log_det_owned", &a, method)? {
+        UsedMethod::Triangular(tri) => Ok((log_det_triangular(&a, tri)?, UsedMethod::Triangular(tri))),
+        UsedMethod::Lu => {
+            let n = a.rows();
+            let lu = Lu::factor_in_place(a.into_vec(), n, LuAlgorithm::Auto)?;
+            Ok((lu.log_det(), UsedMethod::Lu))
         }
+    }
+}
+
+/// Which computation `method` selects for `a`, after checking that `a` is square (the empty
+/// matrix allowed). `Auto` tests the structure, O(n^2) at worst, and stops at the first non-zero
+/// entry on each side of the diagonal.
+fn route<T: Real>(op: &'static str, a: &(impl MatrixInput<T> + ?Sized), method: LogDetMethod) -> Result<UsedMethod> {
+    check_square(op, a, true)?;
+    if method == LogDetMethod::Lu {
+        return Ok(UsedMethod::Lu);
+    }
+    match triangle_of(a) {
+        Some(tri) => Ok(UsedMethod::Triangular(tri)),
+        None if method == LogDetMethod::Auto => Ok(UsedMethod::Lu),
+        None => Err(Error::invalid(
+            op,
+            "matrix",
+            "method triangular needs a lower or upper triangular matrix, \
+             found non-zero entries on both sides of the diagonal",
+        )),
     }
 }
 
@@ -176,6 +224,65 @@ mod tests {
             );
         }
         assert_eq!(log_det(&Matrix::<f64>::zeros(0, 0)).unwrap(), LogDet::one());
+    }
+
+    #[test]
+    fn owned_matrices_give_the_borrowed_result_bit_for_bit() {
+        // A 70 x 70 dense matrix (above the recursive LU's base size of 32), its lower triangle,
+        // a singular one, and the rejects: the owned path must agree in every case.
+        let dense = Matrix::from_fn(70, 70, |i, j| {
+            ((i * 31 + j * 17) % 23) as f64 - 11.0 + if i == j { 40.0 } else { 0.0 }
+        });
+        let lower = Matrix::from_fn(70, 70, |i, j| if j <= i { dense.as_slice()[i * 70 + j] } else { 0.0 });
+        let singular = Matrix::from_rows(&[[1.0f64, 2.0], [2.0, 4.0]]).unwrap();
+        for m in [&dense, &lower, &singular] {
+            for method in [LogDetMethod::Auto, LogDetMethod::Lu] {
+                assert_eq!(
+                    log_det_owned(m.clone(), method).unwrap(),
+                    log_det_with(m, method).unwrap()
+                );
+            }
+        }
+        let f32_dense = dense.map(|v| v as f32);
+        assert_eq!(
+            log_det_owned(f32_dense.clone(), LogDetMethod::Auto).unwrap(),
+            log_det_with(&f32_dense, LogDetMethod::Auto).unwrap()
+        );
+        assert_eq!(
+            log_det_owned(lower.clone(), LogDetMethod::Triangular).unwrap(),
+            log_det_with(&lower, LogDetMethod::Triangular).unwrap()
+        );
+        assert!(matches!(
+            log_det_owned(dense.clone(), LogDetMethod::Triangular),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            log_det_owned(Matrix::<f64>::zeros(2, 3), LogDetMethod::Lu),
+            Err(Error::NotSquare { rows: 2, cols: 3, .. })
+        ));
+        let mut nan = dense.clone();
+        nan.as_mut_slice()[5 * 70 + 3] = f64::NAN;
+        assert!(matches!(
+            log_det_owned(nan, LogDetMethod::Auto),
+            Err(Error::NonFinite { index: (5, 3), .. })
+        ));
+        assert_eq!(
+            log_det_owned(Matrix::<f64>::zeros(0, 0), LogDetMethod::Auto).unwrap().0,
+            LogDet::one()
+        );
+    }
+
+    #[test]
+    fn method_names_parse() {
+        for (name, method) in
+            LogDetMethod::NAMES
+                .iter()
+                .zip([LogDetMethod::Auto, LogDetMethod::Lu, LogDetMethod::Triangular])
+        {
+            assert_eq!(name.parse::<LogDetMethod>().unwrap(), method);
+        }
+        let e = "qr".parse::<LogDetMethod>().unwrap_err().to_string();
+        assert!(e.contains("'qr'") && e.contains("auto, lu or triangular"), "{e}");
     }
 
     #[test]

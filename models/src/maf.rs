@@ -21,8 +21,8 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::checks::count;
+use crate::error::{Error, Result};
 use crate::flow::Flow;
 
 /// The presets of the "maf" family (see [`crate::ModelConfig::preset`]).

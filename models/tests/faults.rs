@@ -415,8 +415,7 @@ fn older_checkpoints_without_checksums_load_with_a_warning() {
 
 #[test]
 fn unknown_config_fields_are_refused_even_through_the_model_tag() {
-    let nsf = serde_json::to_string(&ModelConfig::preset("nsf", "coupling", &[2], 0).expect("preset"))
-        .expect("json");
+    let nsf = serde_json::to_string(&ModelConfig::preset("nsf", "coupling", &[2], 0).expect("preset")).expect("json");
     let flipped = nsf.replace("tail_bound", "tail_bounf");
     let e = serde_json::from_str::<ModelConfig>(&flipped).expect_err("a flipped spline key is refused");
     assert!(e.to_string().contains("tail_bounf"), "{e}");
@@ -599,8 +598,18 @@ fn parameter_counts_match_the_built_models() {
     for (dim, transform, mask, bins) in [
         (2, exactflow_models::nsf::SplineLayer::Coupling, MaskKind::Halves, 1),
         (5, exactflow_models::nsf::SplineLayer::Coupling, MaskKind::OddEven, 4),
-        (1, exactflow_models::nsf::SplineLayer::Autoregressive, MaskKind::Halves, 3),
-        (4, exactflow_models::nsf::SplineLayer::Autoregressive, MaskKind::Halves, 8),
+        (
+            1,
+            exactflow_models::nsf::SplineLayer::Autoregressive,
+            MaskKind::Halves,
+            3,
+        ),
+        (
+            4,
+            exactflow_models::nsf::SplineLayer::Autoregressive,
+            MaskKind::Halves,
+            8,
+        ),
     ] {
         configs.push(ModelConfig::Nsf(exactflow_models::nsf::NsfConfig {
             dim,

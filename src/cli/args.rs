@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use exactflow::training;
 
 /// exactflow: normalizing flows with verified log-determinants.
 ///
@@ -59,7 +60,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub json: bool,
     /// Points drawn for a toy data set's splits (as in train).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
     pub toy_samples: usize,
 }
 
@@ -91,13 +92,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Samples per optimizer step.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = training::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// Peak learning rate of Adam (after a warmup of 2% of the steps, cosine decay to 1% of it).
     /// Training stops as diverged on a non-finite loss, or when the validation NLL gets worse
     /// than the initial model's by more than 1 nat per dimension; the checkpoint always holds the
     /// model of the best validation NLL.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = training::DEFAULT_LR)]
     pub lr: f64,
     /// Seed of the initialization, the data splits, the batch order and the dequantization noise.
     #[arg(long, default_value_t = 0)]
@@ -110,7 +111,7 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     /// Training points drawn from a toy distribution, 1 to 100000000 (validation and test get a
     /// quarter each).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
     pub toy_samples: usize,
     /// Stop after this many epochs without a better validation NLL (the best model is kept).
     #[arg(long)]
@@ -144,7 +145,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Points drawn for a toy data set's splits (must match training to get the same splits).
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
     pub toy_samples: usize,
     /// Also certify every sample: evaluate the flow in interval arithmetic and print, per sample,
     /// an interval [lo, hi] guaranteed to contain the exact log p(x) (and bits/dim) of the

@@ -1,7 +1,7 @@
 //! `exactflow eval DIR --data SPEC`: mean NLL (and bits/dim) of a split under a trained flow;
 //! with `--certify`, per-sample certified enclosures too (`certify.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use exactflow::layers::Tensor;
@@ -15,14 +15,7 @@ use serde_json::json;
 use super::args::EvalArgs;
 use super::{CliError, CliResult};
 
-/// The checkpoint file of a training directory, or the file itself.
-pub(crate) fn checkpoint_path(dir: &Path) -> PathBuf {
-    if dir.is_dir() {
-        dir.join("model.safetensors")
-    } else {
-        dir.to_path_buf()
-    }
-}
+pub(crate) use exactflow::training::checkpoint_path;
 
 /// Loads a checkpoint, printing its one-line warning (an older file without checksums) to stderr.
 pub(crate) fn load_checkpoint(path: &Path) -> CliResult<checkpoint::Loaded<f64>> {
@@ -62,7 +55,11 @@ pub fn run(a: EvalArgs) -> CliResult<()> {
         )));
     }
     let t0 = Instant::now();
-    let ev = evaluate(&loaded.flow, ds, fitting_batch(&loaded.flow, 1024))?;
+    let ev = evaluate(
+        &loaded.flow,
+        ds,
+        fitting_batch(&loaded.flow, exactflow::training::EVAL_BATCH),
+    )?;
     let f64_seconds = t0.elapsed().as_secs_f64();
     if let Some(out) = &a.per_sample {
         let t = Tensor::new(&[ev.log_likelihood.len()], ev.log_likelihood.clone())?;

@@ -6,18 +6,17 @@ use exactflow::kernels::audit::audit_matrix_with;
 use exactflow::kernels::gemm::MatSlice;
 use exactflow::kernels::{CertifiedLogDet, LogDetMethod, Matrix, certify_log_det, log_det_with};
 use exactflow::models::data::{MatrixSource, read_matrix};
+use exactflow::reports;
 use serde_json::json;
 
 use super::CliResult;
 use super::args::LogdetArgs;
 
 pub fn run(a: LogdetArgs) -> CliResult<()> {
-    let method = match a.method.as_str() {
-        "auto" => LogDetMethod::Auto,
-        "lu" => LogDetMethod::Lu,
-        "triangular" => LogDetMethod::Triangular,
-        other => return Err(format!("unknown --method '{other}': expected auto, lu or triangular").into()),
-    };
+    let method: LogDetMethod = a
+        .method
+        .parse()
+        .map_err(|_| format!("unknown --method '{}': expected auto, lu or triangular", a.method))?;
     let (values, rows, cols, source) = read_matrix(&a.file)?;
     if rows != cols {
         return Err(format!("{}: the matrix is {rows} x {cols}, not square", a.file.display()).into());
@@ -33,14 +32,7 @@ pub fn run(a: LogdetArgs) -> CliResult<()> {
     let (ld, used) = log_det_with(&m, method)?;
     let seconds = t0.elapsed().as_secs_f64();
     if a.json {
-        let v = json!({
-            "n": rows,
-            "sign": ld.sign,
-            "log_abs": json_number(ld.log_abs),
-            "method": used.name(),
-            "seconds": seconds,
-        });
-        println!("{v}");
+        println!("{}", reports::logdet(rows, ld, used, seconds));
     } else {
         println!("n        {rows}");
         println!("sign     {}", ld.sign);
@@ -74,13 +66,13 @@ fn run_certify(a: &LogdetArgs, values: &[f64], n: usize) -> CliResult<()> {
             "n": n,
             "certified": sign.is_some(),
             "sign": sign,
-            "log_abs_lo": log_abs.map(|i| json_number(i.lo())),
-            "log_abs_hi": log_abs.map(|i| json_number(i.hi())),
+            "log_abs_lo": log_abs.map(|i| reports::json_number(i.lo())),
+            "log_abs_hi": log_abs.map(|i| reports::json_number(i.hi())),
             "width": log_abs.map(|i| i.width()),
-            "relative_width": log_abs.map(|i| json_number(i.relative_width())),
+            "relative_width": log_abs.map(|i| reports::json_number(i.relative_width())),
             "residual_bound": residual,
             "approx_sign": approx.sign,
-            "approx_log_abs": json_number(approx.log_abs),
+            "approx_log_abs": reports::json_number(approx.log_abs),
             "reason": reason,
             "seconds": seconds,
             "seconds_lu": lu_seconds,
@@ -115,11 +107,6 @@ fn run_certify(a: &LogdetArgs, values: &[f64], n: usize) -> CliResult<()> {
     Ok(())
 }
 
-/// JSON has no infinities: a singular matrix's log|det| = -inf is written as the string "-inf".
-pub(crate) fn json_number(v: f64) -> serde_json::Value {
-    if v.is_finite() { json!(v) } else { json!(v.to_string()) }
-}
-
 /// `--audit`: the log-det with its backward error, condition estimate, error bound, f64
 /// recomputation (float32 input) and exact determinant (integer input).
 fn run_audit(a: &LogdetArgs, values: &[f64], n: usize, source: &MatrixSource, method: LogDetMethod) -> CliResult<()> {
@@ -133,14 +120,7 @@ fn run_audit(a: &LogdetArgs, values: &[f64], n: usize, source: &MatrixSource, me
     }
     let seconds = t0.elapsed().as_secs_f64();
     if a.json {
-        let v = json!({
-            "n": n,
-            "sign": audit.sign,
-            "log_abs": json_number(audit.log_abs),
-            "method": audit.method,
-            "seconds": seconds,
-            "audit": audit,
-        });
+        let v = reports::logdet_audit(&audit, seconds).map_err(|e| format!("JSON: {e}"))?;
         println!("{v}");
         return Ok(());
     }

@@ -7,7 +7,6 @@ mod bench;
 mod certify;
 mod eval;
 mod logdet;
-mod progress;
 mod sample;
 mod train;
 
@@ -97,15 +96,6 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Bench(args::BenchCommand::Logdet(a)) => bench::run(a),
         Command::Audit(a) => audit::run(a),
     }
-}
-
-/// The parallelism `--threads` asks for: one thread or `Parallelism::Rayon(threads)`.
-fn parallelism(threads: usize) -> CliResult<exactflow::kernels::gemm::Parallelism> {
-    use exactflow::models::train::MAX_THREADS;
-    if threads == 0 || threads > MAX_THREADS {
-        return Err(format!("--threads must be between 1 and {MAX_THREADS}, found {threads}").into());
-    }
-    Ok(exactflow::kernels::gemm::Parallelism::from_threads(threads))
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically.

@@ -16,7 +16,6 @@ use rand_chacha::ChaCha8Rng;
 use super::CliResult;
 use super::args::SampleArgs;
 use super::eval::{checkpoint_path, load_checkpoint};
-use super::train::image_shape_of;
 
 /// The most samples a PNG picture shows.
 pub(crate) const MAX_PNG_SAMPLES: usize = 10_000;
@@ -44,7 +43,7 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
     let loaded = load_checkpoint(&checkpoint_path(&a.dir))?;
     let flow = loaded.flow;
     if ext.as_deref() == Some("png")
-        && let Some(img) = image_shape_of(flow.data_shape())
+        && let Some(img) = pictures::image_shape_of(flow.data_shape())
     {
         let cols = (a.n as f64).sqrt().ceil() as usize;
         if pictures::grid_pixels(a.n, img[1], img[2], cols, 4).is_none_or(|p| p > pictures::MAX_GRID_PIXELS) {
@@ -115,7 +114,7 @@ fn write_picture(a: &SampleArgs, flow: &exactflow::models::Flow<f64>, x: &Tensor
     if flow.data_shape() == [2] {
         let bounds = pictures::Bounds::of_points(x, 0.1);
         pictures::scatter(x, bounds, 480, [31, 119, 180]).save(&a.out)?;
-    } else if let Some(img) = image_shape_of(flow.data_shape()) {
+    } else if let Some(img) = pictures::image_shape_of(flow.data_shape()) {
         let mut shape = vec![a.n];
         shape.extend_from_slice(&img);
         let cols = (a.n as f64).sqrt().ceil() as usize;

@@ -1,12 +1,15 @@
 //! Training progress on stderr: an indicatif bar on a terminal (step, loss, bits/dim, steps/s,
 //! ETA), one line per epoch otherwise (logs stay readable when stderr is a file or a pipe).
+//!
+//! The command line's `train` and the Python package's `exactflow.train` show the same bar.
 
 use std::io::IsTerminal;
 
-use exactflow::models::train::{EpochReport, Observer, StepReport};
+use exactflow_models::train::{EpochReport, Observer, StepReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The CLI's training observer.
+/// The training observer of the command line and the Python package: an [`Observer`] that draws
+/// the bar (or prints the epoch lines).
 pub struct Progress {
     bar: Option<ProgressBar>,
 }

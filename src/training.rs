@@ -1,0 +1,765 @@
+//! A training run as `exactflow train` does it, as one library call: the options and their
+//! defaults, the data and its splits, the model (a preset, or the checkpoint to resume), training,
+//! the evaluation of every split, the pictures and the run's metrics.
+//!
+//! The command line and the Python package (`exactflow.train`) both go through
+//! [`TrainingRun`], so they take the same options with the same defaults and report the same
+//! metrics:
+//!
+//! ```no_run
+//! use exactflow::training::{TrainData, TrainOptions, TrainingRun};
+//! use exactflow::models::train::Silent;
+//! # fn main() -> exactflow::Result<()> {
+//! let mut options = TrainOptions::new("realnvp");
+//! options.steps = Some(200);
+//! let mut run = TrainingRun::prepare(&options, &TrainData::parse("moons")?)?;
+//! let report = run.train(&mut Silent)?;
+//! let results = run.finish(&report)?;
+//! println!("test NLL {}", results.test.nll);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Without an output directory ([`TrainOptions::out`] = `None`) nothing is written: the trained
+//! flow stays in [`TrainingRun::flow`]. With one, the run writes its checkpoint after every epoch
+//! ([`CHECKPOINT_FILE`]), then the pictures and [`METRICS_FILE`], as the command line does.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use exactflow_layers::Tensor;
+use exactflow_models::checkpoint;
+use exactflow_models::data::{DataSpec, Dataset, FILE_HOLDOUT, Splits, split_train_val_test};
+use exactflow_models::eval::fitting_batch;
+use exactflow_models::train::{Decay, MAX_THREADS, Observer, Schedule, TrainConfig, TrainReport, TrainState, train};
+use exactflow_models::{Error, Evaluation, Flow, ModelConfig, Result, evaluate};
+use serde_json::{Value, json};
+
+/// The model families `train` knows (the `model` option).
+pub const FAMILIES: [&str; 6] = ["nice", "realnvp", "glow", "maf", "iaf", "nsf"];
+/// Optimizer steps on toy data when neither `steps` nor `epochs` is given.
+pub const TOY_STEPS: u64 = 2000;
+/// Passes over the training set on other data when neither `steps` nor `epochs` is given.
+pub const DEFAULT_EPOCHS: usize = 40;
+/// Samples per optimizer step.
+pub const DEFAULT_BATCH_SIZE: usize = 512;
+/// Peak learning rate of Adam.
+pub const DEFAULT_LR: f64 = 1e-3;
+/// Training points drawn from a toy distribution (validation and test get a quarter each).
+pub const DEFAULT_TOY_SAMPLES: usize = 20_000;
+/// Samples per batch when evaluating a split (`exactflow eval` and the metrics). Per-sample
+/// log-likelihoods do not depend on it in exact arithmetic; with it fixed they agree bit for bit
+/// between the command line and the Python package.
+pub const EVAL_BATCH: usize = 1024;
+/// The checkpoint's file name inside a run directory.
+pub const CHECKPOINT_FILE: &str = "model.safetensors";
+/// The metrics' file name inside a run directory.
+pub const METRICS_FILE: &str = "metrics.json";
+/// Fraction of the steps spent warming the learning rate up linearly.
+const WARMUP_FRACTION: u64 = 50;
+/// The cosine decay ends at this fraction of the peak learning rate.
+const DECAY_MIN_RATIO: f64 = 0.01;
+/// Mixed into the seed of the pictures' samples, so that they do not share a stream with the
+/// initialization or the batches.
+#[cfg(feature = "pictures")]
+const PICTURE_SEED_TAG: u64 = 0x5a4d_91e5;
+
+/// The options of a training run: the flags of `exactflow train`, the keyword arguments of
+/// `exactflow.train`. [`TrainOptions::new`] gives every default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainOptions {
+    /// Model family, one of [`FAMILIES`].
+    pub model: String,
+    /// Architecture preset of the family (see `ModelConfig::preset`). `None`: `digits` for the
+    /// digits, `mnist` and `cifar10` for those, `toy` otherwise ([`TrainData::default_preset`]).
+    pub preset: Option<String>,
+    /// Passes over the training set (not together with `steps`).
+    pub epochs: Option<usize>,
+    /// Optimizer steps. When neither is given: [`TOY_STEPS`] for toy data, [`DEFAULT_EPOCHS`]
+    /// epochs otherwise.
+    pub steps: Option<u64>,
+    /// Samples per optimizer step ([`DEFAULT_BATCH_SIZE`]).
+    pub batch_size: usize,
+    /// Peak learning rate of Adam ([`DEFAULT_LR`]), after a warmup of 2% of the steps, with a
+    /// cosine decay to 1% of it.
+    pub lr: f64,
+    /// Seed of the initialization, the data splits, the batch order and the dequantization noise.
+    pub seed: u64,
+    /// Threads of the matrix products (1, the default, gives bit-for-bit reproducible runs).
+    pub threads: usize,
+    /// The run directory (created if missing) for the checkpoint, the pictures and the metrics;
+    /// `None` writes nothing. The command line defaults it to [`default_out_dir`].
+    pub out: Option<PathBuf>,
+    /// Points drawn for a toy data set's training split ([`DEFAULT_TOY_SAMPLES`]).
+    pub toy_samples: usize,
+    /// Stop after this many epochs without a better validation NLL (the best model is kept).
+    pub patience: Option<usize>,
+    /// Continue the run whose checkpoint is in `out`, exactly where it stopped.
+    pub resume: bool,
+    /// Memory-efficient backward (recompute each layer's input from its output).
+    pub memory_efficient: bool,
+}
+
+impl TrainOptions {
+    /// The options of `exactflow train --model MODEL` with every other flag left out.
+    pub fn new(model: impl Into<String>) -> Self {
+        TrainOptions {
+            model: model.into(),
+            preset: None,
+            epochs: None,
+            steps: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+            lr: DEFAULT_LR,
+            seed: 0,
+            threads: 1,
+            out: None,
+            toy_samples: DEFAULT_TOY_SAMPLES,
+            patience: None,
+            resume: false,
+            memory_efficient: false,
+        }
+    }
+
+    /// Checks the options that are wrong on their own, before any data is read; returns the
+    /// model family.
+    ///
+    /// # Errors
+    /// An [`InvalidOption`] naming the option (in snake case: a front end words it as its flag or
+    /// keyword).
+    pub fn check(&self) -> std::result::Result<&'static str, InvalidOption> {
+        let bad = |option, reason: String| Err(InvalidOption { option, reason });
+        let Some(family) = FAMILIES.iter().copied().find(|f| *f == self.model) else {
+            return bad(
+                "model",
+                format!(
+                    "unknown model '{}': expected one of {}",
+                    self.model,
+                    FAMILIES.join(", ")
+                ),
+            );
+        };
+        if self.steps.is_some() && self.epochs.is_some() {
+            return bad("epochs", "cannot be given together with steps".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be a positive number, found {}", self.lr));
+        }
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return bad(
+                "threads",
+                format!("must be between 1 and {MAX_THREADS}, found {}", self.threads),
+            );
+        }
+        if self.resume && self.out.is_none() {
+            return bad("resume", "needs the run directory (out) holding the checkpoint".into());
+        }
+        Ok(family)
+    }
+}
+
+/// An option with a value it cannot take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidOption {
+    /// The option, in snake case (`batch_size`); the command line writes it as `--batch-size`.
+    pub option: &'static str,
+    /// What is wrong (shown after the option's name and a colon).
+    pub reason: String,
+}
+
+impl InvalidOption {
+    /// The option as a command-line flag: `--batch-size`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.option.replace('_', "-"))
+    }
+}
+
+impl fmt::Display for InvalidOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.option, self.reason)
+    }
+}
+
+impl From<InvalidOption> for Error {
+    fn from(e: InvalidOption) -> Self {
+        Error::Config(e.to_string())
+    }
+}
+
+/// What a run trains on: a named source (a [`DataSpec`], as `--data` takes it), or samples in
+/// memory, split 80/10/10 by the seed exactly as a `csv:` or `npy:` file of the same samples is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainData {
+    /// How the data are named in messages, in the metrics and in the default run directory: the
+    /// spec as given, or the data set's name.
+    pub label: String,
+    source: Source,
+    context: Option<Tensor<f64>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Source {
+    Spec(DataSpec),
+    Samples(Dataset),
+}
+
+impl TrainData {
+    /// A data spec (`moons`, `digits-image`, `csv:PATH`, ...; see [`DataSpec`]).
+    ///
+    /// # Errors
+    /// An unknown spec (the message lists the valid ones).
+    pub fn parse(spec: &str) -> Result<Self> {
+        Ok(TrainData {
+            label: spec.to_string(),
+            source: Source::Spec(spec.parse()?),
+            context: None,
+        })
+    }
+
+    /// Samples in memory, labelled by the data set's name.
+    pub fn samples(data: Dataset) -> Self {
+        TrainData {
+            label: data.name.clone(),
+            source: Source::Samples(data),
+            context: None,
+        }
+    }
+
+    /// The samples with the conditioning input of a conditional flow, `[N, C]`: one row per
+    /// sample. [`TrainingRun::prepare`] refuses it for an unconditional model.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a named data set (its context would come from the source) or a
+    /// context whose shape is not `[N, C]` for the N samples.
+    pub fn with_context(self, context: Tensor<f64>) -> Result<Self> {
+        let Source::Samples(ds) = &self.source else {
+            return Err(Error::Config(format!(
+                "a context goes with samples in memory, not with the named data set {}",
+                self.label
+            )));
+        };
+        if context.rank() != 2 || context.batch() != ds.len() {
+            return Err(Error::Config(format!(
+                "the context must have shape [N, C] with one row for each of the {} samples, found {:?}",
+                ds.len(),
+                context.shape()
+            )));
+        }
+        Ok(TrainData {
+            context: Some(context),
+            ..self
+        })
+    }
+
+    /// The train / validation / test splits for `seed` ([`DataSpec::load`] for a spec;
+    /// [`split_train_val_test`] with [`FILE_HOLDOUT`] for samples, as for a file).
+    ///
+    /// # Errors
+    /// As [`DataSpec::load`] and [`split_train_val_test`].
+    pub fn splits(&self, seed: u64, toy_samples: usize) -> Result<Splits> {
+        match &self.source {
+            Source::Spec(spec) => spec.load(seed, toy_samples),
+            Source::Samples(ds) => split_train_val_test(ds, FILE_HOLDOUT, FILE_HOLDOUT, seed),
+        }
+    }
+
+    /// Whether the data are a toy distribution (which trains [`TOY_STEPS`] steps by default).
+    pub fn is_toy(&self) -> bool {
+        matches!(self.source, Source::Spec(DataSpec::Toy(_)))
+    }
+
+    /// The preset the data train with when none is given.
+    pub fn default_preset(&self) -> &'static str {
+        match &self.source {
+            Source::Spec(DataSpec::Digits { .. }) => "digits",
+            Source::Spec(DataSpec::Mnist(_)) => "mnist",
+            Source::Spec(DataSpec::Cifar10(_)) => "cifar10",
+            _ => "toy",
+        }
+    }
+}
+
+/// The command line's run directory when `--out` is not given: `runs/{family}-{data}`, with
+/// every character of the data label other than a letter, a digit or `-` replaced by `_`.
+pub fn default_out_dir(family: &str, data_label: &str) -> PathBuf {
+    let data: String = data_label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    PathBuf::from("runs").join(format!("{family}-{data}"))
+}
+
+/// The checkpoint a path names: `DIR/model.safetensors` for a run directory, the path itself
+/// otherwise (as `exactflow eval`, `sample` and `audit` take it).
+pub fn checkpoint_path(dir_or_file: &Path) -> PathBuf {
+    if dir_or_file.is_dir() {
+        dir_or_file.join(CHECKPOINT_FILE)
+    } else {
+        dir_or_file.to_path_buf()
+    }
+}
+
+/// A run ready to train: the data split, the model built (or loaded to resume) and checked
+/// against the data, the training configuration decided.
+pub struct TrainingRun {
+    /// The model family.
+    pub family: &'static str,
+    /// The preset (given or default).
+    pub preset: String,
+    /// The data's label.
+    pub data: String,
+    /// The data's splits.
+    pub splits: Splits,
+    /// The model's configuration.
+    pub config: ModelConfig,
+    /// The flow: initialized from the preset, or the resumed run's; trained by
+    /// [`TrainingRun::train`].
+    pub flow: Flow<f64>,
+    /// The training configuration: from the options, or the resumed run's own.
+    pub train_config: TrainConfig,
+    options: TrainOptions,
+    resume: Option<TrainState>,
+}
+
+impl TrainingRun {
+    /// Checks the options, splits the data, creates the run directory (when there is one) and
+    /// builds the model from its preset, or with `resume` loads it and its training state from the
+    /// directory's checkpoint.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad option ([`TrainOptions::check`], worded with the option's
+    /// snake-case name), an unknown preset, a resumed checkpoint of another family or without
+    /// training state, or data whose sample shape is not the model's; the data's and the
+    /// checkpoint's reading errors ([`Error::Io`], [`Error::Format`]).
+    pub fn prepare(options: &TrainOptions, data: &TrainData) -> Result<Self> {
+        let family = options.check()?;
+        let splits = data.splits(options.seed, options.toy_samples)?;
+        let preset = options
+            .preset
+            .clone()
+            .unwrap_or_else(|| data.default_preset().to_string());
+        let ckpt = match &options.out {
+            Some(out) => {
+                std::fs::create_dir_all(out)
+                    .map_err(|e| Error::io(out, format!("cannot create the directory: {e}")))?;
+                Some(out.join(CHECKPOINT_FILE))
+            }
+            None => None,
+        };
+        let shape = splits.train.sample_shape().to_vec();
+        let (config, flow, resume) = match (&ckpt, options.resume) {
+            (Some(ckpt), true) => {
+                let loaded = checkpoint::load::<f64>(ckpt)?;
+                if let Some(w) = loaded.warning() {
+                    eprintln!("warning: {}: {w}", ckpt.display());
+                }
+                if loaded.config.family() != family {
+                    return Err(Error::Config(format!(
+                        "cannot resume: {} holds a {} model, not {family}",
+                        ckpt.display(),
+                        loaded.config.family()
+                    )));
+                }
+                let state = TrainState::of_checkpoint(ckpt, &loaded)?
+                    .ok_or_else(|| Error::Config(format!("cannot resume: {} has no training state", ckpt.display())))?;
+                (loaded.config, loaded.flow, Some(state))
+            }
+            _ => {
+                let config = ModelConfig::preset(family, &preset, &shape, options.seed)?;
+                let flow = config.build::<f64>()?;
+                (config, flow, None)
+            }
+        };
+        if let Some(c) = &data.context {
+            // The trainer feeds no context yet: a conditional family brings that with it.
+            return Err(if flow.context_dim() == 0 {
+                Error::invalid(
+                    "train",
+                    "context",
+                    format!(
+                        "the {family} model is unconditional, but a context of shape {:?} was given",
+                        c.shape()
+                    ),
+                )
+            } else {
+                Error::Config(format!(
+                    "the {family} model is conditional, and this trainer cannot feed a context"
+                ))
+            });
+        }
+        if flow.data_shape() != shape.as_slice() {
+            let from = ckpt
+                .as_ref()
+                .filter(|_| options.resume)
+                .map(|c| format!("the model in {}", c.display()))
+                .unwrap_or_else(|| "the model".into());
+            return Err(Error::Config(format!(
+                "{} has samples of shape {shape:?}, but {from} expects {:?}",
+                data.label,
+                flow.data_shape()
+            )));
+        }
+        let train_config = match &resume {
+            // A resumed run keeps its own settings, but writes where this run writes.
+            Some(st) => TrainConfig {
+                checkpoint: ckpt.clone(),
+                ..st.config.clone()
+            },
+            None => new_train_config(
+                options,
+                data.is_toy(),
+                splits.train.len(),
+                ckpt.clone(),
+                fitting_batch(&flow, EVAL_BATCH),
+            ),
+        };
+        if let Some(st) = &resume {
+            // A crafted or mismatched training state is refused before any step runs.
+            st.check_resumable(&train_config, splits.train.len(), &flow)?;
+        }
+        Ok(TrainingRun {
+            family,
+            preset,
+            data: data.label.clone(),
+            splits,
+            config,
+            flow,
+            train_config,
+            options: options.clone(),
+            resume,
+        })
+    }
+
+    /// The optimizer steps the run will have done when it ends (without early stopping).
+    pub fn total_steps(&self) -> u64 {
+        let n = self.splits.train.len();
+        let bs = self.train_config.batch_size.min(n.max(1));
+        self.train_config
+            .steps
+            .unwrap_or_else(|| (self.train_config.epochs as u64).saturating_mul((n / bs).max(1) as u64))
+    }
+
+    /// The line the command line prints before training: model, preset, data, split sizes, sample
+    /// shape and steps.
+    pub fn summary(&self) -> String {
+        format!(
+            "training {} ({}) on {} ({} train / {} validation / {} test samples of shape {:?}), {} steps",
+            self.family,
+            self.preset,
+            self.data,
+            self.splits.train.len(),
+            self.splits.val.len(),
+            self.splits.test.len(),
+            self.splits.train.sample_shape(),
+            self.total_steps()
+        )
+    }
+
+    /// The checkpoint the run writes (after every epoch and at the end), when it has a directory.
+    pub fn checkpoint(&self) -> Option<&Path> {
+        self.train_config.checkpoint.as_deref()
+    }
+
+    /// Trains [`TrainingRun::flow`], reporting progress to `observer`.
+    ///
+    /// # Errors
+    /// As [`exactflow_models::train::train`]: [`Error::Diverged`] when training blows up (the
+    /// last good checkpoint, if any, is [`TrainingRun::checkpoint`]), [`Error::Io`] when a
+    /// checkpoint cannot be written.
+    pub fn train(&mut self, observer: &mut dyn Observer) -> Result<TrainReport> {
+        train(
+            &mut self.flow,
+            &self.config,
+            &self.train_config,
+            &self.splits.train,
+            Some(&self.splits.val),
+            observer,
+            self.resume.take(),
+        )
+    }
+
+    /// Evaluates every split, writes the pictures and [`METRICS_FILE`] into the run directory
+    /// (when there is one), and returns the evaluations, the pictures and the metrics.
+    ///
+    /// # Errors
+    /// A non-finite log-density while evaluating; a picture or the metrics that cannot be
+    /// written.
+    pub fn finish(&self, report: &TrainReport) -> Result<RunResults> {
+        let eval = |ds: &Dataset| evaluate(&self.flow, ds, fitting_batch(&self.flow, EVAL_BATCH));
+        let (tr, va, te) = (
+            eval(&self.splits.train)?,
+            eval(&self.splits.val)?,
+            eval(&self.splits.test)?,
+        );
+        let pictures = match &self.options.out {
+            Some(out) => self.write_pictures(out)?,
+            None => Vec::new(),
+        };
+        let metrics = json!({
+            "model": self.family,
+            "preset": self.preset,
+            "data": self.data,
+            "seed": self.options.seed,
+            "threads": self.options.threads,
+            "train": split_json(&tr),
+            "validation": split_json(&va),
+            "test": split_json(&te),
+            "steps": report.steps,
+            "epochs": report.epochs,
+            "best_epoch": report.best_epoch,
+            "stopped_early": report.stopped_early,
+            "samples_per_sec": report.samples_per_sec,
+            "wall_seconds": report.wall_seconds,
+            "config": self.config,
+            "train_config": self.train_config,
+            "pictures": pictures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        });
+        if let Some(out) = &self.options.out {
+            let path = out.join(METRICS_FILE);
+            let text = serde_json::to_string_pretty(&metrics)
+                .map_err(|e| Error::io(&path, format!("metrics as JSON: {e}")))?;
+            exactflow_models::atomic_write::write_atomic(&path, format!("{text}\n").as_bytes())?;
+        }
+        Ok(RunResults {
+            train: tr,
+            validation: va,
+            test: te,
+            pictures,
+            metrics,
+        })
+    }
+
+    #[cfg(feature = "pictures")]
+    fn write_pictures(&self, out: &Path) -> Result<Vec<PathBuf>> {
+        write_pictures(out, &self.flow, &self.splits.train, self.options.seed)
+    }
+
+    #[cfg(not(feature = "pictures"))]
+    fn write_pictures(&self, _out: &Path) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+}
+
+/// What [`TrainingRun::finish`] measured and wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunResults {
+    /// The training split's evaluation.
+    pub train: Evaluation,
+    /// The validation split's.
+    pub validation: Evaluation,
+    /// The test split's.
+    pub test: Evaluation,
+    /// The pictures written.
+    pub pictures: Vec<PathBuf>,
+    /// The metrics (also written as [`METRICS_FILE`]): `model`, `preset`, `data`, `seed`,
+    /// `threads`, `train` / `validation` / `test` (each `nll` and `bits_per_dim`), `steps`,
+    /// `epochs`, `best_epoch`, `stopped_early`, `samples_per_sec`, `wall_seconds`, `config`,
+    /// `train_config` and `pictures` (the paths written).
+    pub metrics: Value,
+}
+
+/// The training configuration of a new run: steps or epochs (by the defaults when neither is
+/// given), batch size, the warmup-then-cosine schedule, patience, mode, seed, threads, checkpoint.
+fn new_train_config(
+    options: &TrainOptions,
+    toy: bool,
+    n: usize,
+    checkpoint: Option<PathBuf>,
+    eval_batch: usize,
+) -> TrainConfig {
+    let steps = match (options.steps, options.epochs) {
+        (Some(s), _) => Some(s),
+        (None, Some(_)) => None,
+        (None, None) if toy => Some(TOY_STEPS),
+        (None, None) => None,
+    };
+    let epochs = options.epochs.unwrap_or(DEFAULT_EPOCHS);
+    let bs = options.batch_size.min(n.max(1));
+    let total = steps.unwrap_or_else(|| (epochs as u64).saturating_mul((n / bs).max(1) as u64));
+    TrainConfig {
+        steps,
+        epochs,
+        batch_size: options.batch_size,
+        schedule: Schedule {
+            lr: options.lr,
+            warmup: total / WARMUP_FRACTION,
+            decay: Decay::Cosine {
+                min_ratio: DECAY_MIN_RATIO,
+            },
+        },
+        patience: options.patience,
+        memory_efficient: options.memory_efficient,
+        seed: options.seed,
+        threads: options.threads,
+        checkpoint,
+        eval_batch,
+        ..TrainConfig::default()
+    }
+}
+
+fn split_json(e: &Evaluation) -> Value {
+    json!({ "nll": e.nll, "bits_per_dim": e.bits_per_dim })
+}
+
+/// The pictures of a trained flow in `out`: for 2-D data the density beside samples; for
+/// 64-dimensional digits or image data a grid of samples at temperatures 1.0, 0.7 and 0.5,
+/// reconstructions beside their inputs, and a strip interpolating in latent space between two
+/// training images. Returns the paths written.
+///
+/// # Errors
+/// A flow that fails to sample, encode or decode; a picture that cannot be written.
+#[cfg(feature = "pictures")]
+pub fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed: u64) -> Result<Vec<PathBuf>> {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::pictures;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PICTURE_SEED_TAG);
+    let mut written = Vec::new();
+    if flow.data_shape() == [2] {
+        let samples = flow.sample(2000, 1.0, &mut rng, None)?;
+        let shown = train.subset(&(0..train.len().min(2000)).collect::<Vec<_>>())?;
+        let path = out.join("density_samples.png");
+        pictures::save_density_and_samples(&path, flow, &shown.data, &samples)?;
+        written.push(path);
+    } else if let Some(image_shape) = pictures::image_shape_of(flow.data_shape())
+        && pictures::grid_pixels(30, image_shape[1], image_shape[2], 10, 4)
+            .is_some_and(|p| p <= pictures::MAX_GRID_PIXELS)
+    {
+        // Images too large for a grid of 30 get no pictures (the samples can be written with
+        // `exactflow sample --out FILE.npy`).
+        let as_images = |t: Tensor<f64>| -> Result<Tensor<f64>> {
+            let mut shape = vec![t.batch()];
+            shape.extend_from_slice(&image_shape);
+            Ok(t.reshape(&shape)?)
+        };
+        let mut rows = Vec::new();
+        for t in [1.0, 0.7, 0.5] {
+            rows.push(flow.sample(10, t, &mut rng, None)?);
+        }
+        let path = out.join("samples.png");
+        pictures::image_grid(&as_images(Tensor::concat_batch(&rows)?)?, 10, 4)?.save(&path)?;
+        written.push(path);
+        // The Glow paper's figure: a straight line in latent space between two real images,
+        // decoded. Discrete data are shown at the centre of their dequantization bins.
+        if train.len() >= 2 {
+            let to_input = |i: usize| -> Result<Tensor<f64>> {
+                let x = train.data.slice_batch(i..i + 1)?;
+                Ok(match train.levels {
+                    Some(k) => x.map(|v| (v + 0.5) / k as f64),
+                    None => x,
+                })
+            };
+            // Reconstructions beside their inputs: the first row real images, the second
+            // decode(encode(x)), which must look identical.
+            let k = train.len().min(10);
+            let inputs = Tensor::concat_batch(&(0..k).map(to_input).collect::<Result<Vec<_>>>()?)?;
+            let recon = flow.decode(&flow.encode(&inputs, None)?, None)?;
+            let path = out.join("reconstructions.png");
+            pictures::image_grid(&as_images(Tensor::concat_batch(&[inputs, recon])?)?, k, 4)?.save(&path)?;
+            written.push(path);
+            let (a, b) = (to_input(0)?, to_input(train.len() / 2)?);
+            let strip = flow.interpolate(&a, &b, 10, None)?;
+            let path = out.join("interpolation.png");
+            pictures::image_grid(&as_images(strip)?, 10, 4)?.save(&path)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exactflow_models::train::Silent;
+
+    #[test]
+    fn options_start_at_the_command_line_defaults_and_bad_ones_are_named() {
+        let o = TrainOptions::new("realnvp");
+        assert_eq!(o.check(), Ok("realnvp"));
+        assert_eq!((o.batch_size, o.lr, o.seed, o.threads), (512, 1e-3, 0, 1));
+        assert_eq!((o.steps, o.epochs, o.toy_samples), (None, None, 20_000));
+        let bad = |f: fn(&mut TrainOptions)| {
+            let mut o = TrainOptions::new("nice");
+            f(&mut o);
+            o.check().expect_err("an invalid option")
+        };
+        let e = bad(|o| o.model = "flowy".into());
+        assert_eq!(e.option, "model");
+        assert!(e.to_string().contains("nice, realnvp, glow"), "{e}");
+        assert_eq!(bad(|o| o.batch_size = 0).flag(), "--batch-size");
+        assert_eq!(bad(|o| o.lr = f64::NAN).option, "lr");
+        assert_eq!(bad(|o| o.threads = 0).option, "threads");
+        assert_eq!(bad(|o| o.resume = true).option, "resume");
+        let e = bad(|o| {
+            o.steps = Some(3);
+            o.epochs = Some(1)
+        });
+        assert_eq!(e.to_string(), "epochs: cannot be given together with steps");
+    }
+
+    #[test]
+    fn default_steps_presets_and_run_directory() {
+        let moons = TrainData::parse("moons").expect("spec");
+        let digits = TrainData::parse("digits").expect("spec");
+        assert!(moons.is_toy() && !digits.is_toy());
+        assert_eq!((moons.default_preset(), digits.default_preset()), ("toy", "digits"));
+        let o = TrainOptions::new("realnvp");
+        let toy = new_train_config(&o, true, 20_000, None, EVAL_BATCH);
+        assert_eq!((toy.steps, toy.schedule.warmup), (Some(TOY_STEPS), TOY_STEPS / 50));
+        let other = new_train_config(&o, false, 1294, None, EVAL_BATCH);
+        // 40 epochs of floor(1294 / 512) = 2 batches.
+        assert_eq!((other.steps, other.epochs, other.schedule.warmup), (None, 40, 1));
+        assert_eq!(
+            default_out_dir("glow", "mnist:/data/x y"),
+            PathBuf::from("runs").join("glow-mnist__data_x_y")
+        );
+    }
+
+    #[test]
+    fn samples_in_memory_split_as_a_file_and_train_without_writing() {
+        let x = Tensor::from_fn(&[200, 2], |k| ((k * 37 % 101) as f64) / 50.0 - 1.0).expect("tensor");
+        let data = TrainData::samples(Dataset::new("array", x, None, None).expect("dataset"));
+        let splits = data.splits(7, 0).expect("splits");
+        assert_eq!((splits.train.len(), splits.val.len(), splits.test.len()), (160, 20, 20));
+        let mut o = TrainOptions::new("nice");
+        o.steps = Some(3);
+        o.batch_size = 32;
+        o.seed = 7;
+        let mut run = TrainingRun::prepare(&o, &data).expect("prepare");
+        assert_eq!(run.total_steps(), 3);
+        assert!(run.checkpoint().is_none());
+        assert!(run.summary().starts_with("training nice (toy) on array (160 train"));
+        let report = run.train(&mut Silent).expect("train");
+        let m = run.finish(&report).expect("metrics").metrics;
+        assert_eq!(m["steps"], 3);
+        assert_eq!(m["data"], "array");
+        assert!(m["test"]["nll"].as_f64().expect("a number").is_finite());
+        assert_eq!(m["pictures"].as_array().expect("array").len(), 0);
+        let mut wrong = TrainOptions::new("nice");
+        wrong.preset = Some("digits".into());
+        let images = TrainData::parse("digits-image").expect("spec");
+        assert!(TrainingRun::prepare(&wrong, &images).is_err());
+    }
+
+    #[test]
+    fn a_context_is_refused_for_named_data_wrong_rows_and_unconditional_models() {
+        let x = Tensor::from_fn(&[40, 2], |k| k as f64 / 80.0).expect("tensor");
+        let data = TrainData::samples(Dataset::new("array", x, None, None).expect("dataset"));
+        let rows = |n: usize| Tensor::<f64>::zeros(&[n, 3]).expect("tensor");
+        assert!(TrainData::parse("moons").expect("spec").with_context(rows(40)).is_err());
+        assert!(data.clone().with_context(rows(39)).is_err());
+        let with = data.with_context(rows(40)).expect("context");
+        let mut o = TrainOptions::new("realnvp");
+        o.steps = Some(1);
+        let e = TrainingRun::prepare(&o, &with).err().expect("an unconditional model");
+        assert!(matches!(e, Error::Numerical(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("unconditional") && e.to_string().contains("[40, 3]"),
+            "{e}"
+        );
+    }
+}
