@@ -187,7 +187,8 @@ fn bad_spline_configs_are_clear_errors() {
     // The constructors refuse them too.
     assert!(SplineConfig::new(0, 3.0).is_err());
     assert!(SplineConfig::new(8, 0.0).is_err());
-    // A checkpoint whose config has zero bins is refused at load, naming the field.
+    // A checkpoint whose config has zero bins (and checksums that match it) is refused at load,
+    // naming the field.
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("m.safetensors");
     let cfg = nsf(good);
@@ -199,6 +200,11 @@ fn bad_spline_configs_are_clear_errors() {
         .get("exactflow.config")
         .expect("config")
         .replace("\"bins\":8", "\"bins\":0");
+    // Re-signed, as a crafted file would be, so that the config's own check is what refuses it.
+    let mut sums: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(meta.get("exactflow.sha256").expect("checksums")).expect("json");
+    sums.insert("exactflow.config".into(), checkpoint::sha256_hex(c.as_bytes()));
+    meta.insert("exactflow.sha256".into(), serde_json::to_string(&sums).expect("json"));
     meta.insert("exactflow.config".into(), c);
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("readable");
     let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();

@@ -125,6 +125,7 @@ impl Drop for Restore {
 ///
 /// ```
 /// use exactflow_kernels::{Interval, interval::watch};
+/// use num_traits::Float;
 /// # fn main() -> exactflow_kernels::Result<()> {
 /// let x = Interval::new(-1e-17, 1e-17)?;
 /// let (positive, log) = watch(|| x >= Interval::point(0.0));
