@@ -264,8 +264,14 @@ impl<T: Real> RqSpline<T> {
 }
 
 /// `softmax(u)` into `p`, stabilized by the largest entry.
+///
+/// The shift is the largest entry's value as a constant (`lit(as_f64)`): softmax is exactly
+/// invariant to any shift, so it need not be an entry of `u`, and choosing it compares plain
+/// numbers. On intervals this matters: comparing two overlapping intervals is undecidable, and
+/// the result does not depend on the answer. For f32 and f64 the shift is the same number as
+/// before (`as_f64`/`lit` round-trip exactly).
 fn softmax<T: Real>(u: &[T], p: &mut [T]) {
-    let m = u.iter().fold(u[0], |a, &b| if b > a { b } else { a });
+    let m = T::lit(u.iter().map(|v| v.as_f64()).fold(f64::NEG_INFINITY, f64::max));
     let mut sum = T::zero();
     for (pi, &ui) in p.iter_mut().zip(u) {
         *pi = (ui - m).exp();
@@ -280,8 +286,11 @@ fn softplus<T: Real>(t: T) -> T {
 }
 
 /// `1 / (1 + e^-t)` without overflow.
+///
+/// The two forms are the same function, so the branch is chosen on the plain value (see
+/// [`softmax`] for why that matters on intervals).
 fn sigmoid<T: Real>(t: T) -> T {
-    if t >= T::zero() {
+    if t.as_f64() >= 0.0 {
         T::one() / (T::one() + (-t).exp())
     } else {
         let e = t.exp();
@@ -447,11 +456,12 @@ impl<T: Real> Knots<T> {
         two * l.s.ln() + l.q.ln() - two * l.den.ln()
     }
 
-    /// `y` at `theta` in bin k, from the nearer knot.
+    /// `y` at `theta` in bin k, from the nearer knot. Both forms are the same function of
+    /// `theta`, so the choice (on the plain value, decidable on intervals too) only affects
+    /// rounding.
     fn value(&self, l: &Local<T>) -> T {
-        let half = T::lit(0.5);
         let (dk, dk1) = (self.ds[l.k], self.ds[l.k + 1]);
-        if l.theta <= half {
+        if l.theta.as_f64() <= 0.5 {
             self.ys[l.k] + l.h * (l.s * l.theta * l.theta + dk * l.tau) / l.den
         } else {
             let om = T::one() - l.theta;
@@ -494,13 +504,15 @@ impl<T: Real> Knots<T> {
         let r = dk * (one - eta) - dk1 * eta;
         let disc = r * r + T::lit(4.0) * s * s * eta * (one - eta);
         let root = disc.sqrt();
-        let theta = if b >= T::zero() {
+        // Both forms are the same root (one is the other rationalized), so the branch is chosen
+        // on plain values, as in `value`, and stays decidable on intervals.
+        let theta = if b.as_f64() >= 0.0 {
             two * s * eta / (b + root)
         } else {
             (root - b) / (two * (s - b))
         };
         let theta = theta.max(T::zero()).min(one);
-        let x = if theta <= T::lit(0.5) {
+        let x = if theta.as_f64() <= 0.5 {
             self.xs[k] + theta * w
         } else {
             self.xs[k + 1] - (one - theta) * w

@@ -1,7 +1,9 @@
 //! Certified log-likelihoods of random flows of every family against a double-double evaluation.
 //!
 //! For NICE, vector RealNVP (with batch norm), multi-scale RealNVP, Glow (affine couplings with
-//! LU 1x1 convolutions; additive couplings with a shuffle) and a flow with a dense 1x1
+//! LU 1x1 convolutions; additive couplings with a shuffle), MAF, IAF (its forward is the
+//! D-pass solve, enclosed pass by pass), neural spline flows (coupling and autoregressive
+//! splines, whose bin search and tails branch on intervals) and a flow with a dense 1x1
 //! convolution: random parameters (each family's initialization, one training pass for ActNorm
 //! and batch norm, then every trainable parameter perturbed so that zero-initialized layers do
 //! something), random inputs in (0, 1). The same flow is built for the double-double scalar from
@@ -18,9 +20,12 @@ use common::dd::Dd;
 use exactflow_kernels::interval::fault::{self, Fault};
 use exactflow_kernels::{Interval, Real};
 use exactflow_layers::nets::{Activation, MlpConfig};
-use exactflow_layers::{AffineCoupling, Conv1x1, Mask, MaskKind, ParamKind, Params, StandardNormal, Tensor, layer};
+use exactflow_layers::{
+    AffineCoupling, Conv1x1, Mask, MaskKind, ParamKind, Params, SplineConfig, StandardNormal, Tensor, layer,
+};
 use exactflow_models::config::{
-    GlowConfig, GlowCouplingKind, GlowPermutation, MultiScaleRealNvpConfig, NiceConfig, Prior, RealNvpConfig,
+    ArPermutation, GlowConfig, GlowCouplingKind, GlowPermutation, MafConfig, MultiScaleRealNvpConfig, NiceConfig,
+    NsfConfig, Prior, RealNvpConfig, SplineLayer,
 };
 use exactflow_models::{Certified, Flow, ModelConfig, TrainMode, certify_log_prob};
 use proptest::prelude::*;
@@ -76,7 +81,41 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             permutation: GlowPermutation::Shuffle,
             seed,
         }),
+        ModelConfig::Maf(maf(seed)),
+        ModelConfig::Iaf(maf(seed)),
+        ModelConfig::Nsf(nsf(SplineLayer::Coupling, seed)),
+        ModelConfig::Nsf(nsf(SplineLayer::Autoregressive, seed)),
     ]
+}
+
+/// A small MAF (or IAF): residual MADEs, alternating permutations, logit preprocessing.
+fn maf(seed: u64) -> MafConfig {
+    MafConfig {
+        dim: 3,
+        layers: 3,
+        hidden: vec![8, 8],
+        residual_blocks: 1,
+        activation: Activation::Relu,
+        permutation: ArPermutation::Alternate,
+        logit_alpha: Some(0.05),
+        seed,
+    }
+}
+
+/// A small neural spline flow (LU linear layers and splines of 4 bins on [-2, 2]), its
+/// splines conditioned by couplings or MADEs.
+fn nsf(transform: SplineLayer, seed: u64) -> NsfConfig {
+    NsfConfig {
+        dim: 3,
+        layers: 3,
+        transform,
+        hidden: vec![8],
+        activation: Activation::Tanh,
+        spline: SplineConfig::new(4, 2.0).expect("spline"),
+        mask: MaskKind::Halves,
+        logit_alpha: Some(0.05),
+        seed,
+    }
 }
 
 /// A vector flow mixing with a dense 1x1 convolution (whose log-det the interval flow certifies
