@@ -350,8 +350,8 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
 /// [`Error::Io`] or [`Error::Format`] for a file that is not a readable checkpoint.
 pub fn read_precision(path: &Path) -> Result<Precision> {
     let opened = open(path)?;
-    let st = SafeTensors::deserialize(&opened.bytes)
-        .map_err(|e| fmt_err(path, format!("corrupt or truncated: {e}")))?;
+    let st =
+        SafeTensors::deserialize(&opened.bytes).map_err(|e| fmt_err(path, format!("corrupt or truncated: {e}")))?;
     let mut floats = st
         .tensors()
         .into_iter()
@@ -559,7 +559,11 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
         flow,
         record,
         checksums,
-        precision: if any_real && stored_f32 { Precision::F32 } else { Precision::F64 },
+        precision: if any_real && stored_f32 {
+            Precision::F32
+        } else {
+            Precision::F64
+        },
     })
 }
 
