@@ -201,7 +201,7 @@ impl<T: Real> Adam<T> {
                 *mi = b1 * *mi + a1 * g;
                 *vi = b2 * *vi + a2 * g * g;
                 let update = lr * (*mi / c1) / ((*vi / c2).sqrt() + eps);
-                *w = *w - update;
+                *w -= update;
                 finite &= w.is_finite();
             }
             if !finite && bad_value.is_none() {

@@ -149,7 +149,7 @@ impl<T: Real> Replicas<T> {
                 if p.kind == ParamKind::Trainable {
                     let n = p.grad.len();
                     for (g, &h) in p.grad.as_mut_slice().iter_mut().zip(&values[at..at + n]) {
-                        *g = *g + h;
+                        *g += h;
                     }
                     at += n;
                 }
