@@ -185,6 +185,7 @@ def train(
     lr: float = 1e-3,
     seed: int = 0,
     threads: int = 1,
+    precision: str = "f32",
     out: Optional[PathLike] = None,
     toy_samples: int = 20000,
     patience: Optional[int] = None,

@@ -23,6 +23,10 @@ pub struct Ctx<'a, T> {
     /// The threads the call's matrix products may use. [`Parallelism::Sequential`] (the
     /// default) keeps results bit-for-bit reproducible whatever the machine.
     pub par: Parallelism,
+    /// The caller vouches that every parameter of the layers it calls is finite (checked since
+    /// they last changed), so the passes skip their scan of the parameters. Only a trainer that
+    /// checks the values its optimizer writes sets it; the default is `false`.
+    pub params_checked: bool,
 }
 
 // Derives would demand `T: Clone`; a `Ctx` only holds a reference.
@@ -40,6 +44,7 @@ impl<T: Real> std::fmt::Debug for Ctx<'_, T> {
         f.debug_struct("Ctx")
             .field("context", &context)
             .field("par", &self.par)
+            .field("params_checked", &self.params_checked)
             .finish()
     }
 }
@@ -55,19 +60,23 @@ impl<'a, T> Ctx<'a, T> {
     pub const NONE: Self = Ctx {
         context: None,
         par: Parallelism::Sequential,
+        params_checked: false,
     };
 
     /// A call with `context` (or none) on one thread.
     pub fn new(context: Option<&'a Tensor<T>>) -> Self {
-        Ctx {
-            context,
-            par: Parallelism::Sequential,
-        }
+        Ctx { context, ..Self::NONE }
     }
 
     /// The same call with the matrix products on `par`.
     pub fn with_par(self, par: Parallelism) -> Self {
         Ctx { par, ..self }
+    }
+
+    /// The same call, vouching (`true`) or not that the parameters are finite (see
+    /// [`Ctx::params_checked`]).
+    pub fn with_params_checked(self, params_checked: bool) -> Self {
+        Ctx { params_checked, ..self }
     }
 
     /// The same call with another context (a composite that transforms it, or a shard of it).

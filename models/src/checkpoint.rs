@@ -32,6 +32,7 @@ use crate::atomic_write::write_atomic;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::flow::Flow;
+use crate::precision::Precision;
 
 /// The checkpoint format version written by this library.
 pub const FORMAT_VERSION: &str = "3";
@@ -89,6 +90,10 @@ pub struct Loaded<T: Real> {
     pub record: Option<TrainingRecord>,
     /// Whether the contents were verified against checksums.
     pub checksums: Checksums,
+    /// The precision the file stores the model in: [`Precision::F32`] when every real-valued
+    /// model tensor is F32, else [`Precision::F64`]. Loading F32 values into a `Flow<f64>`
+    /// widens them exactly; loading F64 values into a `Flow<f32>` rounds them to nearest.
+    pub precision: Precision,
 }
 
 impl<T: Real> Loaded<T> {
@@ -337,6 +342,31 @@ pub fn read_config(path: &Path) -> Result<ModelConfig> {
     parse_config(path, &opened.meta, sums.as_ref())
 }
 
+/// The precision a checkpoint stores its model in (as [`Loaded::precision`]: F32 when every
+/// real-valued model tensor is F32), read without building the model, to choose the type to
+/// [`load`] it as. Nothing is verified here beyond the file's structure: [`load`] checks it all.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::Format`] for a file that is not a readable checkpoint.
+pub fn read_precision(path: &Path) -> Result<Precision> {
+    let opened = open(path)?;
+    let st =
+        SafeTensors::deserialize(&opened.bytes).map_err(|e| fmt_err(path, format!("corrupt or truncated: {e}")))?;
+    let mut floats = st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !GROUPS.iter().any(|g| name.starts_with(g)))
+        .map(|(_, view)| view.dtype())
+        .filter(|d| matches!(d, Dtype::F32 | Dtype::F64))
+        .peekable();
+    let any = floats.peek().is_some();
+    Ok(if any && floats.all(|d| d == Dtype::F32) {
+        Precision::F32
+    } else {
+        Precision::F64
+    })
+}
+
 fn parse_config(
     path: &Path,
     meta: &HashMap<String, String>,
@@ -444,9 +474,13 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
     let mut shapes = BTreeMap::new();
     let mut trainable = Vec::new();
     let mut all = Vec::new();
+    // Whether every real-valued model tensor is F32 (a model without any counts as F64).
+    let mut stored_f32 = true;
+    let mut any_real = false;
     flow.visit_params_mut("", &mut |name, p| {
         expected.insert(name.to_string());
         all.push(name.to_string());
+        any_real = true;
         shapes.insert(name.to_string(), p.value.shape().to_vec());
         if p.kind == ParamKind::Trainable {
             trainable.push(name.to_string());
@@ -457,7 +491,10 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
         let r = st
             .tensor(name)
             .map_err(|_| fmt_err(path, format!("missing tensor {name} (the config's model has it)")))
-            .and_then(|view| read_values(path, name, &view, p.value.shape()));
+            .and_then(|view| {
+                stored_f32 &= view.dtype() == Dtype::F32;
+                read_values(path, name, &view, p.value.shape())
+            });
         match r {
             Ok(v) => {
                 for (slot, x) in p.value.as_mut_slice().iter_mut().zip(v) {
@@ -522,6 +559,11 @@ pub fn load<T: Real>(path: &Path) -> Result<Loaded<T>> {
         flow,
         record,
         checksums,
+        precision: if any_real && stored_f32 {
+            Precision::F32
+        } else {
+            Precision::F64
+        },
     })
 }
 

@@ -121,6 +121,9 @@ pub struct Flow<T: Real> {
     data_shape: Vec<usize>,
     context_dim: usize,
     par: Parallelism,
+    /// Set by the trainer while it runs: it checks every value its optimizer writes, so the
+    /// passes skip their scans of the parameters ([`Ctx::params_checked`]).
+    params_checked: bool,
 }
 
 fn stage_name(i: usize) -> String {
@@ -214,6 +217,7 @@ impl<T: Real> Flow<T> {
             data_shape: data_shape.to_vec(),
             context_dim: 0,
             par: Parallelism::Sequential,
+            params_checked: false,
         })
     }
 
@@ -263,6 +267,13 @@ impl<T: Real> Flow<T> {
         self.par = par;
     }
 
+    /// The trainer vouches (`true`) that every parameter is finite, having checked them, and
+    /// checks every value it writes afterwards; the passes then skip their scans of the
+    /// parameters. Crate-private: nothing else changes parameters under this promise.
+    pub(crate) fn set_params_checked(&mut self, checked: bool) {
+        self.params_checked = checked;
+    }
+
     /// The flow with its matrix products on `par`.
     pub fn with_parallelism(mut self, par: Parallelism) -> Self {
         self.par = par;
@@ -295,7 +306,9 @@ impl<T: Real> Flow<T> {
                 c.expect_shape(op, &[n, d])?;
             }
         }
-        let cx = Ctx::new(context).with_par(self.par);
+        let cx = Ctx::new(context)
+            .with_par(self.par)
+            .with_params_checked(self.params_checked);
         cx.check_batch(op, n)?;
         Ok(cx)
     }
@@ -706,6 +719,7 @@ impl<T: Real> Flow<T> {
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
             par: self.par,
+            params_checked: false,
         }
     }
 
@@ -720,6 +734,7 @@ impl<T: Real> Flow<T> {
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
             par: self.par,
+            params_checked: false,
         }
     }
 
@@ -731,6 +746,7 @@ impl<T: Real> Flow<T> {
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
             par: self.par,
+            params_checked: false,
         }
     }
 }

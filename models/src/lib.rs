@@ -27,6 +27,7 @@ pub mod memory;
 pub mod multiscale;
 pub mod nice;
 pub mod nsf;
+pub mod precision;
 pub mod realnvp;
 pub mod train;
 
@@ -41,5 +42,6 @@ pub use maf::{ArPermutation, MafConfig};
 pub use multiscale::MultiScaleRealNvpConfig;
 pub use nice::{NiceConfig, Prior};
 pub use nsf::{NsfConfig, SplineLayer};
+pub use precision::Precision;
 pub use realnvp::RealNvpConfig;
 pub use train::{TrainConfig, TrainReport, train};

@@ -87,6 +87,11 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 ///     Seed of the initialization, the splits, the batch order and the noise (0).
 /// threads : int
 ///     Threads of the matrix products (1, bit-for-bit reproducible).
+/// precision : str
+///     "f32" (the default, as PyTorch and every peer train) or "f64": the arithmetic of training
+///     and of the checkpoint's tensors. The returned flow holds the trained parameters in f64
+///     (exactly widened from f32), and the metrics are computed in f64, as the command line's
+///     eval computes them. A resumed run keeps its checkpoint's precision.
 /// out : str or path, optional
 ///     Run directory for the checkpoint (written after every epoch), the pictures and
 ///     metrics.json, as the command line writes them. The command line defaults it to
@@ -112,7 +117,7 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 /// -------
 /// (Flow, dict)
 ///     The trained flow and the metrics of metrics.json: "model", "preset", "data", "seed",
-///     "threads", "train", "validation" and "test" (each "nll" in nats and "bits_per_dim" for
+///     "threads", "precision", "train", "validation" and "test" (each "nll" in nats and "bits_per_dim" for
 ///     discrete data), "steps", "epochs", "best_epoch", "stopped_early", "samples_per_sec",
 ///     "wall_seconds", "config", "train_config", "pictures".
 ///
@@ -129,7 +134,7 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 #[pyfunction]
 #[pyo3(signature = (
     model, data, preset = None, steps = None, *, epochs = None, batch_size = None, lr = None,
-    seed = None, threads = None, out = None, toy_samples = None, patience = None, resume = false,
+    seed = None, threads = None, precision = None, out = None, toy_samples = None, patience = None, resume = false,
     memory_efficient = false, context = None, progress = true,
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -144,6 +149,7 @@ pub fn train<'py>(
     lr: Option<f64>,
     seed: Option<&Bound<'py, PyAny>>,
     threads: Option<&Bound<'py, PyAny>>,
+    precision: Option<String>,
     out: Option<PathBuf>,
     toy_samples: Option<&Bound<'py, PyAny>>,
     patience: Option<&Bound<'py, PyAny>>,
@@ -163,6 +169,9 @@ pub fn train<'py>(
         None => o.seed,
     };
     o.threads = opt_count(threads, "threads")?.unwrap_or(o.threads);
+    if let Some(p) = precision {
+        o.precision = p.parse().map_err(to_py)?;
+    }
     o.out = out;
     o.toy_samples = opt_count(toy_samples, "toy_samples")?.unwrap_or(o.toy_samples);
     o.patience = opt_count(patience, "patience")?;

@@ -103,9 +103,17 @@ pub struct TrainArgs {
     /// Seed of the initialization, the data splits, the batch order and the dequantization noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads for the matrix products, 1 to 1024 (1 gives bit-for-bit reproducible runs).
+    /// Worker threads, 1 to 1024: vector data train one shard of each minibatch per thread
+    /// (when every shard gets at least 64 samples and no layer couples a batch's samples),
+    /// other models split their matrix products. A given count gives bit-for-bit reproducible
+    /// runs.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Arithmetic of training and of the checkpoint's tensors: f32 (as PyTorch and every peer
+    /// train) or f64. The metrics are computed in f64 on the trained parameters either way, as
+    /// `eval` computes them. A resumed run keeps its checkpoint's precision.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
+    pub precision: String,
     /// Output directory (created if missing). Default: runs/MODEL-DATA.
     #[arg(long)]
     pub out: Option<PathBuf>,

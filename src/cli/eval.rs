@@ -74,12 +74,19 @@ pub fn run(a: EvalArgs) -> CliResult<()> {
             "data": a.data,
             "split": a.split,
             "samples": ds.len(),
+            "stored_precision": loaded.precision.name(),
             "nll": ev.nll,
             "bits_per_dim": ev.bits_per_dim,
         });
         println!("{v}");
     } else {
-        println!("{} samples of {} ({})", ds.len(), a.data, a.split);
+        println!(
+            "{} samples of {} ({}), model stored in {}, evaluated in f64",
+            ds.len(),
+            a.data,
+            a.split,
+            loaded.precision
+        );
         match ev.bits_per_dim {
             Some(b) => println!("NLL {:.6} nats ({b:.6} bits/dim)", ev.nll),
             None => println!("NLL {:.6} nats", ev.nll),

@@ -10,7 +10,7 @@ use super::args::TrainArgs;
 use super::{CliError, CliResult};
 
 pub fn run(a: TrainArgs) -> CliResult<()> {
-    let mut options = options(&a);
+    let mut options = options(&a)?;
     let family = options
         .check()
         .map_err(|e| CliError(format!("{}: {}", e.flag(), e.reason)))?;
@@ -55,8 +55,8 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
 }
 
 /// The flags as the shared options.
-fn options(a: &TrainArgs) -> TrainOptions {
-    TrainOptions {
+fn options(a: &TrainArgs) -> CliResult<TrainOptions> {
+    Ok(TrainOptions {
         model: a.model.clone(),
         preset: a.preset.clone(),
         epochs: a.epochs,
@@ -65,10 +65,11 @@ fn options(a: &TrainArgs) -> TrainOptions {
         lr: a.lr,
         seed: a.seed,
         threads: a.threads,
+        precision: a.precision.parse()?,
         out: a.out.clone(),
         toy_samples: a.toy_samples,
         patience: a.patience,
         resume: a.resume,
         memory_efficient: a.memory_efficient,
-    }
+    })
 }

@@ -3,11 +3,16 @@
 //! For each trainable parameter θ with gradient g at step t (1-based):
 //! `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
 //! `θ -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-
-use std::collections::BTreeMap;
+//!
+//! The update runs in the model's precision `T` (as PyTorch's Adam does for an f32 model): the
+//! moments are `T`, and a step allocates nothing. In f64 every operation is the one the earlier
+//! f64-only optimizer made, in the same order, so f64 runs are unchanged bit for bit. Checkpoints
+//! store the moments as F64 tensors, which widens f32 moments exactly, so a resumed f32 run reads
+//! back the very values it saved.
 
 use exactflow_kernels::Real;
 
+use crate::checkpoint::NamedValues;
 use crate::error::{Error, Result};
 use exactflow_layers::{ParamKind, Params};
 use serde::{Deserialize, Serialize};
@@ -34,32 +39,72 @@ impl Default for AdamConfig {
     }
 }
 
-/// Adam's state: the moment estimates of every trainable parameter (kept in f64 whatever the
-/// model's precision, so that an f32 model's tiny updates are not lost to rounding of the moments)
-/// and the step count.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Adam {
+/// The moments of one trainable tensor.
+#[derive(Clone, Debug, PartialEq)]
+struct Slot<T> {
+    name: String,
+    m: Vec<T>,
+    v: Vec<T>,
+}
+
+/// Adam's state: the moment estimates of every trainable parameter, in the model's precision
+/// `T`, and the step count.
+///
+/// The moments are kept in the order in which the model visits its trainable parameters (one
+/// slot per tensor, created at the first step), so that a step looks nothing up by name; the
+/// names are checked against the slots on every step (a comparison, no allocation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adam<T: Real = f64> {
     /// Hyper-parameters.
     pub config: AdamConfig,
     /// Steps taken so far.
     pub t: u64,
-    /// First moments by parameter name.
-    pub m: BTreeMap<String, Vec<f64>>,
-    /// Second moments by parameter name.
-    pub v: BTreeMap<String, Vec<f64>>,
+    slots: Vec<Slot<T>>,
+    /// Moments given by name ([`Adam::with_moments`]) that no step has claimed yet.
+    pending: (NamedValues, NamedValues),
 }
 
-impl Adam {
+impl<T: Real> Default for Adam<T> {
+    fn default() -> Self {
+        Adam::new(AdamConfig::default())
+    }
+}
+
+impl<T: Real> Adam<T> {
     /// Fresh state.
     pub fn new(config: AdamConfig) -> Self {
         Adam {
             config,
-            ..Default::default()
+            t: 0,
+            slots: Vec::new(),
+            pending: Default::default(),
         }
     }
 
-    /// The global L2 norm of the trainable gradients.
-    pub fn grad_norm<T: Real>(model: &dyn Params<T>) -> f64 {
+    /// The state after `t` steps with the first and second moments `m` and `v` by parameter
+    /// name (as a checkpoint stores them). Each value is rounded to `T` (exact for moments that
+    /// an f32 run saved); a parameter without an entry starts from zero moments.
+    pub fn with_moments(config: AdamConfig, t: u64, m: NamedValues, v: NamedValues) -> Self {
+        Adam {
+            config,
+            t,
+            slots: Vec::new(),
+            pending: (m, v),
+        }
+    }
+
+    /// The first and second moments by parameter name, widened to f64 (exactly, from f32).
+    pub fn moments(&self) -> (NamedValues, NamedValues) {
+        let (mut m, mut v) = self.pending.clone();
+        for s in &self.slots {
+            m.insert(s.name.clone(), s.m.iter().map(|x| x.as_f64()).collect());
+            v.insert(s.name.clone(), s.v.iter().map(|x| x.as_f64()).collect());
+        }
+        (m, v)
+    }
+
+    /// The global L2 norm of the trainable gradients (summed in f64).
+    pub fn grad_norm(model: &dyn Params<T>) -> f64 {
         let mut s = 0.0;
         model.visit_params("", &mut |_, p| {
             if p.kind == ParamKind::Trainable {
@@ -70,19 +115,44 @@ impl Adam {
     }
 
     /// One update with learning rate `lr`, after scaling every gradient by `grad_scale`
-    /// (gradient-norm clipping passes `min(1, max_norm / norm)`).
+    /// (gradient-norm clipping passes `min(1, max_norm / norm)`). The parameters it writes are
+    /// checked finite as they are written: this is the one place where a training run's
+    /// parameters change, so the passes of the next step need not scan them again.
     ///
     /// # Errors
     /// [`Error::Diverged`] (at Adam's step count; the trainer puts in its own step) naming the
-    /// first parameter whose gradient is not finite; nothing is updated then.
-    pub fn step<T: Real>(&mut self, model: &mut dyn Params<T>, lr: f64, grad_scale: f64) -> Result<()> {
-        let mut bad = None;
+    /// first parameter whose gradient is not finite (nothing is updated then), or the first
+    /// parameter the update made non-finite; [`Error::Config`] when the model's trainable
+    /// parameters are not the ones this state was made for.
+    pub fn step(&mut self, model: &mut dyn Params<T>, lr: f64, grad_scale: f64) -> Result<()> {
+        let mut bad_grad = None;
+        let mut mismatch = None;
+        let mut i = 0;
+        let slots = &self.slots;
         model.visit_params("", &mut |name, p| {
-            if bad.is_none() && p.kind == ParamKind::Trainable && p.grad.first_non_finite().is_some() {
-                bad = Some(name.to_string());
+            if p.kind != ParamKind::Trainable {
+                return;
             }
+            if bad_grad.is_none() && p.grad.first_non_finite().is_some() {
+                bad_grad = Some(name.to_string());
+            }
+            if mismatch.is_none()
+                && let Some(s) = slots.get(i)
+                && (s.name != name || s.m.len() != p.value.len())
+            {
+                mismatch = Some(name.to_string());
+            }
+            i += 1;
         });
-        if let Some(name) = bad {
+        if mismatch.is_none() && !slots.is_empty() && i != slots.len() {
+            mismatch = Some(format!("count: {i} trainable tensors, expected {}", slots.len()));
+        }
+        if let Some(name) = mismatch {
+            return Err(Error::Config(format!(
+                "Adam's state was made for another model (parameter {name})"
+            )));
+        }
+        if let Some(name) = bad_grad {
             return Err(Error::Diverged {
                 step: self.t,
                 reason: format!("the gradient of {name} is not finite"),
@@ -90,32 +160,175 @@ impl Adam {
         }
         self.t += 1;
         let AdamConfig { beta1, beta2, eps } = self.config;
-        let c1 = 1.0 - beta1.powi(self.t.min(i32::MAX as u64) as i32);
-        let c2 = 1.0 - beta2.powi(self.t.min(i32::MAX as u64) as i32);
-        let (ms, vs) = (&mut self.m, &mut self.v);
+        let c1 = T::lit(1.0 - beta1.powi(self.t.min(i32::MAX as u64) as i32));
+        let c2 = T::lit(1.0 - beta2.powi(self.t.min(i32::MAX as u64) as i32));
+        let (b1, b2, eps) = (T::lit(beta1), T::lit(beta2), T::lit(eps));
+        let (a1, a2) = (T::lit(1.0 - beta1), T::lit(1.0 - beta2));
+        let (lr, scale) = (T::lit(lr), T::lit(grad_scale));
+        let (slots, pending) = (&mut self.slots, &mut self.pending);
+        let mut i = 0;
+        let mut bad_value = None;
         model.visit_params_mut("", &mut |name, p| {
             if p.kind != ParamKind::Trainable {
                 return;
             }
-            let n = p.value.len();
-            let m = ms.entry(name.to_string()).or_insert_with(|| vec![0.0; n]);
-            let v = vs.entry(name.to_string()).or_insert_with(|| vec![0.0; n]);
-            let grads = p.grad.as_slice().to_vec();
-            for (((w, g), mi), vi) in p
+            if i == slots.len() {
+                // The first step (of a run, or after a resume) lays out the slots.
+                let n = p.value.len();
+                let take = |from: &mut NamedValues| match from.remove(name) {
+                    Some(v) if v.len() == n => v.into_iter().map(T::lit).collect(),
+                    _ => vec![T::zero(); n],
+                };
+                let (m, v) = (take(&mut pending.0), take(&mut pending.1));
+                slots.push(Slot {
+                    name: name.to_string(),
+                    m,
+                    v,
+                });
+            }
+            let s = &mut slots[i];
+            i += 1;
+            let mut finite = true;
+            for (((w, &g), mi), vi) in p
                 .value
                 .as_mut_slice()
                 .iter_mut()
-                .zip(grads)
-                .zip(m.iter_mut())
-                .zip(v.iter_mut())
+                .zip(p.grad.as_slice())
+                .zip(s.m.iter_mut())
+                .zip(s.v.iter_mut())
             {
-                let g = g.as_f64() * grad_scale;
-                *mi = beta1 * *mi + (1.0 - beta1) * g;
-                *vi = beta2 * *vi + (1.0 - beta2) * g * g;
+                let g = g * scale;
+                *mi = b1 * *mi + a1 * g;
+                *vi = b2 * *vi + a2 * g * g;
                 let update = lr * (*mi / c1) / ((*vi / c2).sqrt() + eps);
-                *w = T::lit(w.as_f64() - update);
+                *w -= update;
+                finite &= w.is_finite();
+            }
+            if !finite && bad_value.is_none() {
+                bad_value = Some(name.to_string());
             }
         });
-        Ok(())
+        match bad_value {
+            Some(name) => Err(Error::Diverged {
+                step: self.t,
+                reason: format!("the update made {name} non-finite"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exactflow_layers::{IntBuffer, Param, Tensor};
+
+    /// Two trainable tensors and a buffer.
+    struct Toy<T: Real> {
+        a: Param<T>,
+        b: Param<T>,
+        buf: Param<T>,
+    }
+
+    impl<T: Real> Params<T> for Toy<T> {
+        fn visit_params(&self, _: &str, f: &mut dyn FnMut(&str, &Param<T>)) {
+            f("a", &self.a);
+            f("buf", &self.buf);
+            f("b", &self.b);
+        }
+        fn visit_params_mut(&mut self, _: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
+            f("a", &mut self.a);
+            f("buf", &mut self.buf);
+            f("b", &mut self.b);
+        }
+        fn visit_int(&self, _: &str, _: &mut dyn FnMut(&str, &IntBuffer)) {}
+        fn visit_int_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, &mut IntBuffer)) {}
+    }
+
+    fn toy<T: Real>() -> Toy<T> {
+        let t = |v: &[f64]| Tensor::new(&[v.len()], v.iter().map(|&x| T::lit(x)).collect()).expect("tensor");
+        let mut a = Param::trainable(t(&[0.5, -1.0, 2.0]));
+        a.grad = t(&[0.1, -0.2, 0.3]);
+        let mut b = Param::trainable(t(&[1.0]));
+        b.grad = t(&[-4.0]);
+        Toy {
+            a,
+            b,
+            buf: Param::buffer(t(&[7.0])),
+        }
+    }
+
+    /// The f64 update is the textbook formula evaluated in f64, operation by operation (the
+    /// expected values are computed here by the formula, not copied from a run).
+    #[test]
+    fn f64_steps_follow_the_formula_exactly_and_skip_buffers() {
+        let mut model = toy::<f64>();
+        let mut adam = Adam::<f64>::new(AdamConfig::default());
+        let (b1, b2, eps, lr, scale) = (0.9f64, 0.999f64, 1e-8f64, 1e-2f64, 0.5f64);
+        let mut w = vec![0.5, -1.0, 2.0];
+        let (mut m, mut v) = (vec![0.0; 3], vec![0.0; 3]);
+        for t in 1..=3 {
+            adam.step(&mut model, lr, scale).expect("finite");
+            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            for k in 0..3 {
+                let g = [0.1, -0.2, 0.3][k] * scale;
+                m[k] = b1 * m[k] + (1.0 - b1) * g;
+                v[k] = b2 * v[k] + (1.0 - b2) * g * g;
+                w[k] -= lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
+            }
+        }
+        assert_eq!(model.a.value.as_slice(), w.as_slice());
+        assert_eq!(model.buf.value.as_slice(), &[7.0]);
+        let (ms, vs) = adam.moments();
+        assert_eq!(ms["a"], m);
+        assert_eq!(vs["a"], v);
+        assert!(!ms.contains_key("buf"));
+    }
+
+    /// Moments saved by name and given back continue the run exactly (in f32, whose moments
+    /// widen to f64 and round back without change).
+    #[test]
+    fn moments_by_name_resume_exactly_in_f32() {
+        let mut straight = toy::<f32>();
+        let mut adam = Adam::<f32>::new(AdamConfig::default());
+        adam.step(&mut straight, 1e-2, 1.0).expect("finite");
+        let (m, v) = adam.moments();
+        let mut resumed = Adam::<f32>::with_moments(adam.config, adam.t, m, v);
+        let mut copy = toy::<f32>();
+        copy.a.value = straight.a.value.clone();
+        copy.b.value = straight.b.value.clone();
+        adam.step(&mut straight, 1e-2, 1.0).expect("finite");
+        resumed.step(&mut copy, 1e-2, 1.0).expect("finite");
+        assert_eq!(straight.a.value.as_slice(), copy.a.value.as_slice());
+        assert_eq!(straight.b.value.as_slice(), copy.b.value.as_slice());
+        assert_eq!(adam.moments(), resumed.moments());
+    }
+
+    #[test]
+    fn a_non_finite_gradient_updates_nothing_and_another_model_is_refused() {
+        let mut model = toy::<f64>();
+        model.b.grad = Tensor::new(&[1], vec![f64::NAN]).expect("tensor");
+        let mut adam = Adam::<f64>::new(AdamConfig::default());
+        let e = adam.step(&mut model, 1e-2, 1.0).expect_err("NaN gradient");
+        assert!(e.to_string().contains("gradient of b"), "{e}");
+        assert_eq!(model.a.value.as_slice(), &[0.5, -1.0, 2.0]);
+        assert_eq!(adam.t, 0);
+        let mut ok = toy::<f64>();
+        adam.step(&mut ok, 1e-2, 1.0).expect("finite");
+        let mut other = toy::<f64>();
+        other.a.value = Tensor::new(&[2], vec![1.0, 2.0]).expect("tensor");
+        other.a.grad = other.a.value.zeros_like();
+        let e = adam.step(&mut other, 1e-2, 1.0).expect_err("another model");
+        assert!(e.to_string().contains("another model"), "{e}");
+    }
+
+    #[test]
+    fn an_update_that_overflows_is_a_divergence() {
+        let mut model = toy::<f32>();
+        model.b.value = Tensor::new(&[1], vec![f32::MAX]).expect("tensor");
+        let mut adam = Adam::<f32>::new(AdamConfig::default());
+        // lr 1e38 with |m̂ / sqrt(v̂)| = 1 moves b by about 1e38 beyond f32::MAX.
+        let e = adam.step(&mut model, 1e38, 1.0).expect_err("overflow");
+        assert!(e.to_string().contains("made b non-finite"), "{e}");
     }
 }

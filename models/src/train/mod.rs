@@ -4,11 +4,13 @@
 mod adam;
 mod observer;
 mod schedule;
+pub mod shards;
 mod state;
 mod trainer;
 
 pub use adam::{Adam, AdamConfig};
 pub use observer::{EpochReport, Observer, Silent, StepReport};
 pub use schedule::{Decay, Schedule};
+pub use shards::{MIN_SHARD_SAMPLES, Strategy};
 pub use state::TrainState;
 pub use trainer::{DIVERGENCE_MARGIN_PER_DIM, MAX_THREADS, TrainConfig, TrainReport, train};

@@ -82,15 +82,10 @@ impl TrainState {
         }
     }
 
-    /// Rebuilds Adam from the saved moments.
-    pub fn adam(&self) -> Adam {
+    /// Rebuilds Adam, in the model's precision `T`, from the saved moments.
+    pub fn adam<T: exactflow_kernels::Real>(&self) -> Adam<T> {
         let (m, v) = self.moments.clone().unwrap_or_default();
-        Adam {
-            config: self.adam,
-            t: self.adam_t,
-            m,
-            v,
-        }
+        Adam::with_moments(self.adam, self.adam_t, m, v)
     }
 
     /// The record a checkpoint stores.

@@ -17,7 +17,8 @@
 //!
 //! **Divergence.** Training has diverged when
 //!
-//! - an output, log-det, the loss or a gradient is not finite (named by stage and step), or
+//! - an output, log-det, the loss, a gradient or a parameter Adam has written is not finite
+//!   (named by stage or parameter and step), or
 //! - at the end of an epoch, the validation NLL is not finite, or is worse than the initial
 //!   model's (measured before the first step) by more than [`DIVERGENCE_MARGIN_PER_DIM`] nats per
 //!   data dimension: a learning rate that blows the model up without reaching infinity.
@@ -25,9 +26,11 @@
 //! Either stops training with [`Error::Diverged`] naming the step; nothing is written for the
 //! diverged epoch, so the checkpoint on disk stays the last good one.
 //!
-//! **Threads.** `threads` is a value of the run: the flow's matrix products use
-//! `Parallelism::from_threads(threads)` inside a rayon pool of that size made for this run, and
-//! the flow's own parallelism is restored afterwards. Nothing process-wide changes, so two
+//! **Threads.** `threads` is a value of the run, used as [`Strategy::choose`] decides: one shard
+//! of each minibatch per thread ([`super::shards`]), or the flow's matrix products on
+//! `Parallelism::from_threads(threads)`; either inside a rayon pool of that size made for this
+//! run, and the flow's own parallelism is restored afterwards. A given thread count is
+//! reproducible bit for bit. Nothing process-wide changes, so two
 //! trainings in one process (even on two threads at once) do not affect each other.
 
 use std::collections::BTreeMap;
@@ -44,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use super::adam::{Adam, AdamConfig};
 use super::observer::{EpochReport, Observer, StepReport};
 use super::schedule::{Decay, Schedule};
+use super::shards::{Replicas, Strategy};
 use super::state::TrainState;
 use crate::checkpoint::{self, restore_params, snapshot_params};
 use crate::config::ModelConfig;
@@ -83,7 +87,9 @@ pub struct TrainConfig {
     pub patience: Option<usize>,
     /// Seed of the batch order and the dequantization noise.
     pub seed: u64,
-    /// Threads for the matrix products (1: sequential and bit-for-bit reproducible).
+    /// Threads of the run: one shard of each minibatch per thread, or the matrix products
+    /// split over them, as [`Strategy::choose`] decides by shape. A given count is reproducible
+    /// bit for bit (1: sequential, the same on any machine).
     pub threads: usize,
     /// Samples per evaluation batch.
     pub eval_batch: usize,
@@ -277,16 +283,21 @@ pub fn train<T: Real>(
         }
     };
     let before = flow.parallelism();
-    flow.set_parallelism(Parallelism::from_threads(cfg.threads));
+    let strategy = Strategy::choose(flow, cfg.threads, plan.batch);
+    flow.set_parallelism(match strategy {
+        Strategy::ParallelGemm => Parallelism::from_threads(cfg.threads),
+        Strategy::Sequential | Strategy::Shards => Parallelism::Sequential,
+    });
     let result = if cfg.threads <= 1 {
-        Run::new(flow, model, cfg, plan, train, val, observer, state).run()
+        Run::new(flow, model, cfg, plan, train, val, observer, state).run(strategy)
     } else {
         match rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).build() {
-            Ok(pool) => pool.install(|| Run::new(flow, model, cfg, plan, train, val, observer, state).run()),
+            Ok(pool) => pool.install(|| Run::new(flow, model, cfg, plan, train, val, observer, state).run(strategy)),
             Err(e) => Err(Error::Config(format!("cannot start {} threads: {e}", cfg.threads))),
         }
     };
     flow.set_parallelism(before);
+    flow.set_params_checked(false);
     result
 }
 
@@ -398,7 +409,9 @@ struct Run<'a, T: Real> {
     val: Option<&'a Dataset>,
     observer: &'a mut dyn Observer,
     st: TrainState,
-    adam: Adam,
+    adam: Adam<T>,
+    /// The replicas that run shards 1..N of each minibatch ([`Strategy::Shards`]), else `None`.
+    replicas: Option<Replicas<T>>,
     best: Option<BTreeMap<String, Vec<f64>>>,
     /// Whether the flow's parameters are the best ones (no step since the best epoch).
     best_is_current: bool,
@@ -450,6 +463,7 @@ impl<'a, T: Real> Run<'a, T> {
             observer,
             st,
             adam,
+            replicas: None,
             best,
             best_is_current,
             order,
@@ -467,7 +481,14 @@ impl<'a, T: Real> Run<'a, T> {
         self.train.levels.map(|_| nll / (dim as f64 * std::f64::consts::LN_2))
     }
 
-    fn run(mut self) -> Result<TrainReport> {
+    fn run(mut self, strategy: Strategy) -> Result<TrainReport> {
+        // The parameters are checked once here, and Adam checks every value it writes, so the
+        // passes of the run skip their own scans of them.
+        self.flow.check_params_finite("train")?;
+        self.flow.set_params_checked(true);
+        if strategy == Strategy::Shards {
+            self.replicas = Some(Replicas::new(self.model, self.flow, self.cfg.threads)?);
+        }
         let mut stopped_early = false;
         while self.st.step < self.plan.total {
             let t0 = Instant::now();
@@ -493,26 +514,31 @@ impl<'a, T: Real> Run<'a, T> {
         let idx = &self.order[b * bs..(b + 1) * bs];
         let mut rng = step_rng(self.cfg.seed, step);
         let x = model_input::<T>(self.train, idx, &mut rng)?;
-        self.flow.zero_grad();
         let mode = if self.cfg.memory_efficient {
             TrainMode::MemoryEfficient
         } else {
             TrainMode::Cached
         };
-        let (log_p, cache) = self
-            .flow
-            .forward_train(&x, None, mode)
-            .map_err(|e| diverged_at(e, step))?;
-        let mean_lp = log_p.iter().map(|v| v.as_f64()).sum::<f64>() / bs as f64;
-        let loss = -data_log_likelihood(mean_lp, self.train.data.sample_len(), self.train.levels);
-        if !loss.is_finite() {
-            return Err(Error::Diverged {
-                step,
-                reason: format!("the loss is {loss}"),
-            });
-        }
-        let w = vec![T::lit(-1.0 / bs as f64); bs];
-        self.flow.backward(cache, &w).map_err(|e| diverged_at(e, step))?;
+        let loss = match &mut self.replicas {
+            // Data-parallel: the passes of the shards at once, their gradients summed.
+            Some(replicas) => {
+                let log_p = replicas
+                    .forward_backward(self.flow, &x, mode)
+                    .map_err(|e| diverged_at(e, step))?;
+                self.loss(&log_p, step)?
+            }
+            None => {
+                self.flow.zero_grad();
+                let (log_p, cache) = self
+                    .flow
+                    .forward_train(&x, None, mode)
+                    .map_err(|e| diverged_at(e, step))?;
+                let loss = self.loss(&log_p, step)?;
+                let w = vec![T::lit(-1.0 / bs as f64); bs];
+                self.flow.backward(cache, &w).map_err(|e| diverged_at(e, step))?;
+                loss
+            }
+        };
         let grad_norm = Adam::grad_norm(&*self.flow);
         let scale = match self.cfg.clip_grad_norm {
             Some(c) if grad_norm > c => c / grad_norm,
@@ -528,6 +554,20 @@ impl<'a, T: Real> Run<'a, T> {
         self.epoch_loss += loss;
         self.epoch_batches += 1;
         Ok((loss, lr, grad_norm))
+    }
+
+    /// The minibatch's loss, `-mean log p(x)` (per data value for discrete data), checked
+    /// finite.
+    fn loss(&self, log_p: &[T], step: u64) -> Result<f64> {
+        let mean_lp = log_p.iter().map(|v| v.as_f64()).sum::<f64>() / log_p.len() as f64;
+        let loss = -data_log_likelihood(mean_lp, self.train.data.sample_len(), self.train.levels);
+        if !loss.is_finite() {
+            return Err(Error::Diverged {
+                step,
+                reason: format!("the loss is {loss}"),
+            });
+        }
+        Ok(loss)
     }
 
     fn report_step(&mut self, loss: f64, lr: f64, grad_norm: f64) {
@@ -663,7 +703,7 @@ impl<'a, T: Real> Run<'a, T> {
         st.finished = finished;
         st.adam = self.adam.config;
         st.adam_t = self.adam.t;
-        st.moments = Some((self.adam.m.clone(), self.adam.v.clone()));
+        st.moments = Some(self.adam.moments());
         let swap = match &self.best {
             Some(best) if !self.best_is_current => Some((best, snapshot_params(&*self.flow))),
             _ => None,
