@@ -19,7 +19,9 @@ use exactflow_kernels::Real;
 use exactflow_layers::autoregressive::{Direction, SplineAutoregressive};
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
-use exactflow_layers::nets::{Activation, MadeConfig};
+use exactflow_layers::coupling::Inner;
+use exactflow_layers::nets::{Activation, Made, MadeConfig};
+use exactflow_layers::spline_coupling::SplineTransform;
 use exactflow_layers::{Conv1x1Lu, Mask, MaskKind, SplineConfig, SplineCoupling, Stage, Tensor, layer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -66,6 +68,10 @@ pub struct NsfConfig {
     pub logit_alpha: Option<f64>,
     /// Seed of the parameter initialization.
     pub seed: u64,
+    /// Width C of the context `c` of a conditional flow `p(x | c)` (0: unconditional). Every
+    /// conditioner reads the context (see FORMAT.md, "Conditional flows").
+    #[serde(default)]
+    pub context_dim: usize,
 }
 
 /// Checks a configuration without building it.
@@ -114,9 +120,13 @@ pub fn parameter_count(c: &NsfConfig) -> Option<u64> {
         let net = match c.transform {
             SplineLayer::Coupling => {
                 let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
-                count::mlp(a, &c.hidden, count::mul(parts, b)?)?
+                let inp = count::add(a, c.context_dim as u64)?;
+                count::mlp(inp, &c.hidden, count::mul(parts, b)?)?
             }
-            SplineLayer::Autoregressive => count::made(d, &c.hidden, 0, parts)?,
+            SplineLayer::Autoregressive => count::add(
+                count::made(d, &c.hidden, 0, parts)?,
+                count::made_context(&c.hidden, count::mul(parts, d)?, c.context_dim)?,
+            )?,
         };
         n = count::add(n, count::add(lu, net)?)?;
     }
@@ -148,8 +158,13 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
             SplineLayer::Coupling => {
                 let mask = Mask::new(c.mask, k % 2 == 1);
                 let mlp = coupling_mlp(&c.hidden, c.activation);
-                stages.push(layer(SplineCoupling::<T>::with_mlp(
-                    c.dim, mask, c.spline, &mlp, &mut rng,
+                stages.push(layer(SplineCoupling::<T>::with_conditional_mlp(
+                    c.dim,
+                    mask,
+                    c.context_dim,
+                    c.spline,
+                    &mlp,
+                    &mut rng,
                 )?));
             }
             SplineLayer::Autoregressive => {
@@ -159,17 +174,13 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
                     activation: c.activation,
                     zero_last: true,
                 };
-                stages.push(layer(SplineAutoregressive::<T>::spline(
-                    c.dim,
-                    c.spline,
-                    &made,
-                    Direction::Maf,
-                    &mut rng,
-                )?));
+                let inner = SplineTransform::new(c.spline)?;
+                let net = Made::new(&made, c.dim, inner.parts(), c.context_dim, &mut rng)?;
+                stages.push(layer(SplineAutoregressive::<T>::new(net, inner, Direction::Maf)?));
             }
         }
     }
-    Flow::new(stages, Box::new(StandardNormal), &[c.dim])
+    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
 }
 
 /// A neural spline flow preset for `[dim]` data:
@@ -214,5 +225,6 @@ pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NsfConfig> {
         mask,
         logit_alpha,
         seed,
+        context_dim: 0,
     })
 }

@@ -48,6 +48,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             batch_norm: true,
             logit_alpha: None,
             seed,
+            context_dim: 0,
         }),
         ModelConfig::MultiScaleRealNvp(MultiScaleRealNvpConfig {
             shape: [1, 4, 4],
