@@ -351,11 +351,16 @@ fn pair(ds: Dataset, pairing: &Pairing) -> Result<Dataset> {
     match pairing {
         Pairing::Rows(c) => ds.with_context(c.clone()),
         Pairing::File(spec) => {
-            let c = match spec {
-                DataSpec::Npy(p) => exactflow_models::data::npy::read(p)?,
-                DataSpec::Csv(p) => exactflow_models::data::csv::read(p)?,
+            let read = match spec {
+                DataSpec::Npy(p) => exactflow_models::data::npy::read(p),
+                DataSpec::Csv(p) => exactflow_models::data::csv::read(p),
                 other => return Err(Error::Config(format!("a context file is npy:PATH or csv:PATH, found {other}"))),
             };
+            // A NaN (or another numerical refusal) is named as the context's, not the data's.
+            let c = read.map_err(|e| match e {
+                Error::Numerical(n) => Error::Config(format!("the context file {spec}: {n}")),
+                other => other,
+            })?;
             if c.is_image() {
                 return Err(Error::Config(format!(
                     "the context file {spec} holds images {:?}; a context is [N, C]",
