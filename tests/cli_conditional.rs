@@ -181,7 +181,7 @@ fn paired_files_train_conditional_models_and_bad_contexts_are_named() {
     let b = tmp.path().join("bad.npy");
     write_npy(&b, n, 3, &bad);
     let bs = format!("npy:{}", b.display());
-    assert_user_error(&["train", "--model", "maf", "--data", &xs, "--context", &bs, "--steps", "1", "--out", o2], &["(17, 2)"]);
+    assert_user_error(&["train", "--model", "maf", "--data", &xs, "--context", &bs, "--steps", "1", "--out", o2], &["bad.npy", "17, 2"]);
     // A family without conditional models; too many context columns; a context for a toy set.
     assert_user_error(&["train", "--model", "nice", "--data", &xs, "--context", &cs, "--steps", "1", "--out", o2], &["nice", "no conditional models"]);
     assert_user_error(&["train", "--model", "maf", "--data", &js, "--context-cols", "3", "--steps", "1", "--out", o2], &["--context-cols 3"]);
