@@ -217,6 +217,7 @@ impl ModelConfig {
     /// | nsf | `coupling` (or `toy`) | 8 x (LU linear, spline coupling), MLP 2 x 128, 8 bins, tail bound 3 |
     /// | nsf | `autoregressive` | 8 x (LU linear, autoregressive spline), MADE 2 x 128, 8 bins, tail bound 3 |
     /// | nsf | `digits` | 6 x (LU linear, spline coupling), MLP 2 x 256, 8 bins, tail bound 3, odd/even, logit 0.05 |
+    /// | nsf | `sbi` | 5 x (LU linear, spline coupling), MLP 2 x 50, 10 bins, tail bound 3 (sbi's default size) |
     /// | nsf | `digits-autoregressive` | 4 x (LU linear, autoregressive spline), MADE 2 x 256, 8 bins, tail bound 3, logit 0.05 |
     ///
     /// Every Glow preset uses affine couplings and LU 1x1 convolutions. The realnvp image

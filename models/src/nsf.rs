@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 
 /// The presets of the "nsf" family (see [`crate::ModelConfig::preset`]).
-pub const PRESETS: [&str; 4] = ["coupling", "autoregressive", "digits", "digits-autoregressive"];
+pub const PRESETS: [&str; 5] = ["coupling", "autoregressive", "digits", "digits-autoregressive", "sbi"];
 
 const MODEL: &str = "nsf";
 
@@ -191,13 +191,16 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
 /// | `autoregressive` | 8 layers of LU linear + autoregressive spline, MADE 2 x 128 ReLU, 8 bins, tail bound 3 |
 /// | `digits` | 6 layers of LU linear + spline coupling, MLP 2 x 256, 8 bins, tail bound 3, odd/even mask, logit 0.05 |
 /// | `digits-autoregressive` | 4 layers of LU linear + autoregressive spline, MADE 2 x 256, 8 bins, tail bound 3, logit 0.05 |
+/// | `sbi` | 5 layers of LU linear + spline coupling, MLP 2 x 50 ReLU, 10 bins, tail bound 3, halves mask (the size of sbi's default posterior estimator, whose conditioner is a residual net) |
 ///
 /// Every spline has nflows' minimum bin width, height and derivative (1e-3).
 ///
 /// # Errors
 /// [`Error::Config`] for an unknown preset.
 pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NsfConfig> {
+    let bins = if preset == "sbi" { 10 } else { 8 };
     let (layers, transform, hidden, mask, logit_alpha) = match preset {
+        "sbi" => (5, SplineLayer::Coupling, vec![50, 50], MaskKind::Halves, None),
         "coupling" => (8, SplineLayer::Coupling, vec![128, 128], MaskKind::Halves, None),
         "autoregressive" => (8, SplineLayer::Autoregressive, vec![128, 128], MaskKind::Halves, None),
         "digits" => (6, SplineLayer::Coupling, vec![256, 256], MaskKind::OddEven, Some(0.05)),
@@ -221,7 +224,7 @@ pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NsfConfig> {
         transform,
         hidden,
         activation: Activation::Relu,
-        spline: SplineConfig::new(8, 3.0)?,
+        spline: SplineConfig::new(bins, 3.0)?,
         mask,
         logit_alpha,
         seed,

@@ -92,7 +92,7 @@ pub struct TrainArgs {
 
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
     /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10; maf and iaf:
-    /// toy, digits; nsf: coupling, autoregressive, digits, digits-autoregressive). Default:
+    /// toy, digits; nsf: coupling, autoregressive, digits, digits-autoregressive, sbi). Default:
     /// digits for the digits, mnist and cifar10 for those, toy otherwise (for nsf: coupling).
     #[arg(long)]
     pub preset: Option<String>,
