@@ -354,7 +354,11 @@ fn pair(ds: Dataset, pairing: &Pairing) -> Result<Dataset> {
             let read = match spec {
                 DataSpec::Npy(p) => exactflow_models::data::npy::read(p),
                 DataSpec::Csv(p) => exactflow_models::data::csv::read(p),
-                other => return Err(Error::Config(format!("a context file is npy:PATH or csv:PATH, found {other}"))),
+                other => {
+                    return Err(Error::Config(format!(
+                        "a context file is npy:PATH or csv:PATH, found {other}"
+                    )));
+                }
             };
             // A NaN (or another numerical refusal) is named as the context's, not the data's.
             let c = read.map_err(|e| match e {
@@ -392,8 +396,13 @@ fn pair(ds: Dataset, pairing: &Pairing) -> Result<Dataset> {
                 x.extend_from_slice(&row[..d - k]);
                 c.extend_from_slice(&row[d - k..]);
             }
-            Dataset::new(ds.name.clone(), Tensor::new(&[n, d - k], x)?, ds.levels, ds.labels.clone())?
-                .with_context(Tensor::new(&[n, *k], c)?)
+            Dataset::new(
+                ds.name.clone(),
+                Tensor::new(&[n, d - k], x)?,
+                ds.levels,
+                ds.labels.clone(),
+            )?
+            .with_context(Tensor::new(&[n, *k], c)?)
         }
     }
 }
@@ -492,11 +501,24 @@ impl TrainingRun {
             }
         };
         if flow.context_dim() != splits.train.context_dim() {
-            let from = if options.resume { "the resumed model" } else { "the model" };
+            let from = if options.resume {
+                "the resumed model"
+            } else {
+                "the model"
+            };
             return Err(Error::Config(match (flow.context_dim(), splits.train.context_dim()) {
-                (0, c) => format!("{from} ({family}) is unconditional, but {} carry a context of width {c}", data.label),
-                (m, 0) => format!("{from} ({family}) is conditional on a context of width {m}, but {} have none", data.label),
-                (m, c) => format!("{from} ({family}) takes a context of width {m}, but {} carry one of width {c}", data.label),
+                (0, c) => format!(
+                    "{from} ({family}) is unconditional, but {} carry a context of width {c}",
+                    data.label
+                ),
+                (m, 0) => format!(
+                    "{from} ({family}) is conditional on a context of width {m}, but {} have none",
+                    data.label
+                ),
+                (m, c) => format!(
+                    "{from} ({family}) takes a context of width {m}, but {} carry one of width {c}",
+                    data.label
+                ),
             }));
         }
         if flow.data_shape() != shape.as_slice() {
@@ -865,8 +887,17 @@ mod tests {
         let data = TrainData::samples(Dataset::new("array", x, None, None).expect("dataset"));
         let rows = |n: usize| Tensor::<f64>::from_fn(&[n, 3], |k| (k as f64 * 0.3).sin()).expect("tensor");
         assert!(TrainData::parse("moons").expect("spec").with_context(rows(40)).is_err());
-        assert!(TrainData::parse("sim:two-moons").expect("spec").with_context(rows(40)).is_err());
-        let e = data.clone().with_context(rows(39)).expect_err("39 rows for 40 samples").to_string();
+        assert!(
+            TrainData::parse("sim:two-moons")
+                .expect("spec")
+                .with_context(rows(40))
+                .is_err()
+        );
+        let e = data
+            .clone()
+            .with_context(rows(39))
+            .expect_err("39 rows for 40 samples")
+            .to_string();
         assert!(e.contains("39") && e.contains("40"), "{e}");
         let mut nan = rows(40);
         nan.as_mut_slice()[3 * 7 + 1] = f64::NAN;

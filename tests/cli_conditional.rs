@@ -21,7 +21,12 @@ fn text(b: &[u8]) -> String {
 }
 
 fn assert_ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed:\n{}\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{what} failed:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
 }
 
 /// A user error: non-zero exit, exactly one line on stderr starting with "error", containing
@@ -103,7 +108,10 @@ fn a_posterior_trains_evaluates_against_the_exact_one_and_samples() {
         assert_eq!(v["context_dim"], 2);
         assert!(v["nll"].as_f64().expect("nll").is_finite());
         let p = &v["posterior_check"];
-        assert_eq!((p["observations"].as_u64(), p["samples_per_observation"].as_u64()), (Some(20), Some(300)));
+        assert_eq!(
+            (p["observations"].as_u64(), p["samples_per_observation"].as_u64()),
+            (Some(20), Some(300))
+        );
         assert!(p["kl"].as_f64().expect("kl").is_finite() && p["kl_stderr"].as_f64().expect("se") >= 0.0);
         let cov = p["coverage"].as_array().expect("coverage");
         assert_eq!(cov.len(), 2);
@@ -112,34 +120,115 @@ fn a_posterior_trains_evaluates_against_the_exact_one_and_samples() {
             assert!((0.0..=1.0).contains(&x), "{c}");
         }
     }
-    let (ka, kb) = (a["posterior_check"]["kl"].as_f64().unwrap(), b["posterior_check"]["kl"].as_f64().unwrap());
-    assert!(kb < ka, "the KL did not fall with training: {ka} after 1 step, {kb} after 150");
+    let (ka, kb) = (
+        a["posterior_check"]["kl"].as_f64().unwrap(),
+        b["posterior_check"]["kl"].as_f64().unwrap(),
+    );
+    assert!(
+        kb < ka,
+        "the KL did not fall with training: {ka} after 1 step, {kb} after 150"
+    );
     // Text output names the check.
-    let o = run(&["eval", long.to_str().unwrap(), "--data", "sim:gaussian-linear", "--toy-samples", "400", "--observations", "3", "--posterior-samples", "50"]);
+    let o = run(&[
+        "eval",
+        long.to_str().unwrap(),
+        "--data",
+        "sim:gaussian-linear",
+        "--toy-samples",
+        "400",
+        "--observations",
+        "3",
+        "--posterior-samples",
+        "50",
+    ]);
     assert_ok(&o, "eval (text)");
-    assert!(text(&o.stdout).contains("KL(p || q)") && text(&o.stdout).contains("90% HPD"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("KL(p || q)") && text(&o.stdout).contains("90% HPD"),
+        "{}",
+        text(&o.stdout)
+    );
     // A posterior picture with the exact contours, and a .npy of posterior draws.
     let png = tmp.path().join("post.png");
-    let o = run(&["sample", long.to_str().unwrap(), "--context", "0.3,-1.2", "-n", "500", "--out", png.to_str().unwrap()]);
+    let o = run(&[
+        "sample",
+        long.to_str().unwrap(),
+        "--context",
+        "0.3,-1.2",
+        "-n",
+        "500",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
     assert_ok(&o, "sample png");
     assert!(std::fs::metadata(&png).expect("png").len() > 1000);
     let npy = tmp.path().join("post.npy");
-    let o = run(&["sample", long.to_str().unwrap(), "--context=-1.0,0.5", "-n", "50", "--out", npy.to_str().unwrap()]);
+    let o = run(&[
+        "sample",
+        long.to_str().unwrap(),
+        "--context=-1.0,0.5",
+        "-n",
+        "50",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
     assert_ok(&o, "sample npy");
     // Bad contexts for sample.
     let l = long.to_str().unwrap();
     let out = png.to_str().unwrap();
     assert_user_error(&["sample", l, "-n", "5", "--out", out], &["conditional", "--context"]);
-    assert_user_error(&["sample", l, "--context", "1,2,3", "-n", "5", "--out", out], &["3 values", "width 2"]);
-    assert_user_error(&["sample", l, "--context", "NaN,1", "-n", "5", "--out", out], &["value 1", "NaN"]);
+    assert_user_error(
+        &["sample", l, "--context", "1,2,3", "-n", "5", "--out", out],
+        &["3 values", "width 2"],
+    );
+    assert_user_error(
+        &["sample", l, "--context", "NaN,1", "-n", "5", "--out", out],
+        &["value 1", "NaN"],
+    );
     // An unconditional model given a context.
     let moons = tmp.path().join("moons");
-    let o = run(&["train", "--model", "nsf", "--data", "moons", "--steps", "1", "--toy-samples", "50", "--out", moons.to_str().unwrap()]);
+    let o = run(&[
+        "train",
+        "--model",
+        "nsf",
+        "--data",
+        "moons",
+        "--steps",
+        "1",
+        "--toy-samples",
+        "50",
+        "--out",
+        moons.to_str().unwrap(),
+    ]);
     assert_ok(&o, "train moons");
-    assert_user_error(&["sample", moons.to_str().unwrap(), "--context", "1,2", "-n", "5", "--out", out], &["unconditional"]);
+    assert_user_error(
+        &[
+            "sample",
+            moons.to_str().unwrap(),
+            "--context",
+            "1,2",
+            "-n",
+            "5",
+            "--out",
+            out,
+        ],
+        &["unconditional"],
+    );
     // A conditional model evaluated on data without a context, and the reverse.
-    assert_user_error(&["eval", l, "--data", "moons", "--toy-samples", "50"], &["conditional", "width 2", "no context"]);
-    assert_user_error(&["eval", moons.to_str().unwrap(), "--data", "sim:two-moons", "--toy-samples", "50"], &["unconditional", "width 2"]);
+    assert_user_error(
+        &["eval", l, "--data", "moons", "--toy-samples", "50"],
+        &["conditional", "width 2", "no context"],
+    );
+    assert_user_error(
+        &[
+            "eval",
+            moons.to_str().unwrap(),
+            "--data",
+            "sim:two-moons",
+            "--toy-samples",
+            "50",
+        ],
+        &["unconditional", "width 2"],
+    );
 }
 
 #[test]
@@ -154,7 +243,19 @@ fn paired_files_train_conditional_models_and_bad_contexts_are_named() {
     let xs = format!("npy:{}", x.display());
     let cs = format!("npy:{}", c.display());
     let out = tmp.path().join("paired");
-    let o = run(&["train", "--model", "maf", "--data", &xs, "--context", &cs, "--steps", "3", "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "train",
+        "--model",
+        "maf",
+        "--data",
+        &xs,
+        "--context",
+        &cs,
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_ok(&o, "train paired");
     let o = run(&["eval", out.to_str().unwrap(), "--data", &xs, "--context", &cs, "--json"]);
     assert_ok(&o, "eval paired");
@@ -162,11 +263,25 @@ fn paired_files_train_conditional_models_and_bad_contexts_are_named() {
     assert_eq!(v["context_dim"], 3);
     assert!(v["nll"].as_f64().expect("nll").is_finite());
     // The last columns of one file.
-    let joined: Vec<f64> = (0..n).flat_map(|i| [data[2 * i], data[2 * i + 1], ctx[3 * i]]).collect();
+    let joined: Vec<f64> = (0..n)
+        .flat_map(|i| [data[2 * i], data[2 * i + 1], ctx[3 * i]])
+        .collect();
     let j = tmp.path().join("joined.npy");
     write_npy(&j, n, 3, &joined);
     let js = format!("npy:{}", j.display());
-    let o = run(&["train", "--model", "realnvp", "--data", &js, "--context-cols", "1", "--steps", "2", "--out", tmp.path().join("cols").to_str().unwrap()]);
+    let o = run(&[
+        "train",
+        "--model",
+        "realnvp",
+        "--data",
+        &js,
+        "--context-cols",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        tmp.path().join("cols").to_str().unwrap(),
+    ]);
     assert_ok(&o, "train --context-cols");
     // Wrong row count: both counts named.
     let short = tmp.path().join("short.npy");
@@ -174,18 +289,96 @@ fn paired_files_train_conditional_models_and_bad_contexts_are_named() {
     let ss = format!("npy:{}", short.display());
     let o2 = tmp.path().join("o2");
     let o2 = o2.to_str().unwrap();
-    assert_user_error(&["train", "--model", "maf", "--data", &xs, "--context", &ss, "--steps", "1", "--out", o2], &["59 rows", "60 samples"]);
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "maf",
+            "--data",
+            &xs,
+            "--context",
+            &ss,
+            "--steps",
+            "1",
+            "--out",
+            o2,
+        ],
+        &["59 rows", "60 samples"],
+    );
     // NaN in the context: its row named.
     let mut bad = ctx.clone();
     bad[3 * 17 + 2] = f64::NAN;
     let b = tmp.path().join("bad.npy");
     write_npy(&b, n, 3, &bad);
     let bs = format!("npy:{}", b.display());
-    assert_user_error(&["train", "--model", "maf", "--data", &xs, "--context", &bs, "--steps", "1", "--out", o2], &["bad.npy", "17, 2"]);
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "maf",
+            "--data",
+            &xs,
+            "--context",
+            &bs,
+            "--steps",
+            "1",
+            "--out",
+            o2,
+        ],
+        &["bad.npy", "17, 2"],
+    );
     // A family without conditional models; too many context columns; a context for a toy set.
-    assert_user_error(&["train", "--model", "nice", "--data", &xs, "--context", &cs, "--steps", "1", "--out", o2], &["nice", "no conditional models"]);
-    assert_user_error(&["train", "--model", "maf", "--data", &js, "--context-cols", "3", "--steps", "1", "--out", o2], &["--context-cols 3"]);
-    assert_user_error(&["train", "--model", "maf", "--data", "moons", "--context", &cs, "--steps", "1", "--out", o2], &["moons"]);
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "nice",
+            "--data",
+            &xs,
+            "--context",
+            &cs,
+            "--steps",
+            "1",
+            "--out",
+            o2,
+        ],
+        &["nice", "no conditional models"],
+    );
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "maf",
+            "--data",
+            &js,
+            "--context-cols",
+            "3",
+            "--steps",
+            "1",
+            "--out",
+            o2,
+        ],
+        &["--context-cols 3"],
+    );
+    assert_user_error(
+        &[
+            "train",
+            "--model",
+            "maf",
+            "--data",
+            "moons",
+            "--context",
+            &cs,
+            "--steps",
+            "1",
+            "--out",
+            o2,
+        ],
+        &["moons"],
+    );
     // A model of width 3 evaluated with a context of another width.
-    assert_user_error(&["eval", out.to_str().unwrap(), "--data", &js, "--context-cols", "1"], &["width 3", "width 1"]);
+    assert_user_error(
+        &["eval", out.to_str().unwrap(), "--data", &js, "--context-cols", "1"],
+        &["width 3", "width 1"],
+    );
 }

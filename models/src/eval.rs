@@ -45,7 +45,12 @@ pub(crate) fn model_input<T: Real>(ds: &Dataset, idx: &[usize], rng: &mut ChaCha
 /// The context rows `idx` of a conditional data set, in the model's scalar type (`None` without
 /// a context).
 pub(crate) fn model_context<T: Real>(ds: &Dataset, idx: &[usize]) -> Result<Option<Tensor<T>>> {
-    Ok(ds.context.as_ref().map(|c| c.gather_batch(idx)).transpose()?.map(|c| c.cast()))
+    Ok(ds
+        .context
+        .as_ref()
+        .map(|c| c.gather_batch(idx))
+        .transpose()?
+        .map(|c| c.cast()))
 }
 
 /// Checks that a data set's context fits a flow: a context of the flow's width for a

@@ -12,8 +12,8 @@
 //! stored in the checkpoint (`perm`).
 
 use exactflow_kernels::Real;
-use exactflow_layers::coupling::Affine;
 use exactflow_layers::autoregressive::{AffineAutoregressive, Direction};
+use exactflow_layers::coupling::Affine;
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
 use exactflow_layers::nets::{Activation, Made, MadeConfig};

@@ -17,9 +17,9 @@
 
 use exactflow_kernels::Real;
 use exactflow_layers::autoregressive::{Direction, SplineAutoregressive};
+use exactflow_layers::coupling::Inner;
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
-use exactflow_layers::coupling::Inner;
 use exactflow_layers::nets::{Activation, Made, MadeConfig};
 use exactflow_layers::spline_coupling::SplineTransform;
 use exactflow_layers::{Conv1x1Lu, Mask, MaskKind, SplineConfig, SplineCoupling, Stage, Tensor, layer};

@@ -6,12 +6,12 @@
 
 use exactflow_layers::Tensor;
 use exactflow_layers::nets::Activation;
+use exactflow_layers::{MaskKind, SplineConfig};
 use exactflow_models::data::sim::SimKind;
 use exactflow_models::data::{DataSpec, Dataset};
 use exactflow_models::posterior::check_posterior;
 use exactflow_models::train::{Decay, Schedule, Silent, TrainConfig, train};
 use exactflow_models::{Error, ModelConfig, NsfConfig, SplineLayer, evaluate};
-use exactflow_layers::{MaskKind, SplineConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -49,15 +49,34 @@ fn cfg(steps: u64) -> TrainConfig {
 /// coverage is a fraction.
 #[test]
 fn training_on_a_simulator_brings_the_posterior_closer_to_the_exact_one() {
-    let splits = "sim:gaussian-linear".parse::<DataSpec>().expect("spec").load(0, 2000).expect("load");
+    let splits = "sim:gaussian-linear"
+        .parse::<DataSpec>()
+        .expect("spec")
+        .load(0, 2000)
+        .expect("load");
     assert_eq!(splits.train.context_dim(), 2);
     let model = small_nsf(2);
     let mut flow = model.build::<f64>().expect("build");
     let g = SimKind::GaussianLinear.gaussian().expect("gaussian");
-    let xs = splits.test.context.as_ref().expect("context").slice_batch(0..20).expect("rows");
+    let xs = splits
+        .test
+        .context
+        .as_ref()
+        .expect("context")
+        .slice_batch(0..20)
+        .expect("rows");
     let before = check_posterior(&flow, &g, &xs, 400, 7).expect("check");
     let nll0 = evaluate(&flow, &splits.test, 256).expect("eval").nll;
-    train(&mut flow, &model, &cfg(300), &splits.train, Some(&splits.val), &mut Silent, None).expect("train");
+    train(
+        &mut flow,
+        &model,
+        &cfg(300),
+        &splits.train,
+        Some(&splits.val),
+        &mut Silent,
+        None,
+    )
+    .expect("train");
     let after = check_posterior(&flow, &g, &xs, 400, 7).expect("check");
     let nll1 = evaluate(&flow, &splits.test, 256).expect("eval").nll;
     assert!(nll1 < nll0, "conditional NLL {nll0} -> {nll1}");
@@ -77,7 +96,10 @@ fn training_on_a_simulator_brings_the_posterior_closer_to_the_exact_one() {
 fn the_trainer_and_evaluate_name_a_context_that_does_not_fit() {
     let x = Tensor::from_fn(&[50, 2], |k| ((k as f64) * 0.3).sin()).expect("x");
     let plain = Dataset::new("plain", x.clone(), None, None).expect("ds");
-    let with3 = plain.clone().with_context(Tensor::from_fn(&[50, 3], |k| k as f64 / 150.0).expect("c")).expect("ctx");
+    let with3 = plain
+        .clone()
+        .with_context(Tensor::from_fn(&[50, 3], |k| k as f64 / 150.0).expect("c"))
+        .expect("ctx");
     let cond = small_nsf(2);
     let mut flow = cond.build::<f64>().expect("build");
     let msg = |e: Error| e.to_string();
@@ -97,7 +119,9 @@ fn the_trainer_and_evaluate_name_a_context_that_does_not_fit() {
     let e = msg(u.sample(3, 1.0, &mut rng, Some(&c)).expect_err("unconditional"));
     assert!(e.contains("unconditional") && e.contains("[3, 2]"), "{e}");
     // Rows and NaN, at the flow.
-    let e = msg(flow.log_prob(&x.slice_batch(0..4).expect("x"), Some(&c)).expect_err("rows"));
+    let e = msg(flow
+        .log_prob(&x.slice_batch(0..4).expect("x"), Some(&c))
+        .expect_err("rows"));
     assert!(e.contains('4') && e.contains('3'), "{e}");
     let mut nan = Tensor::<f64>::zeros(&[4, 2]).expect("c");
     nan.as_mut_slice()[5] = f64::NAN;
@@ -106,7 +130,9 @@ fn the_trainer_and_evaluate_name_a_context_that_does_not_fit() {
         other => panic!("expected NonFinite naming row 2, got {other:?}"),
     }
     // A conditional model trains on a data set carrying its context.
-    let with2 = plain.with_context(Tensor::from_fn(&[50, 2], |k| k as f64 / 100.0).expect("c")).expect("ctx");
+    let with2 = plain
+        .with_context(Tensor::from_fn(&[50, 2], |k| k as f64 / 100.0).expect("c"))
+        .expect("ctx");
     let report = train(&mut flow, &cond, &cfg(2), &with2, Some(&with2), &mut Silent, None).expect("train");
     assert_eq!(report.steps, 2);
 }

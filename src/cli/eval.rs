@@ -9,12 +9,12 @@ use std::time::Instant;
 use exactflow::layers::Tensor;
 use exactflow::models::checkpoint;
 use exactflow::models::data::{DataSpec, npy};
-use exactflow::models::eval::fitting_batch;
 use exactflow::models::eval::check_context;
+use exactflow::models::eval::fitting_batch;
 use exactflow::models::evaluate;
 use exactflow::models::posterior::check_posterior;
-use exactflow::training::TrainData;
 use exactflow::models::train::TrainState;
+use exactflow::training::TrainData;
 use serde_json::json;
 
 use super::args::EvalArgs;
@@ -83,7 +83,13 @@ pub fn run(a: EvalArgs) -> CliResult<()> {
                 let ctx = ds.context.as_ref().ok_or("the simulator's split has no context")?;
                 let m = a.observations.min(ds.len());
                 let xs = ctx.slice_batch(0..m)?;
-                Some(check_posterior(&loaded.flow, &g, &xs, a.posterior_samples, POSTERIOR_SEED)?)
+                Some(check_posterior(
+                    &loaded.flow,
+                    &g,
+                    &xs,
+                    a.posterior_samples,
+                    POSTERIOR_SEED,
+                )?)
             }
             None => None,
         },

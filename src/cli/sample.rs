@@ -132,10 +132,9 @@ fn context_row(a: &SampleArgs, width: usize) -> CliResult<Option<Vec<f64>>> {
             c.len()
         )
         .into()),
-        (None, w) => Err(format!(
-            "the model is conditional: give its context with --context c_1,...,c_{w} ({w} values)"
-        )
-        .into()),
+        (None, w) => {
+            Err(format!("the model is conditional: give its context with --context c_1,...,c_{w} ({w} values)").into())
+        }
         (Some(c), w) if c.len() != w => Err(format!(
             "--context has {} values, but the model's context has width {w}",
             c.len()

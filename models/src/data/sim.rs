@@ -65,11 +65,7 @@ impl SimKind {
     /// The exact posterior's model, for the linear-Gaussian tasks.
     pub fn gaussian(self) -> Option<GaussianLinear> {
         match self {
-            SimKind::GaussianLinear => Some(GaussianLinear::new(
-                2,
-                vec![1.0, 0.5, -0.3, 0.8],
-                0.3,
-            )),
+            SimKind::GaussianLinear => Some(GaussianLinear::new(2, vec![1.0, 0.5, -0.3, 0.8], 0.3)),
             SimKind::GaussianLinear10 => {
                 let d = 10;
                 let a = (0..d * d)
@@ -220,7 +216,9 @@ impl GaussianLinear {
     /// `A theta`.
     pub fn mean_x(&self, theta: &[f64]) -> Vec<f64> {
         let d = self.dim;
-        (0..d).map(|i| (0..d).map(|j| self.a[i * d + j] * theta[j]).sum()).collect()
+        (0..d)
+            .map(|i| (0..d).map(|j| self.a[i * d + j] * theta[j]).sum())
+            .collect()
     }
 
     /// The exact posterior `p(theta | x) = N(mu, S)`: `P = I + A^T A / sigma^2`, `S = P^-1`,
@@ -373,7 +371,11 @@ mod tests {
         for i in 0..2 {
             let m = draws.iter().map(|t| t[i]).sum::<f64>() / n as f64;
             let sd = post.cov[i * 2 + i].sqrt();
-            assert!((m - post.mean[i]).abs() < 5.0 * sd / (n as f64).sqrt(), "{m} vs {}", post.mean[i]);
+            assert!(
+                (m - post.mean[i]).abs() < 5.0 * sd / (n as f64).sqrt(),
+                "{m} vs {}",
+                post.mean[i]
+            );
         }
         // The squared Mahalanobis distance of a 2-D Gaussian is chi^2_2: P(r^2 <= 1) = 1 - e^-1/2.
         let inside = draws.iter().filter(|t| post.mahalanobis2(t) <= 1.0).count() as f64 / n as f64;

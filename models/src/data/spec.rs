@@ -7,8 +7,8 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 use super::random::derive_seed;
-use super::split::{Splits, split_train_val, split_train_val_test};
 use super::sim::SimKind;
+use super::split::{Splits, split_train_val, split_train_val_test};
 use super::{cifar10, csv, digits, mnist, npy, toy};
 
 /// Every accepted spelling, for error messages.

@@ -225,7 +225,12 @@ pub fn check_flow_f32(flow32: &Flow<f32>, flow64: &Flow<f64>, x: &Tensor<f64>) -
 }
 
 /// `sum_i w_i log p(x_i | c_i)` in training mode.
-fn conditional_loss(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<f64>, w: &[f64]) -> exactflow_kernels::Result<f64> {
+fn conditional_loss(
+    flow: &mut Flow<f64>,
+    x: &Tensor<f64>,
+    c: &Tensor<f64>,
+    w: &[f64],
+) -> exactflow_kernels::Result<f64> {
     let (log_p, _) = flow
         .forward_train(x, Some(c), TrainMode::Cached)
         .map_err(|e| exactflow_kernels::Error::invalid("flow", "forward_train", e.to_string()))?;
@@ -241,7 +246,12 @@ fn conditional_loss(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<f64>, w: &
 ///   `ROUNDTRIP_F64` (relative);
 /// - a missing context, a context with another number of rows or another width, and a context
 ///   holding NaN are errors, the NaN one naming its row.
-pub fn check_conditional_flow(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<f64>, w: &[f64]) -> Result<(), TestCaseError> {
+pub fn check_conditional_flow(
+    flow: &mut Flow<f64>,
+    x: &Tensor<f64>,
+    c: &Tensor<f64>,
+    w: &[f64],
+) -> Result<(), TestCaseError> {
     let n = x.batch();
     let w = &w[..n];
     let latent = flow.encode(x, Some(c)).map_err(flow_fail("encode"))?;
@@ -252,7 +262,9 @@ pub fn check_conditional_flow(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<
     let mut grads = Vec::new();
     for mode in [TrainMode::Cached, TrainMode::MemoryEfficient] {
         flow.zero_grad();
-        let (_, cache) = flow.forward_train(x, Some(c), mode).map_err(flow_fail("forward_train"))?;
+        let (_, cache) = flow
+            .forward_train(x, Some(c), mode)
+            .map_err(flow_fail("forward_train"))?;
         grads.push(flow.backward(cache, w).map_err(flow_fail("backward"))?);
     }
     let me = grads.pop().expect("two modes");
@@ -262,7 +274,9 @@ pub fn check_conditional_flow(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<
     // The memory-efficient pass left the same parameter gradients; recompute the cached ones
     // so that the comparison below reads the cached pass's.
     flow.zero_grad();
-    let (_, cache) = flow.forward_train(x, Some(c), TrainMode::Cached).map_err(flow_fail("forward_train"))?;
+    let (_, cache) = flow
+        .forward_train(x, Some(c), TrainMode::Cached)
+        .map_err(flow_fail("forward_train"))?;
     let cached = flow.backward(cache, w).map_err(flow_fail("backward"))?;
     let rep = compare_with_fd(flow, x, Some(c), &cached, GRAD_STEP, 64, |f, x, cp| {
         conditional_loss(f, x, cp.unwrap_or(c), w)
@@ -283,16 +297,27 @@ pub fn check_conditional_flow(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<
 
     // Bad contexts.
     let cw = c.sample_len();
-    prop_assert!(flow.log_prob(x, None).is_err(), "a conditional flow scored without a context");
+    prop_assert!(
+        flow.log_prob(x, None).is_err(),
+        "a conditional flow scored without a context"
+    );
     let rows = Tensor::<f64>::zeros(&[n + 1, cw]).expect("shape");
-    let msg = flow.log_prob(x, Some(&rows)).err().map(|e| e.to_string()).unwrap_or_default();
+    let msg = flow
+        .log_prob(x, Some(&rows))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     prop_assert!(
         msg.contains(&n.to_string()) && msg.contains(&(n + 1).to_string()),
         "a context of {} rows for {n} samples: {msg:?}",
         n + 1
     );
     let wide = Tensor::<f64>::zeros(&[n, cw + 1]).expect("shape");
-    let msg = flow.log_prob(x, Some(&wide)).err().map(|e| e.to_string()).unwrap_or_default();
+    let msg = flow
+        .log_prob(x, Some(&wide))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     prop_assert!(
         msg.contains(&cw.to_string()) && msg.contains(&(cw + 1).to_string()),
         "a context of width {} for width {cw}: {msg:?}",
@@ -309,6 +334,14 @@ pub fn check_conditional_flow(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<
         ),
         "NaN in context row {row}: {err:?}"
     );
-    prop_assert!(flow.sample(2, 1.0, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0), None).is_err());
+    prop_assert!(
+        flow.sample(
+            2,
+            1.0,
+            &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+            None
+        )
+        .is_err()
+    );
     Ok(())
 }
