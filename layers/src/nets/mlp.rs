@@ -73,7 +73,9 @@ impl<T: Real> Mlp<T> {
             ));
         }
         // The context's columns follow the input's in the first layer.
-        widths[0] += context_dim;
+        widths[0] = inp.checked_add(context_dim).ok_or_else(|| {
+            Error::invalid("Mlp::new", "context_dim", format!("{inp} + {context_dim} inputs overflow"))
+        })?;
         let last = widths.len() - 2;
         let layers = widths
             .windows(2)
