@@ -74,7 +74,11 @@ impl<T: Real> Mlp<T> {
         }
         // The context's columns follow the input's in the first layer.
         widths[0] = inp.checked_add(context_dim).ok_or_else(|| {
-            Error::invalid("Mlp::new", "context_dim", format!("{inp} + {context_dim} inputs overflow"))
+            Error::invalid(
+                "Mlp::new",
+                "context_dim",
+                format!("{inp} + {context_dim} inputs overflow"),
+            )
         })?;
         let last = widths.len() - 2;
         let layers = widths
