@@ -348,6 +348,17 @@ pub fn scatter(points: &Tensor<f64>, bounds: Bounds, size: usize, color: Rgb) ->
     canvas
 }
 
+/// Draws the polyline through `points` (plane coordinates, over `bounds`) on a `size` x `size`
+/// canvas such as [`scatter`]'s, 1.5 pixels wide.
+pub fn polyline(canvas: &mut Canvas, points: &[[f64; 2]], bounds: Bounds, color: Rgb) {
+    let size = canvas.width();
+    for w in points.windows(2) {
+        let a = bounds.to_pixel(w[0][0], w[0][1], size);
+        let b = bounds.to_pixel(w[1][0], w[1][1], size);
+        canvas.line(a, b, 1.5, color);
+    }
+}
+
 /// The 2-D summary picture: the learned density (left) beside a scatter of model samples (right,
 /// blue) over the data (grey), on the same axes.
 ///

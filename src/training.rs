@@ -205,7 +205,19 @@ pub struct TrainData {
     /// spec as given, or the data set's name.
     pub label: String,
     source: Source,
-    context: Option<Tensor<f64>>,
+    context: Option<Pairing>,
+}
+
+/// Where the context of a conditional model comes from, besides a simulator (which brings its
+/// own).
+#[derive(Clone, Debug, PartialEq)]
+enum Pairing {
+    /// A `[N, C]` array, one row per sample.
+    Rows(Tensor<f64>),
+    /// The last K columns of the samples.
+    Columns(usize),
+    /// A file (`npy:PATH` or `csv:PATH`) of `[N, C]`, one row per sample.
+    File(DataSpec),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -236,47 +248,100 @@ impl TrainData {
         }
     }
 
-    /// The samples with the conditioning input of a conditional flow, `[N, C]`: one row per
-    /// sample. [`TrainingRun::prepare`] refuses it for an unconditional model.
+    /// The samples with the conditioning input of a conditional flow, `[N, C]`: row i is the
+    /// context of sample i. The model is then built conditional on a context of width C (a
+    /// family without conditional models refuses it in [`TrainingRun::prepare`]).
     ///
     /// # Errors
-    /// [`Error::Config`] for a named data set (its context would come from the source) or a
-    /// context whose shape is not `[N, C]` for the N samples.
+    /// [`Error::Config`] for a data set that cannot take one (a toy distribution, the digits,
+    /// MNIST, CIFAR-10; a simulator brings its own); for samples in memory, a context that is not
+    /// `[N, C]` for the N samples (the error names both counts) or holds NaN or an infinity (the
+    /// error names its row). A `csv:`/`npy:` file's row count is checked when it is read.
     pub fn with_context(self, context: Tensor<f64>) -> Result<Self> {
-        let Source::Samples(ds) = &self.source else {
+        self.paired(Pairing::Rows(context))
+    }
+
+    /// The samples with their last `k` columns taken as the context (`--context-cols K`).
+    ///
+    /// # Errors
+    /// As [`TrainData::with_context`]; `k = 0`. Whether the samples have more than `k` columns
+    /// is checked when they are read.
+    pub fn with_context_columns(self, k: usize) -> Result<Self> {
+        if k == 0 {
+            return Err(Error::Config("--context-cols needs K >= 1 columns".into()));
+        }
+        self.paired(Pairing::Columns(k))
+    }
+
+    /// The samples paired with a context read from a `npy:PATH` or `csv:PATH` file of the same
+    /// row count (`--context npy:PATH`).
+    ///
+    /// # Errors
+    /// As [`TrainData::with_context`]; a spec other than `npy:` or `csv:`.
+    pub fn with_context_file(self, spec: &str) -> Result<Self> {
+        let spec: DataSpec = spec.parse()?;
+        if !matches!(spec, DataSpec::Npy(_) | DataSpec::Csv(_)) {
             return Err(Error::Config(format!(
-                "a context goes with samples in memory, not with the named data set {}",
-                self.label
-            )));
-        };
-        if context.rank() != 2 || context.batch() != ds.len() {
-            return Err(Error::Config(format!(
-                "the context must have shape [N, C] with one row for each of the {} samples, found {:?}",
-                ds.len(),
-                context.shape()
+                "a context file is npy:PATH or csv:PATH, found {spec}"
             )));
         }
+        self.paired(Pairing::File(spec))
+    }
+
+    fn paired(self, pairing: Pairing) -> Result<Self> {
+        match &self.source {
+            Source::Spec(DataSpec::Csv(_) | DataSpec::Npy(_)) => {}
+            Source::Samples(ds) => {
+                // Checked now, so that a bad context is named before anything else runs.
+                pair(ds.clone(), &pairing)?;
+            }
+            Source::Spec(DataSpec::Sim(_)) => {
+                return Err(Error::Config(format!(
+                    "the simulator {} brings its own context (x); do not give another",
+                    self.label
+                )));
+            }
+            Source::Spec(_) => {
+                return Err(Error::Config(format!(
+                    "a context goes with samples in memory or a csv:/npy: file, not with the named data set {}",
+                    self.label
+                )));
+            }
+        }
         Ok(TrainData {
-            context: Some(context),
+            context: Some(pairing),
             ..self
         })
     }
 
     /// The train / validation / test splits for `seed` ([`DataSpec::load`] for a spec;
-    /// [`split_train_val_test`] with [`FILE_HOLDOUT`] for samples, as for a file).
+    /// [`split_train_val_test`] with [`FILE_HOLDOUT`] for samples, as for a file). A context
+    /// is paired with the samples before the split, so every split keeps its rows.
     ///
     /// # Errors
-    /// As [`DataSpec::load`] and [`split_train_val_test`].
+    /// As [`DataSpec::load`] and [`split_train_val_test`]; a context that does not pair with
+    /// the samples (its row count, its NaN, too few columns for `--context-cols`).
     pub fn splits(&self, seed: u64, toy_samples: usize) -> Result<Splits> {
-        match &self.source {
-            Source::Spec(spec) => spec.load(seed, toy_samples),
-            Source::Samples(ds) => split_train_val_test(ds, FILE_HOLDOUT, FILE_HOLDOUT, seed),
-        }
+        let whole = match (&self.source, &self.context) {
+            (Source::Spec(spec), None) => return spec.load(seed, toy_samples),
+            (Source::Spec(DataSpec::Csv(p)), Some(_)) => exactflow_models::data::csv::read(p)?,
+            (Source::Spec(DataSpec::Npy(p)), Some(_)) => exactflow_models::data::npy::read(p)?,
+            (Source::Spec(spec), Some(_)) => {
+                return Err(Error::Config(format!("{spec} cannot be paired with a context")));
+            }
+            (Source::Samples(ds), _) => ds.clone(),
+        };
+        let whole = match &self.context {
+            Some(p) => pair(whole, p)?,
+            None => whole,
+        };
+        split_train_val_test(&whole, FILE_HOLDOUT, FILE_HOLDOUT, seed)
     }
 
-    /// Whether the data are a toy distribution (which trains [`TOY_STEPS`] steps by default).
+    /// Whether the data are a toy distribution or a simulator (which train [`TOY_STEPS`] steps
+    /// by default).
     pub fn is_toy(&self) -> bool {
-        matches!(self.source, Source::Spec(DataSpec::Toy(_)))
+        matches!(self.source, Source::Spec(DataSpec::Toy(_) | DataSpec::Sim(_)))
     }
 
     /// The preset the data train with when none is given.
@@ -286,6 +351,67 @@ impl TrainData {
             Source::Spec(DataSpec::Mnist(_)) => "mnist",
             Source::Spec(DataSpec::Cifar10(_)) => "cifar10",
             _ => "toy",
+        }
+    }
+}
+
+/// The samples `ds` with their context attached as `pairing` says.
+fn pair(ds: Dataset, pairing: &Pairing) -> Result<Dataset> {
+    match pairing {
+        Pairing::Rows(c) => ds.with_context(c.clone()),
+        Pairing::File(spec) => {
+            let read = match spec {
+                DataSpec::Npy(p) => exactflow_models::data::npy::read(p),
+                DataSpec::Csv(p) => exactflow_models::data::csv::read(p),
+                other => {
+                    return Err(Error::Config(format!(
+                        "a context file is npy:PATH or csv:PATH, found {other}"
+                    )));
+                }
+            };
+            // A NaN (or another numerical refusal) is named as the context's, not the data's.
+            let c = read.map_err(|e| match e {
+                Error::Numerical(n) => Error::Config(format!("the context file {spec}: {n}")),
+                other => other,
+            })?;
+            if c.is_image() {
+                return Err(Error::Config(format!(
+                    "the context file {spec} holds images {:?}; a context is [N, C]",
+                    c.data.shape()
+                )));
+            }
+            if c.len() != ds.len() {
+                return Err(Error::Config(format!(
+                    "the context file {spec} has {} rows, but the data {} have {} samples: they must pair row for row",
+                    c.len(),
+                    ds.name,
+                    ds.len()
+                )));
+            }
+            ds.with_context(c.data)
+        }
+        Pairing::Columns(k) => {
+            let d = ds.dim();
+            if ds.is_image() || *k >= d {
+                return Err(Error::Config(format!(
+                    "--context-cols {k} needs vector data with more than {k} columns, but {} has samples of shape {:?}",
+                    ds.name,
+                    ds.sample_shape()
+                )));
+            }
+            let n = ds.len();
+            let (mut x, mut c) = (Vec::with_capacity(n * (d - k)), Vec::with_capacity(n * k));
+            for row in ds.data.as_slice().chunks_exact(d) {
+                x.extend_from_slice(&row[..d - k]);
+                c.extend_from_slice(&row[d - k..]);
+            }
+            Dataset::new(
+                ds.name.clone(),
+                Tensor::new(&[n, d - k], x)?,
+                ds.levels,
+                ds.labels.clone(),
+            )?
+            .with_context(Tensor::new(&[n, *k], c)?)
         }
     }
 }
@@ -378,7 +504,9 @@ impl TrainingRun {
                 }
             },
             _ => {
-                let config = ModelConfig::preset(family, &preset, &shape, options.seed)?;
+                let mut config = ModelConfig::preset(family, &preset, &shape, options.seed)?;
+                // A context in the data makes the model conditional on it.
+                config.set_context_dim(splits.train.context_dim())?;
                 match options.precision {
                     Precision::F32 => {
                         let flow = config.build::<f32>()?;
@@ -391,22 +519,26 @@ impl TrainingRun {
                 }
             }
         };
-        if let Some(c) = &data.context {
-            // The trainer feeds no context yet: a conditional family brings that with it.
-            return Err(if flow.context_dim() == 0 {
-                Error::invalid(
-                    "train",
-                    "context",
-                    format!(
-                        "the {family} model is unconditional, but a context of shape {:?} was given",
-                        c.shape()
-                    ),
-                )
+        if flow.context_dim() != splits.train.context_dim() {
+            let from = if options.resume {
+                "the resumed model"
             } else {
-                Error::Config(format!(
-                    "the {family} model is conditional, and this trainer cannot feed a context"
-                ))
-            });
+                "the model"
+            };
+            return Err(Error::Config(match (flow.context_dim(), splits.train.context_dim()) {
+                (0, c) => format!(
+                    "{from} ({family}) is unconditional, but {} carry a context of width {c}",
+                    data.label
+                ),
+                (m, 0) => format!(
+                    "{from} ({family}) is conditional on a context of width {m}, but {} have none",
+                    data.label
+                ),
+                (m, c) => format!(
+                    "{from} ({family}) takes a context of width {m}, but {} carry one of width {c}",
+                    data.label
+                ),
+            }));
         }
         if flow.data_shape() != shape.as_slice() {
             let from = ckpt
@@ -684,6 +816,10 @@ pub fn write_pictures(out: &Path, flow: &Flow<f64>, train: &Dataset, seed: u64) 
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PICTURE_SEED_TAG);
     let mut written = Vec::new();
+    if flow.context_dim() > 0 {
+        // A posterior is drawn for one context at a time: `exactflow sample RUN --context ...`.
+        return Ok(written);
+    }
     if flow.data_shape() == [2] {
         let samples = flow.sample(2000, 1.0, &mut rng, None)?;
         let shown = train.subset(&(0..train.len().min(2000)).collect::<Vec<_>>())?;
@@ -895,20 +1031,50 @@ mod tests {
     }
 
     #[test]
-    fn a_context_is_refused_for_named_data_wrong_rows_and_unconditional_models() {
+    fn a_context_trains_a_conditional_model_and_bad_ones_are_named() {
         let x = Tensor::from_fn(&[40, 2], |k| k as f64 / 80.0).expect("tensor");
         let data = TrainData::samples(Dataset::new("array", x, None, None).expect("dataset"));
-        let rows = |n: usize| Tensor::<f64>::zeros(&[n, 3]).expect("tensor");
+        let rows = |n: usize| Tensor::<f64>::from_fn(&[n, 3], |k| (k as f64 * 0.3).sin()).expect("tensor");
         assert!(TrainData::parse("moons").expect("spec").with_context(rows(40)).is_err());
-        assert!(data.clone().with_context(rows(39)).is_err());
-        let with = data.with_context(rows(40)).expect("context");
-        let mut o = TrainOptions::new("realnvp");
-        o.steps = Some(1);
-        let e = TrainingRun::prepare(&o, &with).err().expect("an unconditional model");
-        assert!(matches!(e, Error::Numerical(_)), "{e:?}");
         assert!(
-            e.to_string().contains("unconditional") && e.to_string().contains("[40, 3]"),
-            "{e}"
+            TrainData::parse("sim:two-moons")
+                .expect("spec")
+                .with_context(rows(40))
+                .is_err()
         );
+        let e = data
+            .clone()
+            .with_context(rows(39))
+            .expect_err("39 rows for 40 samples")
+            .to_string();
+        assert!(e.contains("39") && e.contains("40"), "{e}");
+        let mut nan = rows(40);
+        nan.as_mut_slice()[3 * 7 + 1] = f64::NAN;
+        let e = data.clone().with_context(nan).expect_err("NaN").to_string();
+        assert!(e.contains("(7, 1)") || e.contains("row 7"), "{e}");
+        let with = data.clone().with_context(rows(40)).expect("context");
+        // NICE has no conditional model.
+        let mut o = TrainOptions::new("nice");
+        o.steps = Some(1);
+        let e = TrainingRun::prepare(&o, &with).err().expect("no conditional NICE");
+        assert!(e.to_string().contains("conditional"), "{e}");
+        // RealNVP, MAF and NSF train conditional on it, and are evaluated with it.
+        for family in ["realnvp", "maf", "nsf"] {
+            let mut o = TrainOptions::new(family);
+            o.steps = Some(2);
+            let mut run = TrainingRun::prepare(&o, &with).expect("prepare");
+            assert_eq!(run.flow.context_dim(), 3);
+            assert_eq!(run.config.context_dim(), 3);
+            let report = run.train(&mut Silent).expect("train");
+            let results = run.finish(&report).expect("finish");
+            assert!(results.test.nll.is_finite());
+        }
+        // The last columns as the context.
+        let x = Tensor::from_fn(&[40, 4], |k| (k as f64 * 0.1).cos()).expect("tensor");
+        let cols = TrainData::samples(Dataset::new("array", x, None, None).expect("dataset"));
+        assert!(cols.clone().with_context_columns(4).is_err());
+        let run = TrainingRun::prepare(&TrainOptions::new("nsf"), &cols.with_context_columns(1).expect("cols"))
+            .expect("prepare");
+        assert_eq!((run.flow.data_shape(), run.flow.context_dim()), (&[3usize][..], 1));
     }
 }

@@ -478,9 +478,25 @@ impl<T: Real> AffineCoupling<T> {
     /// # Errors
     /// As [`Coupling::new`].
     pub fn with_mlp(dim: usize, mask: Mask, mlp: &MlpConfig, rng: &mut impl Rng) -> Result<Self> {
+        Self::with_conditional_mlp(dim, mask, 0, mlp, rng)
+    }
+
+    /// A conditional affine coupling: the MLP reads `[x_A, c]` with a context `c` of
+    /// `context_dim` features (see [`Mlp::conditional`]); `context_dim = 0` is
+    /// [`AffineCoupling::with_mlp`].
+    ///
+    /// # Errors
+    /// As [`Coupling::new`].
+    pub fn with_conditional_mlp(
+        dim: usize,
+        mask: Mask,
+        context_dim: usize,
+        mlp: &MlpConfig,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let p = mask.partition(&[dim], 2)?;
         let d = p.b_idx.len();
-        let net = Mlp::new(mlp, p.a_idx.len(), 2 * d, rng)?;
+        let net = Mlp::conditional(mlp, p.a_idx.len(), context_dim, 2 * d, rng)?;
         Coupling::new(&[dim], mask, Box::new(net), Affine::new(d)?)
     }
 }

@@ -146,9 +146,26 @@ impl<T: Real> SplineCoupling<T> {
     /// # Errors
     /// As [`Coupling::new`]; an invalid spline configuration.
     pub fn with_mlp(dim: usize, mask: Mask, spline: SplineConfig, mlp: &MlpConfig, rng: &mut impl Rng) -> Result<Self> {
+        Self::with_conditional_mlp(dim, mask, 0, spline, mlp, rng)
+    }
+
+    /// A conditional spline coupling: the MLP reads `[x_A, c]` with a context `c` of
+    /// `context_dim` features (see [`Mlp::conditional`]); `context_dim = 0` is
+    /// [`SplineCoupling::with_mlp`].
+    ///
+    /// # Errors
+    /// As [`SplineCoupling::with_mlp`].
+    pub fn with_conditional_mlp(
+        dim: usize,
+        mask: Mask,
+        context_dim: usize,
+        spline: SplineConfig,
+        mlp: &MlpConfig,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let inner = SplineTransform::new(spline)?;
         let p = mask.partition(&[dim], inner.parts())?;
-        let net = Mlp::new(mlp, p.a_idx.len(), inner.parts() * p.b_idx.len(), rng)?;
+        let net = Mlp::conditional(mlp, p.a_idx.len(), context_dim, inner.parts() * p.b_idx.len(), rng)?;
         Coupling::new(&[dim], mask, Box::new(net), inner)
     }
 }

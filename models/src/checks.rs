@@ -154,6 +154,13 @@ pub(crate) mod count {
         add(body, mul(blocks as u64, mul(2, add(mul(last, last)?, last)?)?)?)
     }
 
+    /// The unmasked context weight `[H_0, C]` of a conditional MADE (`H_0` the first hidden
+    /// width, or the output width `out` without hidden layers); 0 for `C = 0`.
+    pub(crate) fn made_context(hidden: &[usize], out: u64, c: usize) -> Option<u64> {
+        let first = hidden.first().map_or(out, |&h| h as u64);
+        mul(first, c as u64)
+    }
+
     /// Weight and bias of a `k x k` convolution from `inp` to `out` channels.
     pub(crate) fn conv(inp: u64, out: u64, k: u64) -> Option<u64> {
         add(mul(mul(out, inp)?, k * k)?, out)

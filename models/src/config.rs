@@ -71,6 +71,38 @@ impl ModelConfig {
         }
     }
 
+    /// The width C of the context of a conditional model `p(x | c)` (0: unconditional; NICE
+    /// and the image models are always unconditional).
+    pub fn context_dim(&self) -> usize {
+        match self {
+            ModelConfig::RealNvp(c) => c.context_dim,
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_dim,
+            ModelConfig::Nsf(c) => c.context_dim,
+            ModelConfig::Nice(_) | ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_) => 0,
+        }
+    }
+
+    /// Sets the context width of a conditional model.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a nonzero width on a family without conditional models (NICE, the
+    /// image models).
+    pub fn set_context_dim(&mut self, context_dim: usize) -> Result<()> {
+        match self {
+            ModelConfig::RealNvp(c) => c.context_dim = context_dim,
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_dim = context_dim,
+            ModelConfig::Nsf(c) => c.context_dim = context_dim,
+            _ if context_dim == 0 => {}
+            other => {
+                return Err(Error::Config(format!(
+                    "{}: this family has no conditional models (a context of width {context_dim} was asked for); use realnvp, maf, iaf or nsf",
+                    other.family()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The sample shape of the data the model expects: `[D]` or `[C, H, W]`.
     pub fn data_shape(&self) -> Vec<usize> {
         match self {
@@ -185,6 +217,7 @@ impl ModelConfig {
     /// | nsf | `coupling` (or `toy`) | 8 x (LU linear, spline coupling), MLP 2 x 128, 8 bins, tail bound 3 |
     /// | nsf | `autoregressive` | 8 x (LU linear, autoregressive spline), MADE 2 x 128, 8 bins, tail bound 3 |
     /// | nsf | `digits` | 6 x (LU linear, spline coupling), MLP 2 x 256, 8 bins, tail bound 3, odd/even, logit 0.05 |
+    /// | nsf | `sbi` | 5 x (LU linear, spline coupling), MLP 2 x 50, 10 bins, tail bound 3 (sbi's default size) |
     /// | nsf | `digits-autoregressive` | 4 x (LU linear, autoregressive spline), MADE 2 x 256, 8 bins, tail bound 3, logit 0.05 |
     ///
     /// Every Glow preset uses affine couplings and LU 1x1 convolutions. The realnvp image

@@ -42,6 +42,40 @@ pub(crate) fn model_input<T: Real>(ds: &Dataset, idx: &[usize], rng: &mut ChaCha
     Ok(x.cast())
 }
 
+/// The context rows `idx` of a conditional data set, in the model's scalar type (`None` without
+/// a context).
+pub(crate) fn model_context<T: Real>(ds: &Dataset, idx: &[usize]) -> Result<Option<Tensor<T>>> {
+    Ok(ds
+        .context
+        .as_ref()
+        .map(|c| c.gather_batch(idx))
+        .transpose()?
+        .map(|c| c.cast()))
+}
+
+/// Checks that a data set's context fits a flow: a context of the flow's width for a
+/// conditional flow, none for an unconditional one.
+///
+/// # Errors
+/// [`crate::Error::Config`] naming both widths.
+pub fn check_context<T: Real>(flow: &Flow<T>, ds: &Dataset) -> Result<()> {
+    match (flow.context_dim(), ds.context_dim()) {
+        (a, b) if a == b => Ok(()),
+        (0, b) => Err(crate::Error::Config(format!(
+            "the model is unconditional, but the data {} carry a context of width {b}",
+            ds.name
+        ))),
+        (a, 0) => Err(crate::Error::Config(format!(
+            "the model is conditional on a context of width {a}, but the data {} have no context",
+            ds.name
+        ))),
+        (a, b) => Err(crate::Error::Config(format!(
+            "the model's context has width {a}, the data {}'s has width {b}",
+            ds.name
+        ))),
+    }
+}
+
 /// `log p` of the model input turned into the data's log-likelihood (subtracting `D ln K` for
 /// discrete data).
 pub(crate) fn data_log_likelihood(log_p: f64, dim: usize, levels: Option<u32>) -> f64 {
@@ -69,16 +103,18 @@ pub fn fitting_batch<T: Real>(flow: &Flow<T>, want: usize) -> usize {
         .max(1)
 }
 
-/// Mean NLL (and bits/dim for discrete data) of `ds` under `flow`, in batches of `batch`.
+/// Mean NLL (and bits/dim for discrete data) of `ds` under `flow`, in batches of `batch`; for a
+/// conditional flow, the conditional NLL `-log p(x_i | c_i)` with the data set's context.
 ///
 /// # Errors
-/// Data of the wrong shape; non-finite outputs; [`crate::Error::TooLarge`] when a batch's
+/// Data of the wrong shape; a context that does not fit the flow ([`check_context`]); non-finite outputs; [`crate::Error::TooLarge`] when a batch's
 /// activations (at least input, output and one tensor per stage) need more memory than this
 /// machine has (see [`fitting_batch`]).
 pub fn evaluate<T: Real>(flow: &Flow<T>, ds: &Dataset, batch: usize) -> Result<Evaluation> {
     let n = ds.data.batch();
     let dim = ds.data.sample_len();
     let rows = batch.max(1).min(n.max(1));
+    check_context(flow, ds)?;
     crate::memory::check(
         || format!("evaluating batches of {rows} samples of shape {:?}", ds.sample_shape()),
         activation_bytes(flow, rows),
@@ -88,7 +124,8 @@ pub fn evaluate<T: Real>(flow: &Flow<T>, ds: &Dataset, batch: usize) -> Result<E
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = model_input::<T>(ds, chunk, &mut rng)?;
-        for lp in flow.log_prob(&x, None)? {
+        let c = model_context::<T>(ds, chunk)?;
+        for lp in flow.log_prob(&x, c.as_ref())? {
             ll.push(data_log_likelihood(lp.as_f64(), dim, ds.levels));
         }
     }

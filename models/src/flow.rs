@@ -221,6 +221,14 @@ impl<T: Real> Flow<T> {
         })
     }
 
+    /// The same flow as a conditional flow `p(x | c)` with a context of width `context_dim`
+    /// (0: unconditional): every pass then needs a context `[N, context_dim]`. The stages must
+    /// read it (a conditional conditioner); this only sets what the flow checks.
+    pub fn with_context_dim(mut self, context_dim: usize) -> Self {
+        self.context_dim = context_dim;
+        self
+    }
+
     /// The sample shape of the data.
     pub fn data_shape(&self) -> &[usize] {
         &self.data_shape

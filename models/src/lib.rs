@@ -27,6 +27,7 @@ pub mod memory;
 pub mod multiscale;
 pub mod nice;
 pub mod nsf;
+pub mod posterior;
 pub mod precision;
 pub mod realnvp;
 pub mod train;

@@ -13,9 +13,10 @@
 
 use exactflow_kernels::Real;
 use exactflow_layers::autoregressive::{AffineAutoregressive, Direction};
+use exactflow_layers::coupling::Affine;
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
-use exactflow_layers::nets::{Activation, MadeConfig};
+use exactflow_layers::nets::{Activation, Made, MadeConfig};
 use exactflow_layers::{Permutation, Stage, layer};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,6 +65,10 @@ pub struct MafConfig {
     pub logit_alpha: Option<f64>,
     /// Seed of the parameter initialization and of the random permutations.
     pub seed: u64,
+    /// Width C of the context `c` of a conditional flow `p(x | c)` (0: unconditional). Each MADE
+    /// reads it through `net.context.weight` (see FORMAT.md, "Conditional flows").
+    #[serde(default)]
+    pub context_dim: usize,
 }
 
 /// Checks an autoregressive configuration without building it.
@@ -103,7 +108,9 @@ pub fn validate(model: &str, c: &MafConfig) -> Result<()> {
 /// and the `[D]` `scale`. Permutations are integer state and not counted.
 pub fn parameter_count(c: &MafConfig) -> Option<u64> {
     let d = c.dim as u64;
-    let per_layer = count::add(count::made(d, &c.hidden, c.residual_blocks, 2)?, d)?;
+    let made = count::made(d, &c.hidden, c.residual_blocks, 2)?;
+    let context = count::made_context(&c.hidden, count::mul(2, d)?, c.context_dim)?;
+    let per_layer = count::add(count::add(made, context)?, d)?;
     count::mul(c.layers as u64, per_layer)
 }
 
@@ -148,11 +155,14 @@ pub(crate) fn build_with<T: Real>(model: &str, c: &MafConfig, direction: Directi
         if let Some(p) = permutation_stage(c.permutation, k, c.dim, &mut rng)? {
             stages.push(p);
         }
-        stages.push(layer(AffineAutoregressive::<T>::affine(
-            c.dim, &made, direction, &mut rng,
+        let net = Made::new(&made, c.dim, 2, c.context_dim, &mut rng)?;
+        stages.push(layer(AffineAutoregressive::<T>::new(
+            net,
+            Affine::new(c.dim)?,
+            direction,
         )?));
     }
-    Flow::new(stages, Box::new(StandardNormal), &[c.dim])
+    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
 }
 
 /// Builds a MAF from its config.
@@ -192,5 +202,6 @@ pub fn preset(family: &str, preset: &str, dim: usize, seed: u64) -> Result<MafCo
         permutation: ArPermutation::Alternate,
         logit_alpha,
         seed,
+        context_dim: 0,
     })
 }

@@ -17,9 +17,11 @@
 
 use exactflow_kernels::Real;
 use exactflow_layers::autoregressive::{Direction, SplineAutoregressive};
+use exactflow_layers::coupling::Inner;
 use exactflow_layers::distributions::StandardNormal;
 use exactflow_layers::logit::Logit;
-use exactflow_layers::nets::{Activation, MadeConfig};
+use exactflow_layers::nets::{Activation, Made, MadeConfig};
+use exactflow_layers::spline_coupling::SplineTransform;
 use exactflow_layers::{Conv1x1Lu, Mask, MaskKind, SplineConfig, SplineCoupling, Stage, Tensor, layer};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::flow::Flow;
 
 /// The presets of the "nsf" family (see [`crate::ModelConfig::preset`]).
-pub const PRESETS: [&str; 4] = ["coupling", "autoregressive", "digits", "digits-autoregressive"];
+pub const PRESETS: [&str; 5] = ["coupling", "autoregressive", "digits", "digits-autoregressive", "sbi"];
 
 const MODEL: &str = "nsf";
 
@@ -66,6 +68,10 @@ pub struct NsfConfig {
     pub logit_alpha: Option<f64>,
     /// Seed of the parameter initialization.
     pub seed: u64,
+    /// Width C of the context `c` of a conditional flow `p(x | c)` (0: unconditional). Every
+    /// conditioner reads the context (see FORMAT.md, "Conditional flows").
+    #[serde(default)]
+    pub context_dim: usize,
 }
 
 /// Checks a configuration without building it.
@@ -114,9 +120,13 @@ pub fn parameter_count(c: &NsfConfig) -> Option<u64> {
         let net = match c.transform {
             SplineLayer::Coupling => {
                 let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
-                count::mlp(a, &c.hidden, count::mul(parts, b)?)?
+                let inp = count::add(a, c.context_dim as u64)?;
+                count::mlp(inp, &c.hidden, count::mul(parts, b)?)?
             }
-            SplineLayer::Autoregressive => count::made(d, &c.hidden, 0, parts)?,
+            SplineLayer::Autoregressive => count::add(
+                count::made(d, &c.hidden, 0, parts)?,
+                count::made_context(&c.hidden, count::mul(parts, d)?, c.context_dim)?,
+            )?,
         };
         n = count::add(n, count::add(lu, net)?)?;
     }
@@ -148,8 +158,13 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
             SplineLayer::Coupling => {
                 let mask = Mask::new(c.mask, k % 2 == 1);
                 let mlp = coupling_mlp(&c.hidden, c.activation);
-                stages.push(layer(SplineCoupling::<T>::with_mlp(
-                    c.dim, mask, c.spline, &mlp, &mut rng,
+                stages.push(layer(SplineCoupling::<T>::with_conditional_mlp(
+                    c.dim,
+                    mask,
+                    c.context_dim,
+                    c.spline,
+                    &mlp,
+                    &mut rng,
                 )?));
             }
             SplineLayer::Autoregressive => {
@@ -159,17 +174,13 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
                     activation: c.activation,
                     zero_last: true,
                 };
-                stages.push(layer(SplineAutoregressive::<T>::spline(
-                    c.dim,
-                    c.spline,
-                    &made,
-                    Direction::Maf,
-                    &mut rng,
-                )?));
+                let inner = SplineTransform::new(c.spline)?;
+                let net = Made::new(&made, c.dim, inner.parts(), c.context_dim, &mut rng)?;
+                stages.push(layer(SplineAutoregressive::<T>::new(net, inner, Direction::Maf)?));
             }
         }
     }
-    Flow::new(stages, Box::new(StandardNormal), &[c.dim])
+    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
 }
 
 /// A neural spline flow preset for `[dim]` data:
@@ -180,13 +191,16 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
 /// | `autoregressive` | 8 layers of LU linear + autoregressive spline, MADE 2 x 128 ReLU, 8 bins, tail bound 3 |
 /// | `digits` | 6 layers of LU linear + spline coupling, MLP 2 x 256, 8 bins, tail bound 3, odd/even mask, logit 0.05 |
 /// | `digits-autoregressive` | 4 layers of LU linear + autoregressive spline, MADE 2 x 256, 8 bins, tail bound 3, logit 0.05 |
+/// | `sbi` | 5 layers of LU linear + spline coupling, MLP 2 x 50 ReLU, 10 bins, tail bound 3, halves mask (the size of sbi's default posterior estimator, whose conditioner is a residual net) |
 ///
 /// Every spline has nflows' minimum bin width, height and derivative (1e-3).
 ///
 /// # Errors
 /// [`Error::Config`] for an unknown preset.
 pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NsfConfig> {
+    let bins = if preset == "sbi" { 10 } else { 8 };
     let (layers, transform, hidden, mask, logit_alpha) = match preset {
+        "sbi" => (5, SplineLayer::Coupling, vec![50, 50], MaskKind::Halves, None),
         "coupling" => (8, SplineLayer::Coupling, vec![128, 128], MaskKind::Halves, None),
         "autoregressive" => (8, SplineLayer::Autoregressive, vec![128, 128], MaskKind::Halves, None),
         "digits" => (6, SplineLayer::Coupling, vec![256, 256], MaskKind::OddEven, Some(0.05)),
@@ -210,9 +224,10 @@ pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NsfConfig> {
         transform,
         hidden,
         activation: Activation::Relu,
-        spline: SplineConfig::new(8, 3.0)?,
+        spline: SplineConfig::new(bins, 3.0)?,
         mask,
         logit_alpha,
         seed,
+        context_dim: 0,
     })
 }

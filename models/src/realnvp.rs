@@ -40,6 +40,10 @@ pub struct RealNvpConfig {
     pub logit_alpha: Option<f64>,
     /// Seed of the parameter initialization.
     pub seed: u64,
+    /// Width C of the context `c` of a conditional flow `p(x | c)` (0: unconditional). Every
+    /// conditioner reads the context (see FORMAT.md, "Conditional flows").
+    #[serde(default)]
+    pub context_dim: usize,
 }
 
 /// Builds a vector RealNVP from its config.
@@ -56,12 +60,18 @@ pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
     let mlp = coupling_mlp(&c.hidden, c.activation);
     for k in 0..c.couplings {
         let mask = Mask::new(c.mask, k % 2 == 1);
-        stages.push(layer(AffineCoupling::<T>::with_mlp(c.dim, mask, &mlp, &mut rng)?));
+        stages.push(layer(AffineCoupling::<T>::with_conditional_mlp(
+            c.dim,
+            mask,
+            c.context_dim,
+            &mlp,
+            &mut rng,
+        )?));
         if c.batch_norm && k + 1 < c.couplings {
             stages.push(layer(BatchNorm::<T>::new(&[c.dim])?));
         }
     }
-    Flow::new(stages, Box::new(StandardNormal), &[c.dim])
+    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
 }
 
 /// The number of real-valued parameters and buffers the model of `c` has (every tensor a
@@ -71,8 +81,10 @@ pub fn parameter_count(c: &RealNvpConfig) -> Option<u64> {
     let mut n = 0u64;
     for k in 0..c.couplings {
         let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
-        // The MLP returns (h, t), and `scale` has one entry per transformed coordinate.
-        n = count::add(n, count::add(count::mlp(a, &c.hidden, count::mul(2, b)?)?, b)?)?;
+        // The MLP reads [x_A, c] and returns (h, t); `scale` has one entry per transformed
+        // coordinate.
+        let inp = count::add(a, c.context_dim as u64)?;
+        n = count::add(n, count::add(count::mlp(inp, &c.hidden, count::mul(2, b)?)?, b)?)?;
         if c.batch_norm && k + 1 < c.couplings {
             n = count::add(n, count::mul(4, d)?)?;
         }
@@ -106,5 +118,6 @@ pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<RealNvpConfig> {
         batch_norm,
         logit_alpha,
         seed,
+        context_dim: 0,
     })
 }

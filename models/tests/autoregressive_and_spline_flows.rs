@@ -119,6 +119,7 @@ fn nsf(spline: SplineConfig) -> ModelConfig {
         mask: MaskKind::Halves,
         logit_alpha: None,
         seed: 0,
+        context_dim: 0,
     })
 }
 

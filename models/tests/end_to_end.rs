@@ -27,6 +27,7 @@ fn small_realnvp(batch_norm: bool) -> ModelConfig {
         batch_norm,
         logit_alpha: None,
         seed: 11,
+        context_dim: 0,
     })
 }
 

@@ -36,6 +36,7 @@ fn small_realnvp() -> ModelConfig {
         batch_norm: true,
         logit_alpha: None,
         seed: 11,
+        context_dim: 0,
     })
 }
 
@@ -518,7 +519,8 @@ fn absurd_sizes_are_errors_before_allocating() {
     assert!(flow.num_trainable() > 0);
 }
 
-/// `ModelConfig::parameter_count` is the number of values the built model has.
+/// `ModelConfig::parameter_count` is the number of values the built model has, conditional
+/// models (RealNVP, MAF/IAF, NSF with a context width) included.
 #[test]
 fn parameter_counts_match_the_built_models() {
     let mut configs = vec![small_realnvp()];
@@ -537,6 +539,7 @@ fn parameter_counts_match_the_built_models() {
             batch_norm: bn,
             logit_alpha: Some(0.1),
             seed: 1,
+            context_dim: dim - 1,
         }));
         configs.push(ModelConfig::Nice(NiceConfig {
             dim,
@@ -591,6 +594,7 @@ fn parameter_counts_match_the_built_models() {
             permutation: exactflow_models::maf::ArPermutation::Alternate,
             logit_alpha: None,
             seed: 4,
+            context_dim: dim % 3,
         };
         configs.push(ModelConfig::Iaf(c.clone()));
         configs.push(ModelConfig::Maf(c));
@@ -621,6 +625,7 @@ fn parameter_counts_match_the_built_models() {
             mask,
             logit_alpha: Some(0.05),
             seed: 5,
+            context_dim: bins % 3,
         }));
     }
     for (family, preset, shape) in [
@@ -638,5 +643,7 @@ fn parameter_counts_match_the_built_models() {
         let mut n = 0u64;
         flow.visit_params("", &mut |_, p| n += p.value.len() as u64);
         assert_eq!(c.parameter_count(), Some(n), "{c:?}");
+        // A conditional config builds a conditional flow of its context width.
+        assert_eq!(flow.context_dim(), c.context_dim(), "{c:?}");
     }
 }

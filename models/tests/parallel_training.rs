@@ -83,6 +83,11 @@ fn the_strategy_follows_the_shape() {
     let glow = ModelConfig::preset("glow", "tiny", &[1, 8, 8], 0).expect("preset");
     let glow = glow.build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&glow, 2, 512), Strategy::ParallelGemm);
+    // A conditional flow splits its products: the shards do not slice a context.
+    let mut conditional = model();
+    conditional.set_context_dim(3).expect("conditional");
+    let conditional = conditional.build::<f64>().expect("builds");
+    assert_eq!(Strategy::choose(&conditional, 2, 256), Strategy::ParallelGemm);
 }
 
 /// Two shards compute the gradient of the same loss as one pass over the minibatch (the samples

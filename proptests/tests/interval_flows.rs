@@ -53,6 +53,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             batch_norm: true,
             logit_alpha: None,
             seed,
+            context_dim: 0,
         }),
         ModelConfig::MultiScaleRealNvp(MultiScaleRealNvpConfig {
             shape: [1, 4, 4],
@@ -98,6 +99,7 @@ fn maf(seed: u64) -> MafConfig {
         activation: Activation::Relu,
         permutation: ArPermutation::Alternate,
         logit_alpha: Some(0.05),
+        context_dim: 0,
         seed,
     }
 }
@@ -114,6 +116,7 @@ fn nsf(transform: SplineLayer, seed: u64) -> NsfConfig {
         spline: SplineConfig::new(4, 2.0).expect("spline"),
         mask: MaskKind::Halves,
         logit_alpha: Some(0.05),
+        context_dim: 0,
         seed,
     }
 }

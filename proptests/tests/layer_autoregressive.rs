@@ -241,6 +241,7 @@ fn small_configs(c: &Case) -> Vec<ModelConfig> {
         permutation: ArPermutation::Alternate,
         logit_alpha: None,
         seed: c.seed,
+        context_dim: 0,
     };
     let nsf = |transform| NsfConfig {
         dim: c.d,
@@ -252,6 +253,7 @@ fn small_configs(c: &Case) -> Vec<ModelConfig> {
         mask: MaskKind::Halves,
         logit_alpha: None,
         seed: c.seed,
+        context_dim: 0,
     };
     let mut v = vec![
         ModelConfig::Maf(maf.clone()),

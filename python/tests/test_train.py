@@ -103,9 +103,10 @@ def test_bad_options_are_errors_naming_them(tmp_path):
         (dict(data=np.zeros((10, 2, 2))), ValueError, r"\(N, D\) or \(N, C, H, W\)"),
         (dict(data=np.array([[0.0, np.nan]] * 20)), ValueError, "not finite|non-finite"),
         (dict(data=np.zeros((20, 2), dtype=np.int32)), ValueError, "int32"),
-        (dict(data=np.zeros((20, 3)), context=np.zeros((20, 2))), ValueError, "unconditional"),
+        (dict(model="nice", data=np.zeros((20, 3)), context=np.zeros((20, 2))), ValueError, "no conditional models"),
         (dict(context=np.zeros((20, 2))), ValueError, "named data set"),
-        (dict(data=np.zeros((20, 3)), context=np.zeros((19, 2))), ValueError, "20 samples"),
+        (dict(data=np.zeros((20, 3)), context=np.zeros((19, 2))), ValueError, "length 19, expected 20"),
+        (dict(data=np.zeros((20, 3)), context=np.array([[0.0, 1.0]] * 7 + [[np.nan, 0.0]] * 13)), ValueError, r"\(7, 0\)"),
         (dict(seed=-1), ValueError, "seed"),
     ]
     for change, error, message in cases:
@@ -115,6 +116,17 @@ def test_bad_options_are_errors_naming_them(tmp_path):
             exactflow.train(kw.pop("model"), kw.pop("data"), **kw)
     with pytest.raises(ValueError, match=r"\[C, H, W\]"):
         exactflow.train("glow", "moons", preset="tiny", steps=1, progress=False)
+
+
+def test_a_context_trains_a_conditional_flow():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(200, 2))
+    x = c @ np.array([[1.0, 0.5], [-0.3, 0.8]]) + 0.3 * rng.normal(size=(200, 2))
+    flow, metrics = exactflow.train("nsf", x, context=c, steps=3, progress=False)
+    assert flow.context_dim == 2 and np.isfinite(metrics["test"]["nll"])
+    assert np.all(np.isfinite(flow.log_prob(x[:5], context=c[:5])))
+    with pytest.raises(ValueError, match="context"):
+        flow.log_prob(x[:5])
 
 
 def test_a_diverging_run_is_a_runtime_error():

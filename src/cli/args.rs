@@ -73,14 +73,26 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model: String,
     /// Data set: moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits (64-vectors),
-    /// digits-image (1x8x8 images), csv:PATH, npy:PATH, mnist:DIR or cifar10:DIR. Files must be
-    /// regular files (not FIFOs or devices); a .gz MNIST file is read only up to the size its
-    /// header declares.
+    /// digits-image (1x8x8 images), csv:PATH, npy:PATH, mnist:DIR or cifar10:DIR; or a
+    /// simulator for simulation-based inference, sim:gaussian-linear (2-D), sim:gaussian-linear-10
+    /// or sim:two-moons, whose pairs (theta, x) train a conditional model of theta given x
+    /// (--toy-samples pairs). Files must be regular files (not FIFOs or devices); a .gz MNIST
+    /// file is read only up to the size its header declares.
     #[arg(long)]
     pub data: String,
+    /// The context of a conditional model, paired row for row with the --data samples: a
+    /// npy:PATH or csv:PATH file of shape [N, C] with as many rows as the data. The model is
+    /// then built conditional on it (realnvp, maf, iaf, nsf), modelling p(data | context).
+    #[arg(long, conflicts_with = "context_cols")]
+    pub context: Option<String>,
+    /// Take the last K columns of the --data file as the context of a conditional model (the
+    /// first D - K columns are the modelled data).
+    #[arg(long)]
+    pub context_cols: Option<usize>,
+
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
     /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10; maf and iaf:
-    /// toy, digits; nsf: coupling, autoregressive, digits, digits-autoregressive). Default:
+    /// toy, digits; nsf: coupling, autoregressive, digits, digits-autoregressive, sbi). Default:
     /// digits for the digits, mnist and cifar10 for those, toy otherwise (for nsf: coupling).
     #[arg(long)]
     pub preset: Option<String>,
@@ -146,6 +158,24 @@ pub struct EvalArgs {
     /// Which split to evaluate: train, val or test.
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// The context of a conditional model, paired row for row with the --data samples: a
+    /// npy:PATH or csv:PATH file of shape [N, C] with as many rows as the data. The model is
+    /// then built conditional on it (realnvp, maf, iaf, nsf), modelling p(data | context).
+    #[arg(long, conflicts_with = "context_cols")]
+    pub context: Option<String>,
+    /// Take the last K columns of the --data file as the context of a conditional model (the
+    /// first D - K columns are the modelled data).
+    #[arg(long)]
+    pub context_cols: Option<usize>,
+    /// For a model of a linear-Gaussian simulator (sim:gaussian-linear, sim:gaussian-linear-10):
+    /// the exact-posterior check runs at this many held-out observations (the first x of the
+    /// split), 1 to 10000.
+    #[arg(long, default_value_t = 100)]
+    pub observations: usize,
+    /// Draws per observation for the exact-posterior check (from the exact posterior, and as
+    /// many from the flow), 2 to 1000000.
+    #[arg(long, default_value_t = 1000)]
+    pub posterior_samples: usize,
     /// Also write log p(x) of every sample (nats, float64) to this .npy file.
     #[arg(long)]
     pub per_sample: Option<PathBuf>,
@@ -183,6 +213,15 @@ pub struct SampleArgs {
     /// Output file: .png (a scatter for 2-D data, a grid for images), .npy (float64) or .csv.
     #[arg(long)]
     pub out: PathBuf,
+    /// The context of a conditional model, comma separated (C numbers, e.g. an observation x
+    /// of a simulator: --context 0.3,-1.2): the samples are drawn from p(theta | x), the
+    /// posterior.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub context: Option<Vec<f64>>,
+    /// The simulator the model was trained on, for the exact posterior's contours (1, 2 and 3
+    /// sigma) in a .png of a linear-Gaussian posterior. Default: the "data" of DIR/metrics.json.
+    #[arg(long)]
+    pub data: Option<String>,
 }
 
 /// `exactflow logdet`.

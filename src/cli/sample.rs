@@ -1,4 +1,7 @@
-//! `exactflow sample DIR -n N --out FILE`: samples as PNG, .npy or CSV.
+//! `exactflow sample DIR -n N --out FILE`: samples as PNG, .npy or CSV. A conditional model
+//! takes `--context c_1,...,c_C` and draws from `p(x | c)` (a posterior, for a model of a
+//! simulator); a PNG of a linear-Gaussian simulator's posterior shows its exact 1, 2 and 3 sigma
+//! contours over the samples.
 //!
 //! `.npy` and CSV output is streamed: samples are drawn and written in chunks of about
 //! [`CHUNK_BYTES`], so `-n` is bounded by the disk, not by memory. A picture holds at most
@@ -7,7 +10,8 @@
 use std::io::IsTerminal;
 
 use exactflow::layers::Tensor;
-use exactflow::models::data::{csv, npy};
+use exactflow::models::data::sim::SimKind;
+use exactflow::models::data::{DataSpec, csv, npy};
 use exactflow::pictures;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -42,6 +46,13 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
     }
     let loaded = load_checkpoint(&checkpoint_path(&a.dir))?;
     let flow = loaded.flow;
+    let context = context_row(&a, flow.context_dim())?;
+    let repeat = |k: usize| -> CliResult<Option<Tensor<f64>>> {
+        Ok(match &context {
+            Some(c) => Some(Tensor::new(&[k, c.len()], c.repeat(k))?),
+            None => None,
+        })
+    };
     if ext.as_deref() == Some("png")
         && let Some(img) = pictures::image_shape_of(flow.data_shape())
     {
@@ -66,7 +77,9 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
             let bar = progress(a.n, chunk);
             let chunks = (0..a.n).step_by(chunk).map(|start| {
                 let k = chunk.min(a.n - start);
-                let x = flow.sample(k, a.temperature, &mut rng, None);
+                let x = repeat(k)
+                    .map_err(|e| exactflow::Error::Config(e.0))
+                    .and_then(|c| flow.sample(k, a.temperature, &mut rng, c.as_ref()));
                 if let Some(b) = &bar {
                     b.inc(k as u64);
                 }
@@ -83,8 +96,8 @@ pub fn run(a: SampleArgs) -> CliResult<()> {
             written?;
         }
         _ => {
-            let x = flow.sample(a.n, a.temperature, &mut rng, None)?;
-            write_picture(&a, &flow, &x)?;
+            let x = flow.sample(a.n, a.temperature, &mut rng, repeat(a.n)?.as_ref())?;
+            write_picture(&a, &flow, &x, context.as_deref())?;
         }
     }
     println!(
@@ -109,11 +122,72 @@ fn progress(n: usize, chunk: usize) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// A scatter for 2-D samples, a grid for images.
-fn write_picture(a: &SampleArgs, flow: &exactflow::models::Flow<f64>, x: &Tensor<f64>) -> CliResult<()> {
+/// The `--context` row: required (of the model's width) for a conditional model, refused for an
+/// unconditional one, finite.
+fn context_row(a: &SampleArgs, width: usize) -> CliResult<Option<Vec<f64>>> {
+    match (&a.context, width) {
+        (None, 0) => Ok(None),
+        (Some(c), 0) => Err(format!(
+            "the model is unconditional, but --context gave {} values: omit --context",
+            c.len()
+        )
+        .into()),
+        (None, w) => {
+            Err(format!("the model is conditional: give its context with --context c_1,...,c_{w} ({w} values)").into())
+        }
+        (Some(c), w) if c.len() != w => Err(format!(
+            "--context has {} values, but the model's context has width {w}",
+            c.len()
+        )
+        .into()),
+        (Some(c), _) => match c.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(format!("--context value {} is {}, not a finite number", i + 1, c[i]).into()),
+            None => Ok(Some(c.clone())),
+        },
+    }
+}
+
+/// The simulator a run was trained on: `--data`, or the "data" of DIR/metrics.json.
+fn simulator(a: &SampleArgs) -> Option<SimKind> {
+    let spec = match &a.data {
+        Some(d) => d.clone(),
+        None => {
+            let text = std::fs::read_to_string(a.dir.join(exactflow::training::METRICS_FILE)).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v.get("data")?.as_str()?.to_string()
+        }
+    };
+    match spec.parse::<DataSpec>() {
+        Ok(DataSpec::Sim(k)) => Some(k),
+        _ => None,
+    }
+}
+
+/// A scatter for 2-D samples (with the exact posterior's contours for a linear-Gaussian
+/// simulator), a grid for images.
+fn write_picture(
+    a: &SampleArgs,
+    flow: &exactflow::models::Flow<f64>,
+    x: &Tensor<f64>,
+    context: Option<&[f64]>,
+) -> CliResult<()> {
     if flow.data_shape() == [2] {
-        let bounds = pictures::Bounds::of_points(x, 0.1);
-        pictures::scatter(x, bounds, 480, [31, 119, 180]).save(&a.out)?;
+        let exact = match (context, simulator(a).and_then(SimKind::gaussian)) {
+            (Some(c), Some(g)) if g.dim == 2 && c.len() == 2 => Some(g.posterior(c)?),
+            _ => None,
+        };
+        let contours: Vec<Vec<[f64; 2]>> = exact
+            .iter()
+            .flat_map(|p| [1.0, 2.0, 3.0].map(|k| p.contour(k, 200)))
+            .collect();
+        let mut all = x.as_slice().to_vec();
+        all.extend(contours.iter().flatten().flatten());
+        let bounds = pictures::Bounds::of_points(&Tensor::new(&[all.len() / 2, 2], all)?, 0.1);
+        let mut canvas = pictures::scatter(x, bounds, 480, [31, 119, 180]);
+        for c in &contours {
+            pictures::polyline(&mut canvas, c, bounds, [214, 39, 40]);
+        }
+        canvas.save(&a.out)?;
     } else if let Some(img) = pictures::image_shape_of(flow.data_shape()) {
         let mut shape = vec![a.n];
         shape.extend_from_slice(&img);

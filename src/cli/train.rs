@@ -14,7 +14,13 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
     let family = options
         .check()
         .map_err(|e| CliError(format!("{}: {}", e.flag(), e.reason)))?;
-    let data = TrainData::parse(&a.data)?;
+    let mut data = TrainData::parse(&a.data)?;
+    if let Some(c) = &a.context {
+        data = data.with_context_file(c)?;
+    }
+    if let Some(k) = a.context_cols {
+        data = data.with_context_columns(k)?;
+    }
     let out = options
         .out
         .get_or_insert_with(|| default_out_dir(family, &data.label))

@@ -117,6 +117,7 @@ fn depth(ks: &[usize], repeats: usize) -> Result<(), String> {
             batch_norm: false,
             logit_alpha: None,
             seed: 0,
+            context_dim: 0,
         });
         let mut flow = model.build::<f64>().map_err(|e| e.to_string())?;
         let mut s = 7u64;

@@ -1,4 +1,9 @@
 //! A multilayer perceptron conditioner.
+//!
+//! **Context.** A conditional MLP (`context_dim = C > 0`) reads `[x, c]`: its first layer's
+//! input is the row `x` followed by the context row `c` (`in + C` columns), so `0.weight` is
+//! `[H_0, in + C]` with the context's columns last. Its backward returns dL/dc, the last `C`
+//! columns of the first layer's input gradient. An unconditional MLP ignores a context.
 
 use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::{Error, Real, Result};
@@ -31,6 +36,8 @@ pub struct MlpConfig {
 pub struct Mlp<T: Real> {
     layers: Vec<Linear<T>>,
     activation: Activation,
+    /// The context width C read after the input (0: unconditional).
+    context_dim: usize,
 }
 
 impl<T: Real> Mlp<T> {
@@ -39,6 +46,22 @@ impl<T: Real> Mlp<T> {
     /// # Errors
     /// [`Error::InvalidArgument`] for a zero width.
     pub fn new(config: &MlpConfig, inp: usize, out: usize, rng: &mut impl Rng) -> Result<Self> {
+        Self::conditional(config, inp, 0, out, rng)
+    }
+
+    /// An MLP from `inp` features and a context of `context_dim` features (concatenated after
+    /// the input, see the module documentation) to `out` features; `context_dim = 0` is
+    /// [`Mlp::new`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero width.
+    pub fn conditional(
+        config: &MlpConfig,
+        inp: usize,
+        context_dim: usize,
+        out: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let mut widths = vec![inp];
         widths.extend_from_slice(&config.hidden);
         widths.push(out);
@@ -49,6 +72,14 @@ impl<T: Real> Mlp<T> {
                 format!("must be positive, found {widths:?}"),
             ));
         }
+        // The context's columns follow the input's in the first layer.
+        widths[0] = inp.checked_add(context_dim).ok_or_else(|| {
+            Error::invalid(
+                "Mlp::new",
+                "context_dim",
+                format!("{inp} + {context_dim} inputs overflow"),
+            )
+        })?;
         let last = widths.len() - 2;
         let layers = widths
             .windows(2)
@@ -58,7 +89,13 @@ impl<T: Real> Mlp<T> {
         Ok(Mlp {
             layers,
             activation: config.activation,
+            context_dim,
         })
+    }
+
+    /// The context width C (0 for an unconditional MLP).
+    pub fn context_dim(&self) -> usize {
+        self.context_dim
     }
 
     /// The linear layers, in order.
@@ -71,24 +108,58 @@ impl<T: Real> Mlp<T> {
         Mlp {
             layers: self.layers.iter().map(Linear::cast).collect(),
             activation: self.activation,
+            context_dim: self.context_dim,
         }
     }
 
-    fn check(&self, op: &'static str, x: &Tensor<T>) -> Result<()> {
-        x.expect_sample_shape(op, &[self.layers[0].in_dim()])
+    /// The width of `x` (the first layer reads `x` and the context).
+    fn x_dim(&self) -> usize {
+        self.layers[0].in_dim() - self.context_dim
     }
 
-    /// Runs the layers; with `keep`, returns every layer's input (the backward's cache).
-    fn run(&self, x: &Tensor<T>, par: Parallelism, keep: bool) -> Result<(Tensor<T>, Vec<Vec<T>>)> {
+    /// Checks the input and, for a conditional MLP, returns the first layer's input `[x, c]`.
+    fn first_input(&self, op: &'static str, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Option<Vec<T>>> {
+        x.expect_sample_shape(op, &[self.x_dim()])?;
+        if self.context_dim == 0 {
+            return Ok(None);
+        }
+        let (n, c) = (x.batch(), self.context_dim);
+        let Some(ctx) = cx.context else {
+            return Err(Error::invalid(
+                op,
+                "context",
+                format!("this MLP is conditional and needs a context [N, {c}], none was given"),
+            ));
+        };
+        ctx.expect_shape(op, &[n, c])?;
+        let xd = self.x_dim();
+        let mut joined = Vec::with_capacity(n * (xd + c));
+        for (xs, cs) in x.as_slice().chunks_exact(xd).zip(ctx.as_slice().chunks_exact(c)) {
+            joined.extend_from_slice(xs);
+            joined.extend_from_slice(cs);
+        }
+        Ok(Some(joined))
+    }
+
+    /// Runs the layers on `x` (or on `[x, c]` when `joined` holds it); with `keep`, returns
+    /// every layer's input (the backward's cache).
+    fn run(
+        &self,
+        x: &Tensor<T>,
+        joined: Option<Vec<T>>,
+        par: Parallelism,
+        keep: bool,
+    ) -> Result<(Tensor<T>, Vec<Vec<T>>)> {
         let n = x.batch();
         let mut inputs = Vec::new();
         let mut h: Vec<T> = Vec::new();
         let last = self.layers.len() - 1;
+        let first: &[T] = joined.as_deref().unwrap_or(x.as_slice());
         for (i, l) in self.layers.iter().enumerate() {
             // The first layer reads the caller's tensor directly; a copy is kept only for backward.
-            let mut y = l.forward_rows(if i == 0 { x.as_slice() } else { &h }, n, par)?;
+            let mut y = l.forward_rows(if i == 0 { first } else { &h }, n, par)?;
             if i == 0 && keep {
-                h = x.as_slice().to_vec();
+                h = first.to_vec();
             }
             if i < last {
                 self.activation.apply(&mut y);
@@ -129,7 +200,7 @@ impl<T: Real> Conditioner<T> for Mlp<T> {
     }
 
     fn in_shape(&self) -> Vec<usize> {
-        vec![self.layers[0].in_dim()]
+        vec![self.x_dim()]
     }
 
     fn out_shape(&self) -> Vec<usize> {
@@ -137,13 +208,13 @@ impl<T: Real> Conditioner<T> for Mlp<T> {
     }
 
     fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
-        self.check("Mlp::forward", x)?;
-        Ok(self.run(x, cx.par, false)?.0)
+        let joined = self.first_input("Mlp::forward", x, cx)?;
+        Ok(self.run(x, joined, cx.par, false)?.0)
     }
 
     fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
-        self.check("Mlp::forward_train", x)?;
-        let (y, inputs) = self.run(x, cx.par, true)?;
+        let joined = self.first_input("Mlp::forward_train", x, cx)?;
+        let (y, inputs) = self.run(x, joined, cx.par, true)?;
         let cache = MlpCache {
             inputs,
             n: x.batch(),
@@ -167,7 +238,21 @@ impl<T: Real> Conditioner<T> for Mlp<T> {
             }
             g = gx;
         }
-        Ok(InputGrad::input(Tensor::new(&[n, self.layers[0].in_dim()], g)?))
+        let c = self.context_dim;
+        if c == 0 {
+            return Ok(InputGrad::input(Tensor::new(&[n, self.x_dim()], g)?));
+        }
+        // The first layer's input was [x, c]: split its gradient into dL/dx and dL/dc.
+        let xd = self.x_dim();
+        let (mut dx, mut dc) = (Vec::with_capacity(n * xd), Vec::with_capacity(n * c));
+        for row in g.chunks_exact(xd + c) {
+            dx.extend_from_slice(&row[..xd]);
+            dc.extend_from_slice(&row[xd..]);
+        }
+        Ok(InputGrad {
+            x: Tensor::new(&[n, xd], dx)?,
+            context: Some(Tensor::new(&[n, c], dc)?),
+        })
     }
 
     crate::impl_net_cast!();

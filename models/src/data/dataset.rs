@@ -9,7 +9,9 @@ use exactflow_layers::Tensor;
 /// `Some(K)` every value is an integer in `0..K` (for example raw pixels, K = 256) and a flow sees
 /// it dequantized, `u = (x + U[0,1)) / K` (see [`super::dequantize`]); `None` means continuous
 /// data, used as is. `labels`, when present, holds one class label per sample; the likelihood never
-/// uses them.
+/// uses them. `context`, when present, is the conditioning input `[N, C]` of a conditional
+/// model `p(x | c)`: row i is the context of sample i, and every subset, split and batch takes
+/// the same rows of both.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// A short name for messages and reports (`moons`, `digits`, a file stem, ...).
@@ -20,6 +22,8 @@ pub struct Dataset {
     pub levels: Option<u32>,
     /// One class label per sample, when the source has labels.
     pub labels: Option<Vec<u32>>,
+    /// The context `[N, C]` of a conditional model, one row per sample (see [`Dataset::with_context`]).
+    pub context: Option<Tensor<f64>>,
 }
 
 impl Dataset {
@@ -70,7 +74,43 @@ impl Dataset {
             data,
             levels,
             labels,
+            context: None,
         })
+    }
+
+    /// The same samples paired with a context `[N, C]` (row i conditions sample i).
+    ///
+    /// # Errors
+    /// [`exactflow_kernels::Error::ShapeMismatch`] for a context that is not `[N, C]` with
+    /// `C >= 1`; [`exactflow_kernels::Error::LengthMismatch`] naming both counts when it has
+    /// another number of rows than there are samples; [`exactflow_kernels::Error::NonFinite`]
+    /// naming the row (and column) of the first NaN or infinity.
+    pub fn with_context(mut self, context: Tensor<f64>) -> Result<Self> {
+        if context.rank() != 2 || context.sample_len() == 0 {
+            return Err(exactflow_kernels::Error::ShapeMismatch {
+                op: "Dataset::with_context",
+                expected: vec![self.len(), context.sample_len().max(1)],
+                found: context.shape().to_vec(),
+            }
+            .into());
+        }
+        if context.batch() != self.len() {
+            return Err(exactflow_kernels::Error::LengthMismatch {
+                op: "Dataset::with_context",
+                what: "context rows (the data's sample count is the expected length)",
+                expected: self.len(),
+                found: context.batch(),
+            }
+            .into());
+        }
+        context.check_finite("Dataset::with_context", "context")?;
+        self.context = Some(context);
+        Ok(self)
+    }
+
+    /// The context width C (0 without a context).
+    pub fn context_dim(&self) -> usize {
+        self.context.as_ref().map_or(0, Tensor::sample_len)
     }
 
     /// Number of samples N.
@@ -121,11 +161,13 @@ impl Dataset {
                     .collect::<std::result::Result<Vec<u32>, _>>()?,
             ),
         };
+        let context = self.context.as_ref().map(|c| c.gather_batch(indices)).transpose()?;
         Ok(Dataset {
             name: self.name.clone(),
             data,
             levels: self.levels,
             labels,
+            context,
         })
     }
 
@@ -182,6 +224,28 @@ mod tests {
             broken.subset(&[2]),
             Err(Error::Numerical(exactflow_kernels::Error::LengthMismatch { .. }))
         ));
+    }
+
+    #[test]
+    fn a_context_travels_with_its_rows_and_is_checked() {
+        let c = Tensor::from_fn(&[4, 2], |k| 10.0 * k as f64).unwrap();
+        let d = small().with_context(c).unwrap();
+        assert_eq!(d.context_dim(), 2);
+        let s = d.subset(&[3, 1]).unwrap();
+        assert_eq!(s.context.unwrap().as_slice(), &[60.0, 70.0, 20.0, 30.0]);
+        // Rows: the error names both counts.
+        let e = small().with_context(Tensor::zeros(&[5, 2]).unwrap()).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains('4') && msg.contains('5'), "{msg}");
+        assert!(small().with_context(Tensor::zeros(&[4]).unwrap()).is_err());
+        assert!(small().with_context(Tensor::zeros(&[4, 0]).unwrap()).is_err());
+        // NaN: the error names its row.
+        let mut bad = Tensor::<f64>::zeros(&[4, 2]).unwrap();
+        bad.as_mut_slice()[5] = f64::NAN;
+        match small().with_context(bad) {
+            Err(Error::Numerical(exactflow_kernels::Error::NonFinite { index, .. })) => assert_eq!(index, (2, 1)),
+            other => panic!("expected NonFinite, got {other:?}"),
+        }
     }
 
     #[test]

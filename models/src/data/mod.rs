@@ -35,6 +35,7 @@ pub mod csv;
 pub mod digits;
 pub mod mnist;
 pub mod npy;
+pub mod sim;
 pub mod toy;
 
 pub(crate) mod io_util;

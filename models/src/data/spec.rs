@@ -7,12 +7,14 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 use super::random::derive_seed;
+use super::sim::SimKind;
 use super::split::{Splits, split_train_val, split_train_val_test};
 use super::{cifar10, csv, digits, mnist, npy, toy};
 
 /// Every accepted spelling, for error messages.
 const VALID: &str = "moons, circles, 8gaussians, checkerboard, pinwheel, spirals, digits, digits-image, \
-                     csv:PATH, npy:PATH, mnist:DIR, cifar10:DIR";
+                     csv:PATH, npy:PATH, mnist:DIR, cifar10:DIR, sim:gaussian-linear, sim:gaussian-linear-10, \
+                     sim:two-moons";
 
 /// Fraction of the training data held out for validation by [`DataSpec::load`] when the source
 /// has a fixed test set (digits, MNIST, CIFAR-10).
@@ -83,6 +85,7 @@ impl ToyKind {
 /// | `npy:PATH` | a 2-D or 4-D `.npy` array ([`npy::read`]) |
 /// | `mnist:DIR` | MNIST IDX files ([`mnist::read_dir`]) |
 /// | `cifar10:DIR` | CIFAR-10 binary batches ([`cifar10::read_dir`]) |
+/// | `sim:gaussian-linear`, `sim:gaussian-linear-10`, `sim:two-moons` | pairs (theta, x) of a [`super::sim`] simulator: theta the data, x the context |
 ///
 /// `Display` writes the spec back in this form.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +105,8 @@ pub enum DataSpec {
     Mnist(PathBuf),
     /// A directory of CIFAR-10 binary batches.
     Cifar10(PathBuf),
+    /// A simulator's pairs (theta as the data, x as the context).
+    Sim(SimKind),
 }
 
 impl FromStr for DataSpec {
@@ -116,6 +121,12 @@ impl FromStr for DataSpec {
         }
         if s == "2spirals" {
             return Ok(DataSpec::Toy(ToyKind::Spirals));
+        }
+        if let Some(k) = s
+            .strip_prefix("sim:")
+            .and_then(|name| SimKind::ALL.iter().find(|k| k.name() == name))
+        {
+            return Ok(DataSpec::Sim(*k));
         }
         match s {
             "digits" => return Ok(DataSpec::Digits { image: false }),
@@ -159,6 +170,7 @@ impl fmt::Display for DataSpec {
             DataSpec::Npy(p) => write!(f, "npy:{}", p.display()),
             DataSpec::Mnist(p) => write!(f, "mnist:{}", p.display()),
             DataSpec::Cifar10(p) => write!(f, "cifar10:{}", p.display()),
+            DataSpec::Sim(k) => write!(f, "sim:{}", k.name()),
         }
     }
 }
@@ -175,7 +187,10 @@ impl DataSpec {
     /// - `mnist:` and `cifar10:`: the official test set; the training set split by
     ///   [`split_train_val`] with 10% for validation.
     ///
-    /// `n_toy` is used by toy sources only.
+    /// - `sim:`: as toy sources, `n_toy` training pairs and `max(1, n_toy / 4)` validation and
+    ///   test pairs from the same derived seeds.
+    ///
+    /// `n_toy` is used by toy and simulator sources only.
     ///
     /// # Errors
     /// [`Error::Config`] when `n_toy` is 0 or above [`toy::MAX_SAMPLES`] for a toy source; every
@@ -196,6 +211,14 @@ impl DataSpec {
                     train: t.generate(n_toy, derive_seed(seed, 1)),
                     val: t.generate(n_eval, derive_seed(seed, 2)),
                     test: t.generate(n_eval, derive_seed(seed, 3)),
+                })
+            }
+            DataSpec::Sim(k) => {
+                let n_eval = (n_toy / 4).max(1);
+                Ok(Splits {
+                    train: k.simulate(n_toy, derive_seed(seed, 1))?,
+                    val: k.simulate(n_eval, derive_seed(seed, 2))?,
+                    test: k.simulate(n_eval, derive_seed(seed, 3))?,
                 })
             }
             DataSpec::Digits { image } => {
@@ -238,6 +261,9 @@ mod tests {
             "npy:rel/b.npy",
             "mnist:/data/mnist",
             "cifar10:C:/cifar",
+            "sim:gaussian-linear",
+            "sim:gaussian-linear-10",
+            "sim:two-moons",
         ] {
             let spec: DataSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);

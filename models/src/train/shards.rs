@@ -34,8 +34,8 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The rule, by shape: shards for vector data (`[D]` samples) when every shard gets at least
-    /// [`MIN_SHARD_SAMPLES`] samples and no stage couples the samples of a batch (batch norm's
+    /// The rule, by shape: shards for unconditional vector data (`[D]` samples, no context) when
+    /// every shard gets at least [`MIN_SHARD_SAMPLES`] samples and no stage couples the samples of a batch (batch norm's
     /// batch statistics, ActNorm's data-dependent initialization would differ per shard); parallel
     /// matrix products otherwise. The products of vector flows are small (a batch of 512 by 128
     /// units is 8 MFLOP per product, too little to amortize splitting each product), while a
@@ -50,7 +50,9 @@ impl Strategy {
             .stages()
             .iter()
             .all(|s| !matches!(s.kind(), "BatchNorm" | "ActNorm"));
-        if flow.data_shape().len() == 1 && per_sample && batch / threads >= MIN_SHARD_SAMPLES {
+        // Conditional flows split their products instead: the shards do not slice a context yet.
+        let unconditional = flow.context_dim() == 0;
+        if flow.data_shape().len() == 1 && per_sample && unconditional && batch / threads >= MIN_SHARD_SAMPLES {
             Strategy::Shards
         } else {
             Strategy::ParallelGemm

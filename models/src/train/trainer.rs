@@ -53,7 +53,7 @@ use crate::checkpoint::{self, restore_params, snapshot_params};
 use crate::config::ModelConfig;
 use crate::data::{Dataset, epoch_order};
 use crate::error::{Error, Result};
-use crate::eval::{data_log_likelihood, evaluate, model_input};
+use crate::eval::{data_log_likelihood, evaluate, model_context, model_input};
 use crate::flow::{Flow, TrainMode};
 
 /// The divergence margin, in nats per data dimension: at the end of an epoch, a validation NLL
@@ -253,6 +253,10 @@ pub fn train<T: Real>(
     if let Some(v) = val {
         v.data
             .expect_sample_shape("train (validation set)", flow.data_shape())?;
+    }
+    crate::eval::check_context(flow, train)?;
+    if let Some(v) = val {
+        crate::eval::check_context(flow, v)?;
     }
     if train.data.batch() == 0 {
         return Err(Error::Config("the training set is empty".into()));
@@ -514,6 +518,7 @@ impl<'a, T: Real> Run<'a, T> {
         let idx = &self.order[b * bs..(b + 1) * bs];
         let mut rng = step_rng(self.cfg.seed, step);
         let x = model_input::<T>(self.train, idx, &mut rng)?;
+        let c = model_context::<T>(self.train, idx)?;
         let mode = if self.cfg.memory_efficient {
             TrainMode::MemoryEfficient
         } else {
@@ -521,6 +526,7 @@ impl<'a, T: Real> Run<'a, T> {
         };
         let loss = match &mut self.replicas {
             // Data-parallel: the passes of the shards at once, their gradients summed.
+            // (Shards are chosen only for flows without a context: `c` is `None` here.)
             Some(replicas) => {
                 let log_p = replicas
                     .forward_backward(self.flow, &x, mode)
@@ -531,7 +537,7 @@ impl<'a, T: Real> Run<'a, T> {
                 self.flow.zero_grad();
                 let (log_p, cache) = self
                     .flow
-                    .forward_train(&x, None, mode)
+                    .forward_train(&x, c.as_ref(), mode)
                     .map_err(|e| diverged_at(e, step))?;
                 let loss = self.loss(&log_p, step)?;
                 let w = vec![T::lit(-1.0 / bs as f64); bs];

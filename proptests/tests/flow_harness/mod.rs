@@ -223,3 +223,125 @@ pub fn check_flow_f32(flow32: &Flow<f32>, flow64: &Flow<f64>, x: &Tensor<f64>) -
     prop_assert!(e <= F32_TOL, "f32 round trip relative error {e:e}");
     Ok(())
 }
+
+/// `sum_i w_i log p(x_i | c_i)` in training mode.
+fn conditional_loss(
+    flow: &mut Flow<f64>,
+    x: &Tensor<f64>,
+    c: &Tensor<f64>,
+    w: &[f64],
+) -> exactflow_kernels::Result<f64> {
+    let (log_p, _) = flow
+        .forward_train(x, Some(c), TrainMode::Cached)
+        .map_err(|e| exactflow_kernels::Error::invalid("flow", "forward_train", e.to_string()))?;
+    Ok(log_p.iter().zip(w).map(|(a, b)| a * b).sum())
+}
+
+/// The laws of a conditional flow `p(x | c)` at `(x, c)` (f64), with per-sample weights `w`:
+///
+/// - `decode(encode(x, c), c) = x` within `ROUNDTRIP_F64`;
+/// - the cached backward's dL/dx, dL/dc and every parameter's gradient against central
+///   differences of the training loss (`GRAD_F64`, mixed error);
+/// - the memory-efficient backward's dL/dx and dL/dc equal the cached ones within
+///   `ROUNDTRIP_F64` (relative);
+/// - a missing context, a context with another number of rows or another width, and a context
+///   holding NaN are errors, the NaN one naming its row.
+pub fn check_conditional_flow(
+    flow: &mut Flow<f64>,
+    x: &Tensor<f64>,
+    c: &Tensor<f64>,
+    w: &[f64],
+) -> Result<(), TestCaseError> {
+    let n = x.batch();
+    let w = &w[..n];
+    let latent = flow.encode(x, Some(c)).map_err(flow_fail("encode"))?;
+    let back = flow.decode(&latent, Some(c)).map_err(flow_fail("decode"))?;
+    let e = rel_err(back.as_slice(), x.as_slice());
+    prop_assert!(e <= ROUNDTRIP_F64, "decode(encode(x, c), c) relative error {e:e}");
+
+    let mut grads = Vec::new();
+    for mode in [TrainMode::Cached, TrainMode::MemoryEfficient] {
+        flow.zero_grad();
+        let (_, cache) = flow
+            .forward_train(x, Some(c), mode)
+            .map_err(flow_fail("forward_train"))?;
+        grads.push(flow.backward(cache, w).map_err(flow_fail("backward"))?);
+    }
+    let me = grads.pop().expect("two modes");
+    let cached = grads.pop().expect("two modes");
+    let dc = cached.context.clone();
+    prop_assert!(dc.is_some(), "a conditional flow returned no context gradient");
+    // The memory-efficient pass left the same parameter gradients; recompute the cached ones
+    // so that the comparison below reads the cached pass's.
+    flow.zero_grad();
+    let (_, cache) = flow
+        .forward_train(x, Some(c), TrainMode::Cached)
+        .map_err(flow_fail("forward_train"))?;
+    let cached = flow.backward(cache, w).map_err(flow_fail("backward"))?;
+    let rep = compare_with_fd(flow, x, Some(c), &cached, GRAD_STEP, 64, |f, x, cp| {
+        conditional_loss(f, x, cp.unwrap_or(c), w)
+    })
+    .map_err(|e| TestCaseError::fail(format!("grad check: {e}")))?;
+    let (name, err) = rep.worst();
+    prop_assert!(err <= GRAD_F64, "gradient of {name}: mixed error {err:e}");
+    prop_assert!(
+        rep.context_error <= GRAD_F64,
+        "context gradient: mixed error {:e}",
+        rep.context_error
+    );
+    let e = rel_err(me.x.as_slice(), cached.x.as_slice());
+    prop_assert!(e <= ROUNDTRIP_F64, "memory-efficient dL/dx relative error {e:e}");
+    let (a, b) = (me.context.as_ref(), cached.context.as_ref());
+    let e = rel_err(a.map_or(&[][..], |t| t.as_slice()), b.map_or(&[][..], |t| t.as_slice()));
+    prop_assert!(e <= ROUNDTRIP_F64, "memory-efficient dL/dc relative error {e:e}");
+
+    // Bad contexts.
+    let cw = c.sample_len();
+    prop_assert!(
+        flow.log_prob(x, None).is_err(),
+        "a conditional flow scored without a context"
+    );
+    let rows = Tensor::<f64>::zeros(&[n + 1, cw]).expect("shape");
+    let msg = flow
+        .log_prob(x, Some(&rows))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    prop_assert!(
+        msg.contains(&n.to_string()) && msg.contains(&(n + 1).to_string()),
+        "a context of {} rows for {n} samples: {msg:?}",
+        n + 1
+    );
+    let wide = Tensor::<f64>::zeros(&[n, cw + 1]).expect("shape");
+    let msg = flow
+        .log_prob(x, Some(&wide))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    prop_assert!(
+        msg.contains(&cw.to_string()) && msg.contains(&(cw + 1).to_string()),
+        "a context of width {} for width {cw}: {msg:?}",
+        cw + 1
+    );
+    let mut nan = c.clone();
+    let row = n - 1;
+    nan.as_mut_slice()[row * cw] = f64::NAN;
+    let err = flow.log_prob(x, Some(&nan)).err();
+    prop_assert!(
+        matches!(
+            err,
+            Some(exactflow_models::Error::Numerical(exactflow_kernels::Error::NonFinite { index: (r, 0), .. })) if r == row
+        ),
+        "NaN in context row {row}: {err:?}"
+    );
+    prop_assert!(
+        flow.sample(
+            2,
+            1.0,
+            &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+            None
+        )
+        .is_err()
+    );
+    Ok(())
+}
