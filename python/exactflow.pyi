@@ -225,6 +225,11 @@ def train(
         Seed of the initialization, the splits, the batch order and the noise (0).
     threads : int
         Threads of the matrix products (1, bit-for-bit reproducible).
+    precision : str
+        "f32" (the default, as PyTorch and every peer train) or "f64": the arithmetic of training
+        and of the checkpoint's tensors. The returned flow holds the trained parameters in f64
+        (exactly widened from f32), and the metrics are computed in f64, as the command line's
+        eval computes them. A resumed run keeps its checkpoint's precision.
     out : str or path, optional
         Run directory for the checkpoint (written after every epoch), the pictures and
         metrics.json, as the command line writes them. The command line defaults it to
@@ -250,7 +255,7 @@ def train(
     -------
     (Flow, dict)
         The trained flow and the metrics of metrics.json: "model", "preset", "data", "seed",
-        "threads", "train", "validation" and "test" (each "nll" in nats and "bits_per_dim" for
+        "threads", "precision", "train", "validation" and "test" (each "nll" in nats and "bits_per_dim" for
         discrete data), "steps", "epochs", "best_epoch", "stopped_early", "samples_per_sec",
         "wall_seconds", "config", "train_config", "pictures".
 

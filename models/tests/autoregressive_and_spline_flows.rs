@@ -49,7 +49,11 @@ fn perturb(flow: &mut Flow<f64>, scale: f64) {
 fn every_preset_builds_saves_and_reloads_bit_for_bit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let presets = presets();
-    assert_eq!(presets.len(), 2 + 2 + 5, "maf: toy, digits; iaf: the same; nsf: five (with sbi)");
+    assert_eq!(
+        presets.len(),
+        2 + 2 + 5,
+        "maf: toy, digits; iaf: the same; nsf: five (with sbi)"
+    );
     for (i, (cfg, dim)) in presets.into_iter().enumerate() {
         let mut flow = cfg.build::<f64>().expect("builds");
         assert_eq!(flow.data_shape(), &[dim]);
