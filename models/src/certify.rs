@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{EVAL_NOISE_SEED, model_input};
+use crate::eval::{EVAL_NOISE_SEED, model_context, model_input};
 use crate::flow::Flow;
 
 /// One sample's certified `log p(x)`.
@@ -161,7 +161,8 @@ pub fn certify_dataset(
     let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = model_input::<f64>(ds, chunk, &mut rng)?;
-        for c in certify_log_prob(&iflow, &x, None)? {
+        let context = model_context::<f64>(ds, chunk)?;
+        for c in certify_log_prob(&iflow, &x, context.as_ref())? {
             out.push(match c {
                 Certified::Enclosed(lp) => {
                     let (ll, bpd) = data_terms(lp, dim, ds.levels);
