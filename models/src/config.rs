@@ -136,9 +136,13 @@ impl ModelConfig {
 
     /// The number of real-valued parameters and buffers of the model (the elements of every
     /// tensor a checkpoint stores as F32 or F64), computed from the config alone, without
-    /// allocating; `None` when it does not fit a `u64`. A checkpoint's config is checked
+    /// allocating; `None` for an invalid config (see [`ModelConfig::validate`]) or a count that
+    /// does not fit a `u64`. A checkpoint's config is checked
     /// against the file's size with it before the model is built.
     pub fn parameter_count(&self) -> Option<u64> {
+        // The per-layer counts loop over the layers: an invalid config (10^18 couplings) would
+        // loop for ever, so only a valid one (at most MAX_LAYERS layers) is counted.
+        self.validate().ok()?;
         match self {
             ModelConfig::Nice(c) => crate::nice::parameter_count(c),
             ModelConfig::RealNvp(c) => crate::realnvp::parameter_count(c),
