@@ -187,7 +187,7 @@ def train(
     threads: int = 1,
     precision: str = "f32",
     out: Optional[PathLike] = None,
-    toy_samples: int = 20000,
+    toy_samples: Optional[int] = None,
     patience: Optional[int] = None,
     resume: bool = False,
     memory_efficient: bool = False,
@@ -234,9 +234,9 @@ def train(
         Run directory for the checkpoint (written after every epoch), the pictures and
         metrics.json, as the command line writes them. The command line defaults it to
         runs/MODEL-DATA; here the default None writes nothing.
-    toy_samples : int
-        Training points drawn from a toy distribution (20000; validation and test get a quarter
-        each).
+    toy_samples : int, optional
+        Training points drawn from a toy distribution, or pairs from a simulator (default 20000
+        points, 200000 simulated pairs; validation and test get a quarter each).
     patience : int, optional
         Stop after this many epochs without a better validation NLL (the best model is kept).
     resume : bool
@@ -271,7 +271,7 @@ def train(
         checkpoint).
     """
 
-def load_data(spec: str, seed: int = 0, toy_samples: int = 20000) -> dict[str, Any]:
+def load_data(spec: str, seed: int = 0, toy_samples: Optional[int] = None) -> dict[str, Any]:
     """The train / validation / test splits the command line (train, eval, audit) uses for a data
     spec and seed: a dict with "train", "validation" and "test" (float64 arrays, raw values:
     discrete data are not dequantized), "levels" (the number of discrete levels, or None) and

@@ -48,8 +48,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 512;
 pub const DEFAULT_LR: f64 = 1e-3;
 /// The arithmetic training runs in by default: f32, as in every peer (PyTorch, nflows, flowrs).
 pub const DEFAULT_PRECISION: Precision = Precision::F32;
-/// Training points drawn from a toy distribution (validation and test get a quarter each).
-pub const DEFAULT_TOY_SAMPLES: usize = 20_000;
+pub use exactflow_models::data::{DEFAULT_SIM_PAIRS, DEFAULT_TOY_SAMPLES};
 /// Samples per batch when evaluating a split (`exactflow eval` and the metrics). Per-sample
 /// log-likelihoods do not depend on it in exact arithmetic; with it fixed they agree bit for bit
 /// between the command line and the Python package.
@@ -98,8 +97,10 @@ pub struct TrainOptions {
     /// The run directory (created if missing) for the checkpoint, the pictures and the metrics;
     /// `None` writes nothing. The command line defaults it to [`default_out_dir`].
     pub out: Option<PathBuf>,
-    /// Points drawn for a toy data set's training split ([`DEFAULT_TOY_SAMPLES`]).
-    pub toy_samples: usize,
+    /// Points drawn for a toy data set's or a simulator's training split; `None` takes the
+    /// data set's default ([`DataSpec::default_samples`]: [`DEFAULT_TOY_SAMPLES`] points,
+    /// [`DEFAULT_SIM_PAIRS`] simulated pairs).
+    pub toy_samples: Option<usize>,
     /// Stop after this many epochs without a better validation NLL (the best model is kept).
     pub patience: Option<usize>,
     /// Continue the run whose checkpoint is in `out`, exactly where it stopped.
@@ -122,7 +123,7 @@ impl TrainOptions {
             threads: 1,
             precision: DEFAULT_PRECISION,
             out: None,
-            toy_samples: DEFAULT_TOY_SAMPLES,
+            toy_samples: None,
             patience: None,
             resume: false,
             memory_efficient: false,
@@ -321,9 +322,11 @@ impl TrainData {
     /// # Errors
     /// As [`DataSpec::load`] and [`split_train_val_test`]; a context that does not pair with
     /// the samples (its row count, its NaN, too few columns for `--context-cols`).
-    pub fn splits(&self, seed: u64, toy_samples: usize) -> Result<Splits> {
+    pub fn splits(&self, seed: u64, toy_samples: Option<usize>) -> Result<Splits> {
         let whole = match (&self.source, &self.context) {
-            (Source::Spec(spec), None) => return spec.load(seed, toy_samples),
+            (Source::Spec(spec), None) => {
+                return spec.load(seed, toy_samples.unwrap_or_else(|| spec.default_samples()));
+            }
             (Source::Spec(DataSpec::Csv(p)), Some(_)) => exactflow_models::data::csv::read(p)?,
             (Source::Spec(DataSpec::Npy(p)), Some(_)) => exactflow_models::data::npy::read(p)?,
             (Source::Spec(spec), Some(_)) => {
@@ -883,7 +886,7 @@ mod tests {
         assert_eq!(o.check(), Ok("realnvp"));
         assert_eq!((o.batch_size, o.lr, o.seed, o.threads), (512, 1e-3, 0, 1));
         assert_eq!(o.precision, Precision::F32);
-        assert_eq!((o.steps, o.epochs, o.toy_samples), (None, None, 20_000));
+        assert_eq!((o.steps, o.epochs, o.toy_samples), (None, None, None));
         let bad = |f: fn(&mut TrainOptions)| {
             let mut o = TrainOptions::new("nice");
             f(&mut o);
@@ -925,7 +928,7 @@ mod tests {
     fn samples_in_memory_split_as_a_file_and_train_without_writing() {
         let x = Tensor::from_fn(&[200, 2], |k| ((k * 37 % 101) as f64) / 50.0 - 1.0).expect("tensor");
         let data = TrainData::samples(Dataset::new("array", x, None, None).expect("dataset"));
-        let splits = data.splits(7, 0).expect("splits");
+        let splits = data.splits(7, None).expect("splits");
         assert_eq!((splits.train.len(), splits.val.len(), splits.test.len()), (160, 20, 20));
         let mut o = TrainOptions::new("nice");
         o.steps = Some(3);
@@ -951,7 +954,7 @@ mod tests {
         let mut o = TrainOptions::new("realnvp");
         o.steps = Some(steps);
         o.batch_size = 256;
-        o.toy_samples = 2048;
+        o.toy_samples = Some(2048);
         o.seed = 11;
         o.precision = precision;
         o.out = out;
@@ -1007,7 +1010,7 @@ mod tests {
         let (full, _) = moons_run(Precision::F32, 16, None, false);
         // 2048 / 256 = 8 steps per epoch: the checkpoint of step 8 is on disk at step 12.
         let mut o = TrainOptions::new("realnvp");
-        (o.steps, o.batch_size, o.toy_samples, o.seed) = (Some(16), 256, 2048, 11);
+        (o.steps, o.batch_size, o.toy_samples, o.seed) = (Some(16), 256, Some(2048), 11);
         o.out = Some(dir.clone());
         let data = TrainData::parse("moons").expect("spec");
         let mut part = TrainingRun::prepare(&o, &data).expect("prepare");

@@ -6,6 +6,10 @@ moons, built from nflows' own transforms, with the configuration of exactflow's 
   ones: nflows' RandomPermutation / ReversePermutation) then nflows'
   MaskedAffineAutoregressiveTransform(features=2, hidden_features=256, num_blocks=1,
   use_residual_blocks=False): a MADE with two masked hidden layers of 256 (ReLU).
+- iaf: the maf layers with every autoregressive transform inverted (nflows'
+  InverseTransform(MaskedAffineAutoregressiveTransform(...))): sampling is one MADE pass per
+  layer, scoring solves for the latent with D = 2 passes per layer. The permutations stay as in
+  maf, which is how exactflow's iaf preset is built.
 - nsf-coupling: 8 layers, each nflows' LULinear(2, identity_init=True) with its bias frozen at 0
   (exactflow's LU linear layer has none) then PiecewiseRationalQuadraticCouplingTransform with
   the mask alternating between "first half conditions" and "second half conditions", an MLP
@@ -54,7 +58,7 @@ from nflows.transforms.autoregressive import (
     MaskedAffineAutoregressiveTransform,
     MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
 )
-from nflows.transforms.base import CompositeTransform
+from nflows.transforms.base import CompositeTransform, InverseTransform
 from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
 from nflows.transforms.lu import LULinear
 from nflows.transforms.permutations import RandomPermutation, ReversePermutation
@@ -105,6 +109,11 @@ def build(model):
             layers.append(RandomPermutation(2) if k % 2 == 0 else ReversePermutation(2))
             layers.append(MaskedAffineAutoregressiveTransform(
                 features=2, hidden_features=256, num_blocks=1, use_residual_blocks=False))
+    elif model == "iaf":
+        for k in range(10):
+            layers.append(RandomPermutation(2) if k % 2 == 0 else ReversePermutation(2))
+            layers.append(InverseTransform(MaskedAffineAutoregressiveTransform(
+                features=2, hidden_features=256, num_blocks=1, use_residual_blocks=False)))
     elif model == "nsf-coupling":
         for k in range(8):
             layers.append(lu_linear(2))
@@ -125,7 +134,7 @@ def build(model):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="maf", help="maf, nsf-coupling or nsf-autoregressive")
+    p.add_argument("--model", default="maf", help="maf, iaf, nsf-coupling or nsf-autoregressive")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=512, help="samples per step")

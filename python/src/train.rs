@@ -96,9 +96,9 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 ///     Run directory for the checkpoint (written after every epoch), the pictures and
 ///     metrics.json, as the command line writes them. The command line defaults it to
 ///     runs/MODEL-DATA; here the default None writes nothing.
-/// toy_samples : int
-///     Training points drawn from a toy distribution (20000; validation and test get a quarter
-///     each).
+/// toy_samples : int, optional
+///     Training points drawn from a toy distribution, or pairs from a simulator (default 20000
+///     points, 200000 simulated pairs; validation and test get a quarter each).
 /// patience : int, optional
 ///     Stop after this many epochs without a better validation NLL (the best model is kept).
 /// resume : bool
@@ -173,7 +173,7 @@ pub fn train<'py>(
         o.precision = p.parse().map_err(to_py)?;
     }
     o.out = out;
-    o.toy_samples = opt_count(toy_samples, "toy_samples")?.unwrap_or(o.toy_samples);
+    o.toy_samples = opt_count(toy_samples, "toy_samples")?.or(o.toy_samples);
     o.patience = opt_count(patience, "patience")?;
     o.resume = resume;
     o.memory_efficient = memory_efficient;
@@ -231,7 +231,7 @@ pub fn load_data<'py>(
         .map(arrays::seed)
         .transpose()?
         .unwrap_or(0);
-    let toy_samples = opt_count(toy_samples, "toy_samples")?.unwrap_or(exactflow::training::DEFAULT_TOY_SAMPLES);
+    let toy_samples = opt_count(toy_samples, "toy_samples")?.unwrap_or_else(|| spec.default_samples());
     let splits = detached(py, move || spec.load(seed, toy_samples).map_err(to_py))?;
     let out = PyDict::new(py);
     out.set_item("levels", splits.train.levels)?;

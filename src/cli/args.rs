@@ -59,9 +59,10 @@ pub struct AuditArgs {
     /// Print the full audit as one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Points drawn for a toy data set's splits (as in train).
-    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
-    pub toy_samples: usize,
+    /// Points drawn for a toy data set's or a simulator's splits (as in train; default 20000
+    /// points, 200000 simulated pairs).
+    #[arg(long)]
+    pub toy_samples: Option<usize>,
 }
 
 /// `exactflow train`.
@@ -129,10 +130,11 @@ pub struct TrainArgs {
     /// Output directory (created if missing). Default: runs/MODEL-DATA.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Training points drawn from a toy distribution, 1 to 100000000 (validation and test get a
-    /// quarter each).
-    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
-    pub toy_samples: usize,
+    /// Training points drawn from a toy distribution or pairs from a simulator, 1 to 100000000
+    /// (validation and test get a quarter each). Default: 20000 points; 200000 pairs for a sim:
+    /// data set (simulating is cheap, and with fewer pairs a default-length run memorizes them).
+    #[arg(long)]
+    pub toy_samples: Option<usize>,
     /// Stop after this many epochs without a better validation NLL (the best model is kept).
     #[arg(long)]
     pub patience: Option<usize>,
@@ -182,9 +184,10 @@ pub struct EvalArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Points drawn for a toy data set's splits (must match training to get the same splits).
-    #[arg(long, default_value_t = training::DEFAULT_TOY_SAMPLES)]
-    pub toy_samples: usize,
+    /// Points drawn for a toy data set's or a simulator's splits (must match training to get the
+    /// same splits; default 20000 points, 200000 simulated pairs, as in train).
+    #[arg(long)]
+    pub toy_samples: Option<usize>,
     /// Also certify every sample: evaluate the flow in interval arithmetic and print, per sample,
     /// an interval [lo, hi] guaranteed to contain the exact log p(x) (and bits/dim) of the
     /// stored parameters, beside the f64 value and the width; then a summary (max and median

@@ -29,7 +29,7 @@ pub fn run(a: AuditArgs) -> CliResult<()> {
     let x: Tensor<f64> = match &a.data {
         Some(spec) => {
             let spec: DataSpec = spec.parse()?;
-            let splits = spec.load(seed, a.toy_samples)?;
+            let splits = spec.load(seed, a.toy_samples.unwrap_or_else(|| spec.default_samples()))?;
             let test = &splits.test;
             if test.sample_shape() != flow.data_shape() {
                 return Err(CliError(format!(

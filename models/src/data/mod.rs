@@ -43,5 +43,5 @@ pub(crate) mod io_util;
 pub use dataset::Dataset;
 pub use matrix::{MatrixSource, SourceDtype, read_matrix};
 pub use random::{dequantize, derive_seed, epoch_order};
-pub use spec::{DataSpec, FILE_HOLDOUT, ToyKind, VAL_FRACTION};
+pub use spec::{DEFAULT_SIM_PAIRS, DEFAULT_TOY_SAMPLES, DataSpec, FILE_HOLDOUT, ToyKind, VAL_FRACTION};
 pub use split::{Splits, split_train_val, split_train_val_test};
