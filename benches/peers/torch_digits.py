@@ -121,15 +121,18 @@ def main():
     p.add_argument("--batch-size", type=int, default=64, help="samples per step")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="precision of the model and the data (every peer trains in float32)")
     a = p.parse_args()
+    dtype = getattr(torch, a.dtype)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     train, test = load()
     train = train[rng.permutation(len(train))[:1294]]
-    train = torch.tensor(train)
-    test_u = torch.tensor((test + rng.random(test.shape)) / LEVELS)
-    flow = Flow(a.model).double()
+    train = torch.tensor(train).to(dtype)
+    test_u = torch.tensor((test + rng.random(test.shape)) / LEVELS).to(dtype)
+    flow = Flow(a.model).to(dtype)
     opt = torch.optim.Adam(flow.parameters(), lr=a.lr)
     per_epoch = len(train) // a.batch_size
     total = per_epoch * a.epochs
@@ -159,6 +162,7 @@ def main():
         nll = -(flow.log_prob(test_u) - 64 * math.log(LEVELS)).mean().item()
     print(json.dumps({
         "framework": f"torch {torch.__version__}",
+        "dtype": a.dtype,
         "model": a.model,
         "epochs": a.epochs,
         "steps": total,

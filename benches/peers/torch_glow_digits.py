@@ -27,7 +27,7 @@ convention and budget as benches/peers/torch_digits.py:
   latent [8, 2, 2] is scored by a learned diagonal Gaussian (mean and log std per element,
   starting at N(0, I)).
 - Adam (betas 0.9, 0.999, eps 1e-8) lr 1e-3, linear warmup over 2% of the steps then cosine decay
-  to 1%, gradient-norm clipping at 100, batch 64, 20 epochs (20 steps each: 400 steps), float64,
+  to 1%, gradient-norm clipping at 100, batch 64, 20 epochs (20 steps each: 400 steps), float64 by default (--dtype float32 for the f32 comparison),
   one thread.
 
 Install and run (never run by CI):
@@ -188,14 +188,17 @@ def main():
     p.add_argument("--steps-per-level", type=int, default=8, help="K")
     p.add_argument("--hidden", type=int, default=64, help="coupling network channels")
     p.add_argument("--seed", type=int, default=0, help="seed")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="precision of the model and the data (every peer trains in float32)")
     a = p.parse_args()
+    dtype = getattr(torch, a.dtype)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     train, test = load()
-    train = torch.tensor(train[rng.permutation(len(train))[:1294]])
-    test_u = torch.tensor((test + rng.random(test.shape)) / LEVELS)
-    flow = Glow(levels=a.levels, steps=a.steps_per_level, hidden=a.hidden).double()
+    train = torch.tensor(train[rng.permutation(len(train))[:1294]]).to(dtype)
+    test_u = torch.tensor((test + rng.random(test.shape)) / LEVELS).to(dtype)
+    flow = Glow(levels=a.levels, steps=a.steps_per_level, hidden=a.hidden).to(dtype)
     n_params = sum(q.numel() for q in flow.parameters())
     opt = torch.optim.Adam(flow.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     per_epoch = len(train) // a.batch_size
@@ -233,6 +236,7 @@ def main():
         nll = -(flow.log_prob(test_u) - 64 * math.log(LEVELS)).mean().item()
     print(json.dumps({
         "framework": f"torch {torch.__version__}",
+        "dtype": a.dtype,
         "model": "glow",
         "levels": a.levels,
         "K": a.steps_per_level,

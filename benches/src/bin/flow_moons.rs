@@ -1,6 +1,6 @@
 //! `flow_moons`: the two-moons comparison of MAF and neural spline flows against nflows
 //! (`benches/peers/nflows_moons.py` prints the same JSON): training samples/s, `log_prob` and
-//! sampling milliseconds per 512-batch, and the validation NLL, one thread, one process.
+//! sampling milliseconds per 512-batch, and the validation NLL, one process.
 //!
 //! ```text
 //! cargo run -p exactflow-benches --release --bin flow_moons -- --model maf --precision f32
@@ -13,9 +13,11 @@
 //! bound 3). Data: two moons (noise 0.05), 20,000 training and 5,000 validation points drawn
 //! with `--seed`. Training: `--steps` (2000) Adam steps of `--batch-size` (512), learning rate
 //! `--lr` (5e-4) after a linear warmup over 2% of the steps, cosine decay to 1% of it, gradient
-//! clipping at 100, one thread, in `--precision` f32 or f64. Samples/s counts the optimizer steps
-//! only (as exactflow's trainer reports it). Then `log_prob` of a 512-batch of validation points
-//! and `sample(512)` are timed `--repeats` (50) times each; the medians are printed.
+//! clipping at 100, on `--threads` (1) threads (the trainer's strategy, see
+//! `exactflow_models::train::Strategy`), in `--precision` f32 or f64. Samples/s counts the
+//! optimizer steps only (as exactflow's trainer reports it). Then `log_prob` of a 512-batch of
+//! validation points and `sample(512)` are timed `--repeats` (50) times each, on one thread; the
+//! medians are printed.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -36,10 +38,11 @@ struct Args {
     lr: f64,
     seed: u64,
     repeats: usize,
+    threads: usize,
 }
 
 const USAGE: &str = "usage: flow_moons [--model maf|iaf|nsf-coupling|nsf-autoregressive (maf)] \
-[--precision f32|f64 (f32)] [--steps S (2000)] [--batch-size B (512)] [--lr LR (5e-4)] [--seed S (0)] [--repeats R (50)]";
+[--precision f32|f64 (f32)] [--steps S (2000)] [--batch-size B (512)] [--lr LR (5e-4)] [--seed S (0)] [--repeats R (50)] [--threads N (1)]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -50,6 +53,7 @@ fn parse() -> Result<Args, String> {
         lr: 5e-4,
         seed: 0,
         repeats: 50,
+        threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +70,7 @@ fn parse() -> Result<Args, String> {
             "--lr" => a.lr = num(&v)?,
             "--seed" => a.seed = num(&v)? as u64,
             "--repeats" => a.repeats = (num(&v)? as usize).max(1),
+            "--threads" => a.threads = (num(&v)? as usize).clamp(1, 1024),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
@@ -99,7 +104,7 @@ fn run<T: Real>(a: &Args, cfg: &ModelConfig, data: &Splits) -> Result<serde_json
             decay: Decay::Cosine { min_ratio: 0.01 },
         },
         seed: a.seed,
-        threads: 1,
+        threads: a.threads,
         ..TrainConfig::default()
     };
     let report = train(&mut flow, cfg, &opts, &data.train, None, &mut Silent, None).map_err(|e| e.to_string())?;
@@ -129,7 +134,7 @@ fn run<T: Real>(a: &Args, cfg: &ModelConfig, data: &Splits) -> Result<serde_json
         "framework": "exactflow",
         "model": a.model,
         "precision": T::NAME,
-        "threads": 1,
+        "threads": a.threads,
         "steps": a.steps,
         "batch_size": a.batch,
         "lr": a.lr,

@@ -129,21 +129,24 @@ impl<T: Real> MaskedLinear<T> {
     }
 
     /// Adds `(dy^T x) * M` to dW and the column sums of `dy` to db.
+    ///
+    /// The product is accumulated into dW directly and dW is masked afterwards: a masked entry
+    /// of dW is 0 before (every writer of this gradient masks it), so masking the sum gives
+    /// `dW + (dy^T x) * M` without a temporary the size of the weight.
     fn accumulate(&mut self, x: &[T], dy: &[T], n: usize, par: Parallelism) -> Result<()> {
         let (inp, out) = (self.lin.in_dim(), self.lin.out_dim());
-        let mut g = vec![T::zero(); out * inp];
+        let dw = self.lin.weight.grad.as_mut_slice();
         gemm(
             T::one(),
             MatSlice::new(dy, n, out)?.t(),
             MatSlice::new(x, n, inp)?,
-            T::zero(),
-            MatSliceMut::new(&mut g, out, inp)?,
+            T::one(),
+            MatSliceMut::new(dw, out, inp)?,
             par,
         )?;
-        for (gw, &m) in g.iter_mut().zip(&self.mask) {
+        for (gw, &m) in dw.iter_mut().zip(&self.mask) {
             *gw *= m;
         }
-        self.lin.weight.accumulate(&g);
         let db = self.lin.bias.grad.as_mut_slice();
         for row in dy.chunks_exact(out.max(1)) {
             for (g, &v) in db.iter_mut().zip(row) {
@@ -506,7 +509,7 @@ impl<T: Real> Made<T> {
             let input: &[T] = if l == 0 { &c.x } else { &c.hidden[l - 1] };
             let gi = self.hidden[l].input_grad(&g, n, par)?;
             let pre = std::mem::replace(&mut g, gi);
-            if l == 0 {
+            if l == 0 && self.context.is_some() {
                 first_pre = Some(pre.clone());
             }
             if params {
