@@ -10,8 +10,8 @@
 //! | `gemms_fwd_bwd_f32` | **baseline**: those three plus the six of the backward (`dW = dY^T X`, `dX = dY W` per Linear) |
 //! | `glow_step_forward_f32` | a Glow step (ActNorm, LU 1x1 convolution, affine coupling with a 512-channel conv3x3-ReLU-conv1x1-ReLU-conv3x3 conditioner) on `[16, 12, 16, 16]` f32: `forward` |
 //! | `glow_step_fwd_bwd_f32` | the same step: `forward_train` + `backward` |
-//! | `train/step_f64` | one training step of the moons RealNVP (8 affine couplings, MLP 1 -> 128 -> 128 -> 2, batch 512, f64, one thread): `forward_train`, `backward`, Adam update |
-//! | `train/gemms_faer_f64` | **the compute limit**: every matrix product of that step (forward and backward of the 24 Linears) through faer called directly, in the same run |
+//! | `train/step_f64`, `train/step_f32` | one training step of the moons RealNVP (8 affine couplings, MLP 1 -> 128 -> 128 -> 2, batch 512, one thread) in that precision: `forward_train`, `backward`, Adam update |
+//! | `train/gemms_faer_f64`, `train/gemms_faer_f32` | **the compute limit**: every matrix product of that step (forward and backward of the 24 Linears) through faer called directly, in the same run and precision |
 //!
 //! Run: `cargo bench -p exactflow-benches --bench layers`, then
 //! `cargo run -p exactflow-benches --release --bin bench_report`.
@@ -202,26 +202,35 @@ fn glow_step_benches(c: &mut Criterion) {
 }
 
 fn train_step_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train");
+    train_step_pair::<f64>(&mut group);
+    train_step_pair::<f32>(&mut group);
+    group.finish();
+}
+
+/// `train/step_{T}` and its compute limit `train/gemms_faer_{T}` on the same shapes.
+fn train_step_pair<T: Real + faer::traits::ComplexField>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+) {
     let n = 512;
     let cfg = ModelConfig::preset("realnvp", "toy", &[2], 0).expect("preset");
-    let mut flow = cfg.build::<f64>().expect("builds");
+    let mut flow = cfg.build::<T>().expect("builds");
     // Start from trained-looking parameters rather than the zero-initialized identity.
     let mut k = 0usize;
     flow.visit_params_mut("", &mut |_, p| {
         for v in p.value.as_mut_slice() {
-            *v += 0.05 * (((k * 7919) % 200) as f64 / 100.0 - 1.0);
+            *v += T::lit(0.05 * (((k * 7919) % 200) as f64 / 100.0 - 1.0));
             k += 1;
         }
     });
-    let x = Tensor::new(&[n, 2], uniform_vec::<f64>(2 * n, -1.0, 2.0, SEED + 8)).expect("shape");
-    let mut adam = Adam::new(AdamConfig::default());
-    let w = vec![-1.0 / n as f64; n];
+    let x = Tensor::new(&[n, 2], uniform_vec::<T>(2 * n, -1.0, 2.0, SEED + 8)).expect("shape");
+    let mut adam = Adam::<T>::new(AdamConfig::default());
+    let w = vec![T::lit(-1.0 / n as f64); n];
     // Every product of the step: 8 MLPs 1 -> 128 -> 128 -> 2 forward and backward.
-    let mut products: Vec<MlpProducts<f64>> = (0..8)
+    let mut products: Vec<MlpProducts<T>> = (0..8)
         .map(|i| MlpProducts::new(n, &[1, 128, 128, 2], SEED + 100 + 10 * i))
         .collect();
-    let mut group = c.benchmark_group("train");
-    group.bench_function(BenchmarkId::new("step_f64", n), |b| {
+    group.bench_function(BenchmarkId::new(format!("step_{}", T::NAME), n), |b| {
         b.iter(|| {
             flow.zero_grad();
             let (_, cache) = flow
@@ -231,7 +240,7 @@ fn train_step_benches(c: &mut Criterion) {
             adam.step(&mut flow, 1e-6, 1.0).expect("finite step");
         })
     });
-    group.bench_function(BenchmarkId::new("gemms_faer_f64", n), |b| {
+    group.bench_function(BenchmarkId::new(format!("gemms_faer_{}", T::NAME), n), |b| {
         b.iter(|| {
             for p in products.iter_mut() {
                 p.forward();
@@ -239,7 +248,6 @@ fn train_step_benches(c: &mut Criterion) {
             }
         })
     });
-    group.finish();
 }
 
 fn config() -> Criterion {

@@ -17,7 +17,8 @@
 //! `exactflow_models::train::Strategy`), in `--precision` f32 or f64. Samples/s counts the
 //! optimizer steps only (as exactflow's trainer reports it). Then `log_prob` of a 512-batch of
 //! validation points and `sample(512)` are timed `--repeats` (50) times each, on one thread; the
-//! medians are printed.
+//! medians are printed. Like `exactflow train`, it first applies the allocator settings of
+//! `exactflow::allocator::keep_freed_buffers`.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -148,6 +149,9 @@ fn run<T: Real>(a: &Args, cfg: &ModelConfig, data: &Splits) -> Result<serde_json
 }
 
 fn main() -> ExitCode {
+    // The allocator settings of `exactflow train`, so that both time the same training loop
+    // (without them every step page-faults its freed buffers back in).
+    exactflow::allocator::keep_freed_buffers();
     let a = match parse() {
         Ok(a) => a,
         Err(e) => {
