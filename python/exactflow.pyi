@@ -93,7 +93,8 @@ class Flow:
         """Loads a flow from a checkpoint: a training run directory (holding model.safetensors) or
         a checkpoint file.
 
-        Raises OSError when the file cannot be read or is not a valid checkpoint.
+        Raises OSError when the file cannot be read or is not a valid checkpoint. An older
+        checkpoint without checksums loads with a UserWarning saying so.
         """
 
     def save(self, path: PathLike) -> None:

@@ -462,6 +462,10 @@ pub struct TrainingRun {
     pub precision: Precision,
     /// The training configuration: from the options, or the resumed run's own.
     pub train_config: TrainConfig,
+    /// What the user should be told about the run before it starts, one line each (a resumed
+    /// checkpoint of an older format, without checksums). The library prints nothing: the
+    /// command line writes them to stderr, the Python package issues them as warnings.
+    pub warnings: Vec<String>,
     options: TrainOptions,
     resume: Option<TrainState>,
     /// The flow an f32 run trains (`None` for an f64 run, which trains [`TrainingRun::flow`]).
@@ -494,15 +498,16 @@ impl TrainingRun {
             None => None,
         };
         let shape = splits.train.sample_shape().to_vec();
+        let mut warnings = Vec::new();
         let (config, flow, flow_f32, resume, precision) = match (&ckpt, options.resume) {
             // A resumed run keeps the precision its checkpoint stores.
             (Some(ckpt), true) => match checkpoint::read_precision(ckpt)? {
                 Precision::F32 => {
-                    let (config, flow, state) = load_to_resume::<f32>(ckpt, family)?;
+                    let (config, flow, state) = load_to_resume::<f32>(ckpt, family, &mut warnings)?;
                     (config, flow.to_f64(), Some(flow), Some(state), Precision::F32)
                 }
                 Precision::F64 => {
-                    let (config, flow, state) = load_to_resume::<f64>(ckpt, family)?;
+                    let (config, flow, state) = load_to_resume::<f64>(ckpt, family, &mut warnings)?;
                     (config, flow, None, Some(state), Precision::F64)
                 }
             },
@@ -582,6 +587,7 @@ impl TrainingRun {
             flow,
             precision,
             train_config,
+            warnings,
             options: options.clone(),
             resume,
             flow_f32,
@@ -781,11 +787,16 @@ fn train_flow<T: Real>(
 }
 
 /// The model, the flow and the training state of the checkpoint `ckpt` that a run of `family`
-/// resumes, in the precision `T` the checkpoint stores.
-fn load_to_resume<T: Real>(ckpt: &Path, family: &str) -> Result<(ModelConfig, Flow<T>, TrainState)> {
+/// resumes, in the precision `T` the checkpoint stores; the checkpoint's warning, if any, goes
+/// to `warnings`.
+fn load_to_resume<T: Real>(
+    ckpt: &Path,
+    family: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(ModelConfig, Flow<T>, TrainState)> {
     let loaded = checkpoint::load::<T>(ckpt)?;
     if let Some(w) = loaded.warning() {
-        eprintln!("warning: {}: {w}", ckpt.display());
+        warnings.push(format!("{}: {w}", ckpt.display()));
     }
     if loaded.config.family() != family {
         return Err(Error::Config(format!(

@@ -65,3 +65,15 @@ fn panic_error(payload: &(dyn std::any::Any + Send)) -> PyErr {
         "internal error in exactflow (a bug: please report it with the call that caused it): {what}"
     ))
 }
+
+/// Issues `message` as a Python `UserWarning` (what the command line prints as `warning: ...`),
+/// attributed to the caller of the exactflow function.
+///
+/// # Errors
+/// The exception a warnings filter turns the warning into (`-W error`).
+pub fn warn_user(py: Python<'_>, message: &str) -> PyResult<()> {
+    // A NUL inside a path would end the C string early; the warning is for people, so it is
+    // shown with the NULs replaced rather than dropped.
+    let text = std::ffi::CString::new(message.replace('\0', "\u{fffd}")).unwrap_or_default();
+    PyErr::warn(py, &py.get_type::<pyo3::exceptions::PyUserWarning>(), &text, 1)
+}

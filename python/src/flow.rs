@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::arrays::{self, MAX_VALUES, python_shape};
-use crate::errors::{detached, kernels_to_py, to_py, value_error};
+use crate::errors::{detached, kernels_to_py, to_py, value_error, warn_user};
 use crate::json::{self, NonFinite};
 
 /// A trained normalizing flow, in float64: NICE, RealNVP, Glow or any family exactflow builds.
@@ -80,12 +80,15 @@ impl PyFlow {
     /// Loads a flow from a checkpoint: a training run directory (holding model.safetensors) or
     /// a checkpoint file.
     ///
-    /// Raises OSError when the file cannot be read or is not a valid checkpoint.
+    /// Raises OSError when the file cannot be read or is not a valid checkpoint. An older
+    /// checkpoint without checksums loads with a UserWarning saying so.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let loaded = detached(py, move || {
-            checkpoint::load::<f64>(&checkpoint_path(&path)).map_err(to_py)
-        })?;
+        let file = checkpoint_path(&path);
+        let loaded = detached(py, || checkpoint::load::<f64>(&file).map_err(to_py))?;
+        if let Some(w) = loaded.warning() {
+            warn_user(py, &format!("{}: {w}", file.display()))?;
+        }
         Ok(PyFlow::new(loaded.flow, loaded.config))
     }
 

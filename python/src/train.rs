@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::arrays::{self, count, python_shape};
-use crate::errors::{detached, kernels_to_py, to_py, to_py_noting, value_error};
+use crate::errors::{detached, kernels_to_py, to_py, to_py_noting, value_error, warn_user};
 use crate::flow::PyFlow;
 use crate::json::{self, NonFinite};
 
@@ -207,6 +207,9 @@ pub fn train<'py>(
         let results = run.finish(&report).map_err(to_py)?;
         Ok((run, results.metrics))
     })?;
+    for w in &run.warnings {
+        warn_user(py, w)?;
+    }
     let metrics = json::to_python(py, &report, NonFinite::Keep)?;
     Ok((PyFlow::new(run.flow, run.config), metrics))
 }

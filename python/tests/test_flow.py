@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import exactflow
-from conftest import MOONS
+from conftest import MOONS, REPO
 
 # The seed `exactflow audit` draws its samples with when no --data is given (src/cli/audit.rs).
 AUDIT_SEED = 0xA0D17000
@@ -144,3 +144,13 @@ def test_flow_errors(flow, tmp_path):
         exactflow.Flow.load(junk)
     with pytest.raises(OSError):
         flow.save(tmp_path / "no" / "such" / "dir" / "x.safetensors")
+
+
+def test_an_old_checkpoint_loads_with_a_user_warning():
+    """A format-1 checkpoint (no checksums) loads, as `exactflow eval` loads it, and says so once
+    through Python's warnings, as the command line says it on stderr."""
+    fixture = REPO / "models/tests/fixtures/realnvp_small.safetensors"
+    with pytest.warns(UserWarning, match="no checksums") as caught:
+        old = exactflow.Flow.load(fixture)
+    assert len(caught) == 1
+    assert np.isfinite(old.log_prob(np.zeros((3, 2)))).all()

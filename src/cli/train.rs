@@ -26,6 +26,9 @@ pub fn run(a: TrainArgs) -> CliResult<()> {
         .get_or_insert_with(|| default_out_dir(family, &data.label))
         .clone();
     let mut run = TrainingRun::prepare(&options, &data)?;
+    for w in &run.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!("{}", run.summary());
     let mut progress = Progress::new(run.total_steps());
     let result = run.train(&mut progress);
