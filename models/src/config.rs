@@ -10,6 +10,7 @@ use exactflow_kernels::Real;
 use exactflow_layers::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::embedding::ContextEmbedding;
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 pub use crate::glow::{GlowConfig, GlowCouplingKind, GlowPermutation};
@@ -103,6 +104,37 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The context embedding of a conditional model, if it has one (see [`crate::embedding`]).
+    pub fn context_embedding(&self) -> Option<&ContextEmbedding> {
+        match self {
+            ModelConfig::RealNvp(c) => c.context_embedding.as_ref(),
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_embedding.as_ref(),
+            ModelConfig::Nsf(c) => c.context_embedding.as_ref(),
+            ModelConfig::Nice(_) | ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_) => None,
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the context embedding of a conditional model. The
+    /// embedding is checked when the model is built (it needs `context_dim > 0`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an embedding on a family without conditional models.
+    pub fn set_context_embedding(&mut self, embedding: Option<ContextEmbedding>) -> Result<()> {
+        match self {
+            ModelConfig::RealNvp(c) => c.context_embedding = embedding,
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_embedding = embedding,
+            ModelConfig::Nsf(c) => c.context_embedding = embedding,
+            _ if embedding.is_none() => {}
+            other => {
+                return Err(Error::Config(format!(
+                    "{}: this family has no conditional models, so no context embedding; use realnvp, maf, iaf or nsf",
+                    other.family()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The sample shape of the data the model expects: `[D]` or `[C, H, W]`.
     pub fn data_shape(&self) -> Vec<usize> {
         match self {
@@ -123,9 +155,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             ModelConfig::Nice(c) => crate::checks::check_vector("nice", c.dim, c.couplings, &c.hidden, c.logit_alpha),
-            ModelConfig::RealNvp(c) => {
-                crate::checks::check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)
-            }
+            ModelConfig::RealNvp(c) => crate::realnvp::validate(c),
             ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::validate(c),
             ModelConfig::Glow(c) => crate::glow::validate(c),
             ModelConfig::Maf(c) => crate::maf::validate("maf", c),

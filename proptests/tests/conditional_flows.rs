@@ -1,7 +1,8 @@
 //! Conditional flows `p(x | c)`: the conditional MLP against central differences (dL/dx, dL/dc,
-//! every parameter), and conditional RealNVP, MAF, IAF and NSF (coupling and autoregressive) as
-//! compositions on `Flow` (`flow_harness::check_conditional_flow`: round trip, gradients with
-//! respect to the data, the context and every parameter, and the bad-context errors).
+//! every parameter), and conditional RealNVP, MAF, IAF and NSF (coupling and autoregressive),
+//! without and with a context embedding, as compositions on `Flow`
+//! (`flow_harness::check_conditional_flow`: round trip, gradients with respect to the data, the
+//! context and every parameter, the embedding's included, and the bad-context errors).
 //!
 //! Shapes: N in 1..=3, D in 2..=4, context width C in 1..=3, small conditioners (widths 3..=6,
 //! tanh), parameters perturbed away from the identity initialization, contexts in [-2, 2].
@@ -15,7 +16,8 @@ mod layer_harness;
 use exactflow_layers::gradcheck::grad_check_net;
 use exactflow_layers::nets::{Activation, Conditioner, Mlp, MlpConfig};
 use exactflow_layers::{Ctx, MaskKind, SplineConfig, Tensor};
-use exactflow_models::{ArPermutation, MafConfig, ModelConfig, NsfConfig, RealNvpConfig, SplineLayer};
+use exactflow_models::{ArPermutation, ContextEmbedding, MafConfig, ModelConfig, NsfConfig, RealNvpConfig, SplineLayer};
+use exactflow_layers::Params;
 use flow_harness::{check_conditional_flow, flow_fail};
 use layer_harness::{GRAD_F64, GRAD_STEP, batch, cases, fail, perturb, values};
 use proptest::prelude::*;
@@ -81,6 +83,7 @@ fn conditional_configs(c: &Case) -> Vec<ModelConfig> {
         logit_alpha: None,
         seed: c.seed,
         context_dim: c.cw,
+        context_embedding: None,
     };
     let nsf = |transform| NsfConfig {
         dim: c.d,
@@ -93,6 +96,7 @@ fn conditional_configs(c: &Case) -> Vec<ModelConfig> {
         logit_alpha: None,
         seed: c.seed,
         context_dim: c.cw,
+        context_embedding: None,
     };
     vec![
         ModelConfig::RealNvp(RealNvpConfig {
@@ -105,12 +109,29 @@ fn conditional_configs(c: &Case) -> Vec<ModelConfig> {
             logit_alpha: None,
             seed: c.seed,
             context_dim: c.cw,
+            context_embedding: None,
         }),
         ModelConfig::Maf(maf.clone()),
         ModelConfig::Iaf(maf),
         ModelConfig::Nsf(nsf(SplineLayer::Coupling)),
         ModelConfig::Nsf(nsf(SplineLayer::Autoregressive)),
     ]
+}
+
+/// The models of [`conditional_configs`], each with a context embedding `C -> [hidden] -> E`
+/// (E in 1..=3, from the seed: narrower, as wide as or wider than C).
+fn embedded_configs(c: &Case) -> Vec<ModelConfig> {
+    let embedding = ContextEmbedding {
+        hidden: vec![c.hidden],
+        dim: 1 + (c.seed % 3) as usize,
+    };
+    conditional_configs(c)
+        .into_iter()
+        .map(|mut cfg| {
+            cfg.set_context_embedding(Some(embedding.clone())).expect("conditional family");
+            cfg
+        })
+        .collect()
 }
 
 proptest! {
@@ -143,6 +164,25 @@ proptest! {
                 .map_err(|e| TestCaseError::fail(format!("{}: {e}", cfg.family())))?;
         }
     }
+
+    /// The same flows with a context embedding `e = E(c)`: every law of
+    /// `check_conditional_flow`, so the gradients with respect to the raw context (through the
+    /// embedding, summed over the stages) and to the embedding's parameters (`embedding.*`,
+    /// visited with every other parameter) are checked against central differences.
+    #[test]
+    fn conditional_flows_with_an_embedding_compose(c in case()) {
+        for cfg in embedded_configs(&c) {
+            let mut flow = cfg.build::<f64>().map_err(flow_fail("build"))?;
+            prop_assert_eq!(flow.context_dim(), c.cw);
+            prop_assert!(flow.embedding().is_some());
+            let mut names = Vec::new();
+            flow.visit_params("", &mut |n, _| names.push(n.to_string()));
+            prop_assert!(names.iter().any(|n| n == "embedding.0.weight"), "{names:?}");
+            perturb(&mut flow, &c.delta, 0.3);
+            check_conditional_flow(&mut flow, &c.x(), &c.c(), &c.w)
+                .map_err(|e| TestCaseError::fail(format!("{} with an embedding: {e}", cfg.family())))?;
+        }
+    }
 }
 
 /// The context changes the density: a conditional flow whose context weights are not zero gives
@@ -160,7 +200,7 @@ fn the_context_is_read() {
         delta: (0..4096).map(|k| ((k as f64) * 0.61).sin()).collect(),
         seed: 3,
     };
-    for cfg in conditional_configs(&c) {
+    for cfg in conditional_configs(&c).into_iter().chain(embedded_configs(&c)) {
         let mut flow = cfg.build::<f64>().expect("build");
         perturb(&mut flow, &c.delta, 0.3);
         let lp = flow.log_prob(&c.x(), Some(&c.c())).expect("log_prob");

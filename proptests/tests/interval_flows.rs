@@ -54,6 +54,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             logit_alpha: None,
             seed,
             context_dim: 0,
+            context_embedding: None,
         }),
         ModelConfig::MultiScaleRealNvp(MultiScaleRealNvpConfig {
             shape: [1, 4, 4],
@@ -100,6 +101,7 @@ fn maf(seed: u64) -> MafConfig {
         permutation: ArPermutation::Alternate,
         logit_alpha: Some(0.05),
         context_dim: 0,
+        context_embedding: None,
         seed,
     }
 }
@@ -117,6 +119,7 @@ fn nsf(transform: SplineLayer, seed: u64) -> NsfConfig {
         mask: MaskKind::Halves,
         logit_alpha: Some(0.05),
         context_dim: 0,
+        context_embedding: None,
         seed,
     }
 }
