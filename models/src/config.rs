@@ -73,30 +73,33 @@ impl ModelConfig {
     }
 
     /// The width C of the context of a conditional model `p(x | c)` (0: unconditional; NICE
-    /// and the image models are always unconditional).
+    /// is always unconditional).
     pub fn context_dim(&self) -> usize {
         match self {
             ModelConfig::RealNvp(c) => c.context_dim,
             ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_dim,
             ModelConfig::Nsf(c) => c.context_dim,
-            ModelConfig::Nice(_) | ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_) => 0,
+            ModelConfig::MultiScaleRealNvp(c) => c.context_dim,
+            ModelConfig::Glow(c) => c.context_dim,
+            ModelConfig::Nice(_) => 0,
         }
     }
 
     /// Sets the context width of a conditional model.
     ///
     /// # Errors
-    /// [`Error::Config`] for a nonzero width on a family without conditional models (NICE, the
-    /// image models).
+    /// [`Error::Config`] for a nonzero width on a family without conditional models (NICE).
     pub fn set_context_dim(&mut self, context_dim: usize) -> Result<()> {
         match self {
             ModelConfig::RealNvp(c) => c.context_dim = context_dim,
             ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_dim = context_dim,
             ModelConfig::Nsf(c) => c.context_dim = context_dim,
+            ModelConfig::MultiScaleRealNvp(c) => c.context_dim = context_dim,
+            ModelConfig::Glow(c) => c.context_dim = context_dim,
             _ if context_dim == 0 => {}
             other => {
                 return Err(Error::Config(format!(
-                    "{}: this family has no conditional models (a context of width {context_dim} was asked for); use realnvp, maf, iaf or nsf",
+                    "{}: this family has no conditional models (a context of width {context_dim} was asked for); use realnvp, glow, maf, iaf or nsf",
                     other.family()
                 )));
             }
@@ -127,7 +130,7 @@ impl ModelConfig {
             _ if embedding.is_none() => {}
             other => {
                 return Err(Error::Config(format!(
-                    "{}: this family has no conditional models, so no context embedding; use realnvp, maf, iaf or nsf",
+                    "{}: a context embedding is for conditional vector models; use realnvp (vector data), maf, iaf or nsf",
                     other.family()
                 )));
             }

@@ -516,6 +516,7 @@ fn absurd_sizes_are_errors_before_allocating() {
         coupling: GlowCouplingKind::Affine,
         permutation: GlowPermutation::LuConv,
         seed: 0,
+        context_dim: 0,
     });
     let flow = big.build::<f32>().expect("a small model of large images builds");
     assert!(flow.num_trainable() > 0);
@@ -569,6 +570,7 @@ fn parameter_counts_match_the_built_models() {
             batch_norm: bn,
             logit_alpha: None,
             seed: 2,
+            context_dim: 0,
         }));
     }
     for (shape, levels, coupling, permutation) in [
@@ -585,6 +587,7 @@ fn parameter_counts_match_the_built_models() {
             coupling,
             permutation,
             seed: 3,
+            context_dim: 0,
         }));
     }
     for (dim, hidden, blocks) in [(1, vec![], 0), (3, vec![5], 0), (4, vec![6, 6], 2), (5, vec![4, 7], 1)] {
@@ -654,6 +657,16 @@ fn parameter_counts_match_the_built_models() {
         configs.push(c);
     }
     assert!(configs.iter().filter(|c| c.context_embedding().is_some()).count() >= 8);
+    // Conditional image models (ResNet and Glow conditioners reading a vector context).
+    let images: Vec<ModelConfig> = configs
+        .iter()
+        .filter(|c| matches!(c, ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_)))
+        .cloned()
+        .collect();
+    for (k, mut c) in images.into_iter().enumerate() {
+        c.set_context_dim(1 + k % 3).expect("a conditional family");
+        configs.push(c);
+    }
     for c in &configs {
         let flow = c.build::<f64>().unwrap_or_else(|e| panic!("{c:?}: {e}"));
         let mut n = 0u64;

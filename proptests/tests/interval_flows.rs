@@ -64,6 +64,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             batch_norm: true,
             logit_alpha: Some(0.05),
             seed,
+            context_dim: 0,
         }),
         ModelConfig::Glow(GlowConfig {
             shape: [1, 4, 4],
@@ -73,6 +74,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             coupling: GlowCouplingKind::Affine,
             permutation: GlowPermutation::LuConv,
             seed,
+            context_dim: 0,
         }),
         ModelConfig::Glow(GlowConfig {
             shape: [1, 4, 4],
@@ -82,6 +84,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             coupling: GlowCouplingKind::Additive,
             permutation: GlowPermutation::Shuffle,
             seed,
+            context_dim: 0,
         }),
         ModelConfig::Maf(maf(seed)),
         ModelConfig::Iaf(maf(seed)),
