@@ -412,7 +412,10 @@ fn a_context_embedding_from_the_command_line() {
     let e = config.context_embedding().expect("recorded");
     assert_eq!((e.hidden.clone(), e.dim), (vec![16], 3));
     let json = eval_json(&dir);
-    assert!(json["posterior_check"]["kl"].as_f64().is_some_and(f64::is_finite), "{json}");
+    assert!(
+        json["posterior_check"]["kl"].as_f64().is_some_and(f64::is_finite),
+        "{json}"
+    );
     let png = tmp.path().join("post.png");
     let o = run(&[
         "sample",
@@ -427,7 +430,10 @@ fn a_context_embedding_from_the_command_line() {
     assert_ok(&o, "sample with an embedding");
 
     let help = text(&run(&["train", "--help"]).stdout);
-    assert!(help.contains("--context-embedding") && help.contains("64,64:16"), "{help}");
+    assert!(
+        help.contains("--context-embedding") && help.contains("64,64:16"),
+        "{help}"
+    );
 
     let mut bad = base.to_vec();
     bad.extend(["--context-embedding", "16:x", "--out", d]);

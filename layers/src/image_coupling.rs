@@ -98,7 +98,14 @@ impl<T: Real> GlowCoupling<T> {
         let (_, h, w) = chw("GlowCoupling::with_glow_net", sample_shape)?;
         let mask = glow_mask();
         let p = mask.partition(sample_shape, 2)?;
-        let net = GlowNet::conditional(p.cond_in_shape[0], context_dim, hidden, p.cond_out_shape[0], (h, w), rng)?;
+        let net = GlowNet::conditional(
+            p.cond_in_shape[0],
+            context_dim,
+            hidden,
+            p.cond_out_shape[0],
+            (h, w),
+            rng,
+        )?;
         Coupling::new(sample_shape, mask, Box::new(net), GlowAffine)
     }
 }
@@ -127,7 +134,14 @@ impl<T: Real> AdditiveCoupling<T> {
         let (_, h, w) = chw("AdditiveCoupling::with_glow_net", sample_shape)?;
         let mask = glow_mask();
         let p = mask.partition(sample_shape, 1)?;
-        let net = GlowNet::conditional(p.cond_in_shape[0], context_dim, hidden, p.cond_out_shape[0], (h, w), rng)?;
+        let net = GlowNet::conditional(
+            p.cond_in_shape[0],
+            context_dim,
+            hidden,
+            p.cond_out_shape[0],
+            (h, w),
+            rng,
+        )?;
         Coupling::new(sample_shape, mask, Box::new(net), Additive)
     }
 }

@@ -159,7 +159,13 @@ mod tests {
     #[test]
     fn the_flag_form_parses_and_bad_ones_say_why() {
         let e: ContextEmbedding = "64,64:16".parse().expect("parses");
-        assert_eq!(e, ContextEmbedding { hidden: vec![64, 64], dim: 16 });
+        assert_eq!(
+            e,
+            ContextEmbedding {
+                hidden: vec![64, 64],
+                dim: 16
+            }
+        );
         let e: ContextEmbedding = "8".parse().expect("parses");
         assert_eq!(e, ContextEmbedding { hidden: vec![], dim: 8 });
         let e: ContextEmbedding = ":8".parse().expect("parses");
@@ -179,8 +185,11 @@ mod tests {
         with.set_context_dim(5).expect("conditional");
         let mut without = with.clone();
         without.set_context_dim(2).expect("conditional");
-        with.set_context_embedding(Some(ContextEmbedding { hidden: vec![4], dim: 2 }))
-            .expect("embedding");
+        with.set_context_embedding(Some(ContextEmbedding {
+            hidden: vec![4],
+            dim: 2,
+        }))
+        .expect("embedding");
         let (a, b): (Flow<f64>, Flow<f64>) = (with.build().expect("builds"), without.build().expect("builds"));
         let mut pa = Vec::new();
         a.visit_params("", &mut |n, p| pa.push((n.to_string(), p.value.as_slice().to_vec())));
@@ -191,7 +200,12 @@ mod tests {
         let names: Vec<&str> = embedding.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["embedding.0.weight", "embedding.0.bias", "embedding.1.weight", "embedding.1.bias"]
+            [
+                "embedding.0.weight",
+                "embedding.0.bias",
+                "embedding.1.weight",
+                "embedding.1.bias"
+            ]
         );
     }
 }

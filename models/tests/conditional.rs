@@ -213,17 +213,29 @@ fn a_flow_with_a_context_embedding_trains_saves_and_loads() {
         .expect("load");
     let mut model = small_nsf(2);
     model
-        .set_context_embedding(Some(ContextEmbedding { hidden: vec![8], dim: 3 }))
+        .set_context_embedding(Some(ContextEmbedding {
+            hidden: vec![8],
+            dim: 3,
+        }))
         .expect("conditional");
     let mut flow = model.build::<f64>().expect("build");
     let before = checkpoint::snapshot_params(&flow);
-    let cfg = TrainConfig {
-        threads: 2,
-        ..cfg(20)
-    };
-    train(&mut flow, &model, &cfg, &splits.train, Some(&splits.val), &mut Silent, None).expect("train");
+    let cfg = TrainConfig { threads: 2, ..cfg(20) };
+    train(
+        &mut flow,
+        &model,
+        &cfg,
+        &splits.train,
+        Some(&splits.val),
+        &mut Silent,
+        None,
+    )
+    .expect("train");
     let after = checkpoint::snapshot_params(&flow);
-    assert_ne!(before["embedding.0.weight"], after["embedding.0.weight"], "the embedding trained");
+    assert_ne!(
+        before["embedding.0.weight"], after["embedding.0.weight"],
+        "the embedding trained"
+    );
     assert_eq!(after["embedding.0.weight"].len(), 8 * 2);
     assert_eq!(after["embedding.1.weight"].len(), 3 * 8);
     assert_eq!(after["embedding.1.bias"].len(), 3);
@@ -234,7 +246,13 @@ fn a_flow_with_a_context_embedding_trains_saves_and_loads() {
     let loaded = checkpoint::load::<f64>(&path).expect("load");
     assert_eq!(loaded.config, model);
     let x = splits.test.data.slice_batch(0..50).expect("x");
-    let c = splits.test.context.as_ref().expect("context").slice_batch(0..50).expect("c");
+    let c = splits
+        .test
+        .context
+        .as_ref()
+        .expect("context")
+        .slice_batch(0..50)
+        .expect("c");
     let lp = flow.log_prob(&x, Some(&c)).expect("log p");
     let lp2 = loaded.flow.log_prob(&x, Some(&c)).expect("log p");
     assert_eq!(lp, lp2, "the loaded model scores bit for bit");

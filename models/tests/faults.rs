@@ -14,9 +14,8 @@ use exactflow_models::train::{
     DIVERGENCE_MARGIN_PER_DIM, Decay, EpochReport, Observer, Schedule, Silent, TrainConfig, TrainState, train,
 };
 use exactflow_models::{
-    ContextEmbedding,
-    Error, Flow, GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, MultiScaleRealNvpConfig, NiceConfig,
-    Prior, RealNvpConfig, evaluate,
+    ContextEmbedding, Error, Flow, GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, MultiScaleRealNvpConfig,
+    NiceConfig, Prior, RealNvpConfig, evaluate,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -689,10 +688,38 @@ fn bad_context_embeddings_are_refused() {
         c
     };
     let cases = [
-        (ContextEmbedding { hidden: vec![4], dim: 2 }, 0, "context_dim = 0"),
-        (ContextEmbedding { hidden: vec![4], dim: 0 }, 3, "positive"),
-        (ContextEmbedding { hidden: vec![4, 0], dim: 2 }, 3, "positive"),
-        (ContextEmbedding { hidden: vec![2; 101], dim: 2 }, 3, "limit of 100"),
+        (
+            ContextEmbedding {
+                hidden: vec![4],
+                dim: 2,
+            },
+            0,
+            "context_dim = 0",
+        ),
+        (
+            ContextEmbedding {
+                hidden: vec![4],
+                dim: 0,
+            },
+            3,
+            "positive",
+        ),
+        (
+            ContextEmbedding {
+                hidden: vec![4, 0],
+                dim: 2,
+            },
+            3,
+            "positive",
+        ),
+        (
+            ContextEmbedding {
+                hidden: vec![2; 101],
+                dim: 2,
+            },
+            3,
+            "limit of 100",
+        ),
     ];
     for (embedding, context_dim, says) in cases {
         let c = conditional(embedding, context_dim);
@@ -701,7 +728,13 @@ fn bad_context_embeddings_are_refused() {
         assert!(e.contains(says), "{e}");
     }
     // Absurd widths are refused by size before anything is allocated.
-    let huge = conditional(ContextEmbedding { hidden: vec![1 << 30, 1 << 30], dim: 2 }, 3);
+    let huge = conditional(
+        ContextEmbedding {
+            hidden: vec![1 << 30, 1 << 30],
+            dim: 2,
+        },
+        3,
+    );
     let e = huge.build::<f64>().err().expect("refused");
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     // No embedding for unconditional families.
@@ -711,15 +744,28 @@ fn bad_context_embeddings_are_refused() {
         .expect_err("refused");
     assert!(e.to_string().contains("glow"), "{e}");
     // Through JSON: unknown fields of the embedding are refused; an absent one means none.
-    let json = serde_json::to_string(&conditional(ContextEmbedding { hidden: vec![4], dim: 2 }, 3)).expect("json");
-    assert!(json.contains("\"context_embedding\":{\"hidden\":[4],\"dim\":2}"), "{json}");
+    let json = serde_json::to_string(&conditional(
+        ContextEmbedding {
+            hidden: vec![4],
+            dim: 2,
+        },
+        3,
+    ))
+    .expect("json");
+    assert!(
+        json.contains("\"context_embedding\":{\"hidden\":[4],\"dim\":2}"),
+        "{json}"
+    );
     let back: ModelConfig = serde_json::from_str(&json).expect("round trip");
     assert_eq!(back.context_embedding().map(|e| e.dim), Some(2));
     let flipped = json.replace("\"dim\":2}", "\"dim\":2,\"depth\":1}");
     let e = serde_json::from_str::<ModelConfig>(&flipped).expect_err("refused");
     assert!(e.to_string().contains("depth"), "{e}");
     let without = serde_json::to_string(&ModelConfig::preset("nsf", "sbi", &[2], 0).expect("preset")).expect("json");
-    assert!(!without.contains("context_embedding"), "not written when absent: {without}");
+    assert!(
+        !without.contains("context_embedding"),
+        "not written when absent: {without}"
+    );
     let back: ModelConfig = serde_json::from_str(&without).expect("an absent embedding is none");
     assert!(back.context_embedding().is_none());
     let null = without.replacen('{', "{\"context_embedding\":null,", 1);

@@ -118,10 +118,18 @@ fn run_conditional(d: &Splits, threads: usize) -> Vec<(String, Vec<u64>)> {
 /// `train::shards::tests::conditional_shards_slice_the_context_and_match_one_pass`.
 #[test]
 fn conditional_shards_are_reproducible_and_match_one_thread_to_rounding() {
-    let d = "sim:gaussian-linear".parse::<DataSpec>().expect("spec").load(2, 2048).expect("sim");
+    let d = "sim:gaussian-linear"
+        .parse::<DataSpec>()
+        .expect("spec")
+        .load(2, 2048)
+        .expect("sim");
     assert!(d.train.context_dim() > 0);
     let two = run_conditional(&d, 2);
-    assert_eq!(run_conditional(&d, 2), two, "a two-thread run is reproducible bit for bit");
+    assert_eq!(
+        run_conditional(&d, 2),
+        two,
+        "a two-thread run is reproducible bit for bit"
+    );
     let one = run_conditional(&d, 1);
     let mut worst = 0.0f64;
     for ((n1, a), (n2, b)) in one.iter().zip(&two) {

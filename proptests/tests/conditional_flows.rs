@@ -13,6 +13,7 @@
 mod flow_harness;
 mod layer_harness;
 
+use exactflow_layers::Params;
 use exactflow_layers::gradcheck::grad_check_net;
 use exactflow_layers::nets::{Activation, Conditioner, Mlp, MlpConfig};
 use exactflow_layers::{Ctx, MaskKind, SplineConfig, Tensor};
@@ -20,7 +21,6 @@ use exactflow_models::{
     ArPermutation, ContextEmbedding, GlowConfig, GlowCouplingKind, GlowPermutation, MafConfig, ModelConfig,
     MultiScaleRealNvpConfig, NsfConfig, RealNvpConfig, SplineLayer,
 };
-use exactflow_layers::Params;
 use flow_harness::{check_conditional_flow, flow_fail};
 use layer_harness::{GRAD_F64, GRAD_STEP, batch, cases, fail, perturb, values};
 use proptest::prelude::*;
@@ -131,7 +131,8 @@ fn embedded_configs(c: &Case) -> Vec<ModelConfig> {
     conditional_configs(c)
         .into_iter()
         .map(|mut cfg| {
-            cfg.set_context_embedding(Some(embedding.clone())).expect("conditional family");
+            cfg.set_context_embedding(Some(embedding.clone()))
+                .expect("conditional family");
             cfg
         })
         .collect()
@@ -238,7 +239,15 @@ fn image_case() -> impl Strategy<Value = ImageCase> {
             values(n, 1.0),
             values(4096, 1.0),
         )
-            .prop_map(move |(x, c, w, delta)| ImageCase { n, cw, x, c, w, delta, seed })
+            .prop_map(move |(x, c, w, delta)| ImageCase {
+                n,
+                cw,
+                x,
+                c,
+                w,
+                delta,
+                seed,
+            })
     })
 }
 

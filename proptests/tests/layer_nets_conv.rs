@@ -450,17 +450,28 @@ prop_compose! {
 /// The gradient check of a conditional network at `(x, c)`: every parameter, dL/dx and dL/dc
 /// against central differences (`GRAD_F64`), and its refusal to run without a context.
 fn check_conditional_net(net: &mut dyn Conditioner<f64>, c: &ConditionalConvCase) -> Result<(), TestCaseError> {
-    let rep = grad_check_net(net, &c.x(), Some(&c.c()), &c.w(), GRAD_STEP, MAX_PER_PARAM).map_err(fail("grad check"))?;
+    let rep =
+        grad_check_net(net, &c.x(), Some(&c.c()), &c.w(), GRAD_STEP, MAX_PER_PARAM).map_err(fail("grad check"))?;
     let (name, err) = rep.worst();
-    prop_assert!(err <= GRAD_F64, "{}: gradient of {name}: mixed error {err:e}", net.kind());
+    prop_assert!(
+        err <= GRAD_F64,
+        "{}: gradient of {name}: mixed error {err:e}",
+        net.kind()
+    );
     prop_assert!(
         rep.context_error <= GRAD_F64,
         "{}: context gradient: mixed error {:e}",
         net.kind(),
         rep.context_error
     );
-    prop_assert!(net.forward(&c.x(), Ctx::NONE).is_err(), "{} ran without its context", net.kind());
-    let (_, cache) = net.forward_train(&c.x(), Ctx::new(Some(&c.c()))).map_err(fail("forward_train"))?;
+    prop_assert!(
+        net.forward(&c.x(), Ctx::NONE).is_err(),
+        "{} ran without its context",
+        net.kind()
+    );
+    let (_, cache) = net
+        .forward_train(&c.x(), Ctx::new(Some(&c.c())))
+        .map_err(fail("forward_train"))?;
     let g = net.backward(cache, &c.w()).map_err(fail("backward"))?;
     prop_assert_eq!(g.context.map(|t| t.shape().to_vec()), Some(vec![c.n, c.cw]));
     Ok(())

@@ -87,7 +87,11 @@ impl<T: Real> ResNet<T> {
         rng: &mut impl Rng,
     ) -> Result<Self> {
         if in_ch == 0 {
-            return Err(Error::invalid("ResNet::new", "in_ch", "needs at least one input channel, found 0"));
+            return Err(Error::invalid(
+                "ResNet::new",
+                "in_ch",
+                "needs at least one input channel, found 0",
+            ));
         }
         if cfg.features == 0 {
             return Err(Error::invalid(
@@ -312,7 +316,11 @@ impl<T: Real> Conditioner<T> for ResNet<T> {
         let (mut gx, mut gc) = (Vec::with_capacity(n * m), Vec::with_capacity(n * c));
         for row in dx.chunks_exact(m + c * h * w) {
             gx.extend_from_slice(&row[..m]);
-            gc.extend(row[m..].chunks_exact(h * w).map(|ch| ch.iter().fold(T::zero(), |s, &v| s + v)));
+            gc.extend(
+                row[m..]
+                    .chunks_exact(h * w)
+                    .map(|ch| ch.iter().fold(T::zero(), |s, &v| s + v)),
+            );
         }
         Ok(InputGrad {
             x: Tensor::new(&x_shape, gx)?,

@@ -184,7 +184,13 @@ impl<T: Real> Replicas<T> {
 
 /// One shard's passes on one flow: the gradient of `w * sum log p(x | c)` over the shard, and
 /// `log p`.
-fn shard_pass<T: Real>(flow: &mut Flow<T>, x: &Tensor<T>, c: Option<&Tensor<T>>, mode: TrainMode, w: T) -> Result<Vec<T>> {
+fn shard_pass<T: Real>(
+    flow: &mut Flow<T>,
+    x: &Tensor<T>,
+    c: Option<&Tensor<T>>,
+    mode: TrainMode,
+    w: T,
+) -> Result<Vec<T>> {
     flow.zero_grad();
     let (log_p, cache) = flow.forward_train(x, c, mode)?;
     flow.backward(cache, &vec![w; x.batch()])?;
@@ -264,13 +270,19 @@ mod tests {
                 .expect("shards");
             let sharded = grads(&flow);
             for (a, s) in lp_seq.iter().zip(&lp_sh) {
-                assert!((a - s).abs() <= 1e-13 * (1.0 + a.abs()), "{transform}: log p {a} vs {s}");
+                assert!(
+                    (a - s).abs() <= 1e-13 * (1.0 + a.abs()),
+                    "{transform}: log p {a} vs {s}"
+                );
             }
             let u = f64::EPSILON / 2.0;
             let mut worst = 0.0f64;
             for ((a, s), t) in seq.iter().zip(&sharded).zip(&abs) {
                 let bound = 4.0 * b as f64 * u * t;
-                assert!((a - s).abs() <= bound, "{transform}: gradient {a} vs {s} (bound {bound:e})");
+                assert!(
+                    (a - s).abs() <= bound,
+                    "{transform}: gradient {a} vs {s} (bound {bound:e})"
+                );
                 worst = worst.max((a - s).abs());
             }
             assert!(abs.iter().any(|&t| t > 1e-3), "{transform}: a gradient worth comparing");
@@ -292,7 +304,10 @@ mod tests {
                 .expect("shards");
             let moved = grads(&flow);
             let diff = seq.iter().zip(&moved).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            assert!(diff > 1e6 * worst.max(1e-16), "{transform}: the context rows matter ({diff:e})");
+            assert!(
+                diff > 1e6 * worst.max(1e-16),
+                "{transform}: the context rows matter ({diff:e})"
+            );
         }
     }
 
