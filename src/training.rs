@@ -107,6 +107,11 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Memory-efficient backward (recompute each layer's input from its output).
     pub memory_efficient: bool,
+    /// A context embedding for a conditional model (`--context-embedding 64,64:16`): the
+    /// context is mapped by this MLP once, and every conditioner reads its output (see
+    /// `exactflow_models::embedding`). `None`: the conditioners read the context itself. Only
+    /// for a new conditional model; a resumed run keeps its checkpoint's.
+    pub context_embedding: Option<crate::models::ContextEmbedding>,
 }
 
 impl TrainOptions {
@@ -127,6 +132,7 @@ impl TrainOptions {
             patience: None,
             resume: false,
             memory_efficient: false,
+            context_embedding: None,
         }
     }
 
@@ -165,6 +171,12 @@ impl TrainOptions {
         }
         if self.resume && self.out.is_none() {
             return bad("resume", "needs the run directory (out) holding the checkpoint".into());
+        }
+        if self.resume && self.context_embedding.is_some() {
+            return bad(
+                "context_embedding",
+                "a resumed run keeps its checkpoint's architecture; leave it out with resume".into(),
+            );
         }
         Ok(family)
     }
@@ -515,6 +527,15 @@ impl TrainingRun {
                 let mut config = ModelConfig::preset(family, &preset, &shape, options.seed)?;
                 // A context in the data makes the model conditional on it.
                 config.set_context_dim(splits.train.context_dim())?;
+                if let Some(e) = &options.context_embedding {
+                    if splits.train.context_dim() == 0 {
+                        return Err(Error::Config(format!(
+                            "--context-embedding needs a conditional model, but {} carry no context",
+                            data.label
+                        )));
+                    }
+                    config.set_context_embedding(Some(e.clone()))?;
+                }
                 match options.precision {
                     Precision::F32 => {
                         let flow = config.build::<f32>()?;

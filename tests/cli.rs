@@ -608,6 +608,7 @@ fn help_explains_every_flag() {
                 "--toy-samples",
                 "--patience",
                 "--resume",
+                "--context-embedding",
             ],
         ),
         (

@@ -47,9 +47,25 @@ impl<T: Real> AffineCoupling<T> {
     /// [`Error::InvalidArgument`] for a sample shape that is not `[C, H, W]`, a mask that leaves a part
     /// empty (a channel mask on one channel), or a bad `cfg`.
     pub fn with_resnet(sample_shape: &[usize], mask: Mask, cfg: &ResNetConfig, rng: &mut impl Rng) -> Result<Self> {
+        Self::with_conditional_resnet(sample_shape, mask, 0, cfg, rng)
+    }
+
+    /// The coupling of [`AffineCoupling::with_resnet`] conditioned on a vector context `c` of
+    /// `context_dim` values, which the ResNet reads as constant channels after its input (see
+    /// [`ResNet::conditional`]); `context_dim = 0` is [`AffineCoupling::with_resnet`].
+    ///
+    /// # Errors
+    /// As [`AffineCoupling::with_resnet`].
+    pub fn with_conditional_resnet(
+        sample_shape: &[usize],
+        mask: Mask,
+        context_dim: usize,
+        cfg: &ResNetConfig,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let (_, h, w) = chw("AffineCoupling::with_resnet", sample_shape)?;
         let p = mask.partition(sample_shape, 2)?;
-        let net = ResNet::new(cfg, p.cond_in_shape[0], p.cond_out_shape[0], (h, w), rng)?;
+        let net = ResNet::conditional(cfg, p.cond_in_shape[0], context_dim, p.cond_out_shape[0], (h, w), rng)?;
         Coupling::new(sample_shape, mask, Box::new(net), Affine::new(p.b_idx.len())?)
     }
 }
@@ -64,10 +80,32 @@ impl<T: Real> GlowCoupling<T> {
     /// [`Error::InvalidArgument`] for a sample shape that is not `[C, H, W]`, fewer than 2 channels, or a
     /// zero `hidden`.
     pub fn with_glow_net(sample_shape: &[usize], hidden: usize, rng: &mut impl Rng) -> Result<Self> {
+        Self::with_conditional_glow_net(sample_shape, 0, hidden, rng)
+    }
+
+    /// The coupling of [`GlowCoupling::with_glow_net`] conditioned on a vector context of
+    /// `context_dim` values, a per-channel bias of the GlowNet's first convolution (see
+    /// [`GlowNet::conditional`]); `context_dim = 0` is [`GlowCoupling::with_glow_net`].
+    ///
+    /// # Errors
+    /// As [`GlowCoupling::with_glow_net`].
+    pub fn with_conditional_glow_net(
+        sample_shape: &[usize],
+        context_dim: usize,
+        hidden: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let (_, h, w) = chw("GlowCoupling::with_glow_net", sample_shape)?;
         let mask = glow_mask();
         let p = mask.partition(sample_shape, 2)?;
-        let net = GlowNet::new(p.cond_in_shape[0], hidden, p.cond_out_shape[0], (h, w), rng)?;
+        let net = GlowNet::conditional(
+            p.cond_in_shape[0],
+            context_dim,
+            hidden,
+            p.cond_out_shape[0],
+            (h, w),
+            rng,
+        )?;
         Coupling::new(sample_shape, mask, Box::new(net), GlowAffine)
     }
 }
@@ -79,10 +117,31 @@ impl<T: Real> AdditiveCoupling<T> {
     /// # Errors
     /// As [`GlowCoupling::with_glow_net`].
     pub fn with_glow_net(sample_shape: &[usize], hidden: usize, rng: &mut impl Rng) -> Result<Self> {
+        Self::with_conditional_glow_net(sample_shape, 0, hidden, rng)
+    }
+
+    /// The coupling of [`AdditiveCoupling::with_glow_net`] conditioned on a vector context (as
+    /// [`GlowCoupling::with_conditional_glow_net`]).
+    ///
+    /// # Errors
+    /// As [`GlowCoupling::with_glow_net`].
+    pub fn with_conditional_glow_net(
+        sample_shape: &[usize],
+        context_dim: usize,
+        hidden: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
         let (_, h, w) = chw("AdditiveCoupling::with_glow_net", sample_shape)?;
         let mask = glow_mask();
         let p = mask.partition(sample_shape, 1)?;
-        let net = GlowNet::new(p.cond_in_shape[0], hidden, p.cond_out_shape[0], (h, w), rng)?;
+        let net = GlowNet::conditional(
+            p.cond_in_shape[0],
+            context_dim,
+            hidden,
+            p.cond_out_shape[0],
+            (h, w),
+            rng,
+        )?;
         Coupling::new(sample_shape, mask, Box::new(net), Additive)
     }
 }

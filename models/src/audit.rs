@@ -377,6 +377,10 @@ pub fn audit_flow<T: Real>(flow: &Flow<T>, x: &Tensor<T>, context: Option<&Tenso
     )?;
     // Checks the context against the flow before any stage sees it.
     flow.encode_with_log_det(x, context)?;
+    // The stages read the embedded context when the flow has an embedding (which is not a
+    // layer: it has no Jacobian of its own to audit, and the layers are audited at its output).
+    let staged = flow.stage_context(x.batch(), context)?;
+    let context = staged.as_ref();
     let cx = Ctx::new(context);
     let c64: Option<Tensor<f64>> = context.map(|c| c.cast());
     let mut stages = Vec::new();

@@ -10,6 +10,7 @@ use exactflow_kernels::Real;
 use exactflow_layers::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::embedding::ContextEmbedding;
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 pub use crate::glow::{GlowConfig, GlowCouplingKind, GlowPermutation};
@@ -72,30 +73,64 @@ impl ModelConfig {
     }
 
     /// The width C of the context of a conditional model `p(x | c)` (0: unconditional; NICE
-    /// and the image models are always unconditional).
+    /// is always unconditional).
     pub fn context_dim(&self) -> usize {
         match self {
             ModelConfig::RealNvp(c) => c.context_dim,
             ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_dim,
             ModelConfig::Nsf(c) => c.context_dim,
-            ModelConfig::Nice(_) | ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_) => 0,
+            ModelConfig::MultiScaleRealNvp(c) => c.context_dim,
+            ModelConfig::Glow(c) => c.context_dim,
+            ModelConfig::Nice(_) => 0,
         }
     }
 
     /// Sets the context width of a conditional model.
     ///
     /// # Errors
-    /// [`Error::Config`] for a nonzero width on a family without conditional models (NICE, the
-    /// image models).
+    /// [`Error::Config`] for a nonzero width on a family without conditional models (NICE).
     pub fn set_context_dim(&mut self, context_dim: usize) -> Result<()> {
         match self {
             ModelConfig::RealNvp(c) => c.context_dim = context_dim,
             ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_dim = context_dim,
             ModelConfig::Nsf(c) => c.context_dim = context_dim,
+            ModelConfig::MultiScaleRealNvp(c) => c.context_dim = context_dim,
+            ModelConfig::Glow(c) => c.context_dim = context_dim,
             _ if context_dim == 0 => {}
             other => {
                 return Err(Error::Config(format!(
-                    "{}: this family has no conditional models (a context of width {context_dim} was asked for); use realnvp, maf, iaf or nsf",
+                    "{}: this family has no conditional models (a context of width {context_dim} was asked for); use realnvp, glow, maf, iaf or nsf",
+                    other.family()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The context embedding of a conditional model, if it has one (see [`crate::embedding`]).
+    pub fn context_embedding(&self) -> Option<&ContextEmbedding> {
+        match self {
+            ModelConfig::RealNvp(c) => c.context_embedding.as_ref(),
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_embedding.as_ref(),
+            ModelConfig::Nsf(c) => c.context_embedding.as_ref(),
+            ModelConfig::Nice(_) | ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_) => None,
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the context embedding of a conditional model. The
+    /// embedding is checked when the model is built (it needs `context_dim > 0`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an embedding on a family without conditional models.
+    pub fn set_context_embedding(&mut self, embedding: Option<ContextEmbedding>) -> Result<()> {
+        match self {
+            ModelConfig::RealNvp(c) => c.context_embedding = embedding,
+            ModelConfig::Maf(c) | ModelConfig::Iaf(c) => c.context_embedding = embedding,
+            ModelConfig::Nsf(c) => c.context_embedding = embedding,
+            _ if embedding.is_none() => {}
+            other => {
+                return Err(Error::Config(format!(
+                    "{}: a context embedding is for conditional vector models; use realnvp (vector data), maf, iaf or nsf",
                     other.family()
                 )));
             }
@@ -123,9 +158,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         match self {
             ModelConfig::Nice(c) => crate::checks::check_vector("nice", c.dim, c.couplings, &c.hidden, c.logit_alpha),
-            ModelConfig::RealNvp(c) => {
-                crate::checks::check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)
-            }
+            ModelConfig::RealNvp(c) => crate::realnvp::validate(c),
             ModelConfig::MultiScaleRealNvp(c) => crate::multiscale::validate(c),
             ModelConfig::Glow(c) => crate::glow::validate(c),
             ModelConfig::Maf(c) => crate::maf::validate("maf", c),

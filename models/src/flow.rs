@@ -23,13 +23,17 @@
 //! # Context and parallelism
 //!
 //! Every method takes the context of a conditional flow (`[N, C]`, one row per sample); an
-//! unconditional flow (context width 0) refuses one. The flow carries the [`Parallelism`] of its
+//! unconditional flow (context width 0) refuses one. A conditional flow may have a context
+//! embedding ([`Flow::with_embedding`], an MLP `e = E(c)`, parameters `embedding.*`): every pass
+//! then maps the context once and the stages read `e` `[N, E]`; the backward pass sums dL/de over
+//! the stages and back-propagates it through `E` to dL/dc. The flow carries the [`Parallelism`] of its
 //! matrix products as a value ([`Flow::set_parallelism`]); nothing is process-wide.
 
 use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::interval::undecided;
 use exactflow_kernels::{F1, Interval, Real};
 use exactflow_layers::distributions::Distribution;
+use exactflow_layers::nets::{Conditioner, Mlp};
 use exactflow_layers::params::{IntBuffer, Param, Params, join};
 use exactflow_layers::{Cache, Ctx, InputGrad, Pass, Stage, Tensor};
 use rand::RngCore;
@@ -92,8 +96,11 @@ pub struct FlowCache<T> {
     caches: Option<Vec<Cache>>,
     factored: Vec<FactoredOut<T>>,
     z: Tensor<T>,
-    /// The context and parallelism of the pass, for the replays of the memory-efficient mode.
+    /// The context the stages read (the embedded one with an embedding) and the parallelism of
+    /// the pass, for the stages' backward passes and the replays of the memory-efficient mode.
     context: Option<Tensor<T>>,
+    /// The context embedding's cache, when the flow has one.
+    embedding: Option<Cache>,
     par: Parallelism,
 }
 
@@ -120,6 +127,9 @@ pub struct Flow<T: Real> {
     base: Box<dyn Distribution<T>>,
     data_shape: Vec<usize>,
     context_dim: usize,
+    /// The context embedding `e = E(c)` of a conditional flow, if any (see the module
+    /// documentation).
+    embedding: Option<Mlp<T>>,
     par: Parallelism,
     /// Set by the trainer while it runs: it checks every value its optimizer writes, so the
     /// passes skip their scans of the parameters ([`Ctx::params_checked`]).
@@ -216,6 +226,7 @@ impl<T: Real> Flow<T> {
             base,
             data_shape: data_shape.to_vec(),
             context_dim: 0,
+            embedding: None,
             par: Parallelism::Sequential,
             params_checked: false,
         })
@@ -227,6 +238,43 @@ impl<T: Real> Flow<T> {
     pub fn with_context_dim(mut self, context_dim: usize) -> Self {
         self.context_dim = context_dim;
         self
+    }
+
+    /// The same conditional flow with a context embedding `e = embedding(c)`: every pass maps
+    /// the context `[N, C]` once through the MLP and the stages read `e` `[N, E]` (they must be
+    /// built for a context of width E). Its parameters are named `embedding.{j}.weight` and
+    /// `embedding.{j}.bias`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unconditional flow, or an MLP that does not read `[C]` or itself
+    /// reads a context.
+    pub fn with_embedding(mut self, embedding: Mlp<T>) -> Result<Self> {
+        if self.context_dim == 0 || embedding.in_shape() != [self.context_dim] || embedding.context_dim() != 0 {
+            return Err(Error::Config(format!(
+                "a context embedding must map the flow's context of width {} (an unconditional flow has none), found an MLP from {:?} (context {})",
+                self.context_dim,
+                embedding.in_shape(),
+                embedding.context_dim()
+            )));
+        }
+        self.embedding = Some(embedding);
+        Ok(self)
+    }
+
+    /// The context embedding, if the flow has one.
+    pub fn embedding(&self) -> Option<&Mlp<T>> {
+        self.embedding.as_ref()
+    }
+
+    /// The context the stages read for `context`: its embedding `E(c)` when the flow has one,
+    /// else the context itself.
+    ///
+    /// # Errors
+    /// A context that does not fit the flow (as every pass); a non-finite embedding.
+    pub fn stage_context(&self, n: usize, context: Option<&Tensor<T>>) -> Result<Option<Tensor<T>>> {
+        let mut embedded = None;
+        let cx = self.ctx("Flow::stage_context", n, context, &mut embedded)?;
+        Ok(cx.context.cloned())
     }
 
     /// The sample shape of the data.
@@ -288,9 +336,60 @@ impl<T: Real> Flow<T> {
         self
     }
 
-    /// The call context for a batch of `n` samples: checks that a conditional flow has a
-    /// context of `n` rows and the right width, and an unconditional one none.
-    fn ctx<'a>(&self, op: &'static str, n: usize, context: Option<&'a Tensor<T>>) -> Result<Ctx<'a, T>> {
+    /// The call context of the stages for a batch of `n` samples: checks that a conditional
+    /// flow has a finite context of `n` rows and the right width, and an unconditional one none;
+    /// with an embedding, maps the context into `embedded` and hands the stages that.
+    fn ctx<'a>(
+        &self,
+        op: &'static str,
+        n: usize,
+        context: Option<&'a Tensor<T>>,
+        embedded: &'a mut Option<Tensor<T>>,
+    ) -> Result<Ctx<'a, T>> {
+        self.check_context(op, n, context)?;
+        if let (Some(net), Some(c)) = (&self.embedding, context) {
+            *embedded = Some(self.embed(op, net, c)?);
+        }
+        let embedded: &'a Option<Tensor<T>> = embedded;
+        let cx = Ctx::new(embedded.as_ref().or(context))
+            .with_par(self.par)
+            .with_params_checked(self.params_checked);
+        cx.check_batch(op, n)?;
+        Ok(cx)
+    }
+
+    /// `E(c)`, after checking `c` (named by its row when not finite) and, unless the trainer
+    /// vouches for them, the embedding's parameters; an overflowing output is
+    /// [`Error::NonFinite`] naming the embedding.
+    fn embed(&self, op: &'static str, net: &Mlp<T>, c: &Tensor<T>) -> Result<Tensor<T>> {
+        c.check_finite(op, "context")?;
+        if !self.params_checked {
+            net.check_params_finite(crate::embedding::PREFIX)?;
+        }
+        let e = net.forward(c, Ctx::new(None).with_par(self.par))?;
+        self.check_embedded(&e)?;
+        Ok(e)
+    }
+
+    fn check_embedded(&self, e: &Tensor<T>) -> Result<()> {
+        match e.first_non_finite() {
+            Some((k, v)) => {
+                let m = e.sample_len().max(1);
+                Err(Error::NonFinite {
+                    stage: crate::embedding::PREFIX.to_string(),
+                    kind: "Mlp",
+                    what: "embedded context".into(),
+                    index: (k / m, k % m),
+                    value: v,
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that a conditional flow has a context of `n` rows and its width, and an
+    /// unconditional one none.
+    fn check_context(&self, op: &'static str, n: usize, context: Option<&Tensor<T>>) -> Result<()> {
         match (self.context_dim, context) {
             (0, None) => {}
             (0, Some(c)) => {
@@ -314,11 +413,7 @@ impl<T: Real> Flow<T> {
                 c.expect_shape(op, &[n, d])?;
             }
         }
-        let cx = Ctx::new(context)
-            .with_par(self.par)
-            .with_params_checked(self.params_checked);
-        cx.check_batch(op, n)?;
-        Ok(cx)
+        Ok(())
     }
 
     fn check_data(&self, op: &'static str, x: &Tensor<T>) -> Result<()> {
@@ -345,7 +440,8 @@ impl<T: Real> Flow<T> {
         score: bool,
     ) -> Result<(Latent<T>, Vec<T>)> {
         self.check_data(op, x)?;
-        let cx = self.ctx(op, x.batch(), context)?;
+        let mut embedded = None;
+        let cx = self.ctx(op, x.batch(), context, &mut embedded)?;
         let mut total = vec![T::zero(); x.batch()];
         let mut h = x.clone();
         let mut factored = Vec::new();
@@ -490,7 +586,8 @@ impl<T: Real> Flow<T> {
             }
             .into());
         }
-        let cx = self.ctx("Flow::decode", latent.z.batch(), context)?;
+        let mut embedded = None;
+        let cx = self.ctx("Flow::decode", latent.z.batch(), context, &mut embedded)?;
         let mut ld = vec![T::zero(); latent.z.batch()];
         let source = LatentSource::Stored(&latent.factored);
         self.inverse_walk(latent.z.clone(), cx, source, &mut ld, T::one())
@@ -529,7 +626,8 @@ impl<T: Real> Flow<T> {
             || format!("drawing {n} samples of shape {:?}", self.data_shape()),
             crate::eval::activation_bytes(self, n),
         )?;
-        let cx = self.ctx("Flow::sample", n, context)?;
+        let mut embedded = None;
+        let cx = self.ctx("Flow::sample", n, context, &mut embedded)?;
         let z = self.base.sample(n, &self.latent_shape(), temperature, rng, cx)?;
         let mut log_p = self.base.log_prob(&z, cx)?;
         let source = LatentSource::Drawn { temperature, rng };
@@ -601,8 +699,27 @@ impl<T: Real> Flow<T> {
         context: Option<&Tensor<T>>,
         mode: TrainMode,
     ) -> Result<(Vec<T>, FlowCache<T>)> {
-        self.check_data("Flow::forward_train", x)?;
-        let cx = self.ctx("Flow::forward_train", x.batch(), context)?;
+        let op = "Flow::forward_train";
+        self.check_data(op, x)?;
+        self.check_context(op, x.batch(), context)?;
+        // The embedding's training pass runs once; every stage reads its output.
+        let (embedded, embedding_cache) = match (&self.embedding, context) {
+            (Some(net), Some(c)) => {
+                c.check_finite(op, "context")?;
+                if !self.params_checked {
+                    net.check_params_finite(crate::embedding::PREFIX)?;
+                }
+                let (e, cache) = net.forward_train(c, Ctx::new(None).with_par(self.par))?;
+                self.check_embedded(&e)?;
+                (Some(e), Some(cache))
+            }
+            _ => (None, None),
+        };
+        let stage_context = embedded.as_ref().or(context);
+        let cx = Ctx::new(stage_context)
+            .with_par(self.par)
+            .with_params_checked(self.params_checked);
+        cx.check_batch(op, x.batch())?;
         let mut log_p = vec![T::zero(); x.batch()];
         let mut caches = (mode == TrainMode::Cached).then(|| Vec::with_capacity(self.stages.len()));
         let mut factored = Vec::new();
@@ -634,7 +751,8 @@ impl<T: Real> Flow<T> {
             caches,
             factored,
             z: h,
-            context: context.cloned(),
+            context: embedded.or_else(|| context.cloned()),
+            embedding: embedding_cache,
             par: self.par,
         };
         Ok((log_p, cache))
@@ -654,6 +772,7 @@ impl<T: Real> Flow<T> {
             mut factored,
             z,
             context,
+            embedding,
             par,
         } = cache;
         if dlog_p.len() != z.batch() {
@@ -666,7 +785,10 @@ impl<T: Real> Flow<T> {
             .into());
         }
         let mismatch = || Error::invalid("Flow::backward", "cache", "the cache does not match the flow's stages");
-        if caches.as_ref().is_some_and(|c| c.len() != self.stages.len()) || factored.len() != self.num_splits() {
+        if caches.as_ref().is_some_and(|c| c.len() != self.stages.len())
+            || factored.len() != self.num_splits()
+            || embedding.is_some() != self.embedding.is_some()
+        {
             return Err(mismatch());
         }
         let cx = Ctx::new(context.as_ref()).with_par(par);
@@ -713,6 +835,15 @@ impl<T: Real> Flow<T> {
             g = grad.x;
             dcontext = exactflow_layers::bijector::sum_optional(dcontext, grad.context)?;
         }
+        // dL/de summed over the stages, back through the embedding to dL/dc (a flow whose
+        // stages ignore the context gives the embedding a zero dL/de).
+        if let (Some(net), Some(cache), Some(e)) = (self.embedding.as_mut(), embedding, context.as_ref()) {
+            let de = match dcontext {
+                Some(d) => d,
+                None => Tensor::zeros(e.shape())?,
+            };
+            dcontext = Some(net.backward(cache, &de)?.x);
+        }
         Ok(InputGrad {
             x: g,
             context: dcontext,
@@ -726,6 +857,7 @@ impl<T: Real> Flow<T> {
             base: self.base.to_dual(),
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
+            embedding: self.embedding.as_ref().map(Mlp::cast),
             par: self.par,
             params_checked: false,
         }
@@ -741,6 +873,7 @@ impl<T: Real> Flow<T> {
             base: self.base.to_interval(),
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
+            embedding: self.embedding.as_ref().map(Mlp::cast),
             par: self.par,
             params_checked: false,
         }
@@ -753,6 +886,7 @@ impl<T: Real> Flow<T> {
             base: self.base.to_f64(),
             data_shape: self.data_shape.clone(),
             context_dim: self.context_dim,
+            embedding: self.embedding.as_ref().map(Mlp::cast),
             par: self.par,
             params_checked: false,
         }
@@ -765,6 +899,9 @@ impl<T: Real> Params<T> for Flow<T> {
             s.visit_params(&join(prefix, &stage_name(i)), f);
         }
         self.base.visit_params(&join(prefix, "base"), f);
+        if let Some(e) = &self.embedding {
+            e.visit_params(&join(prefix, crate::embedding::PREFIX), f);
+        }
     }
 
     fn visit_params_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut Param<T>)) {
@@ -772,6 +909,9 @@ impl<T: Real> Params<T> for Flow<T> {
             s.visit_params_mut(&join(prefix, &stage_name(i)), f);
         }
         self.base.visit_params_mut(&join(prefix, "base"), f);
+        if let Some(e) = &mut self.embedding {
+            e.visit_params_mut(&join(prefix, crate::embedding::PREFIX), f);
+        }
     }
 
     fn visit_int(&self, prefix: &str, f: &mut dyn FnMut(&str, &IntBuffer)) {

@@ -96,6 +96,11 @@ pub struct GlowConfig {
     pub permutation: GlowPermutation,
     /// Seed of the parameter initialization (and of the shuffles).
     pub seed: u64,
+    /// Width C of the vector context `c` of a conditional flow `p(x | c)` (0: unconditional).
+    /// Every coupling's `NN` adds `V c` to its first convolution's output (see FORMAT.md,
+    /// "Conditional models"); the priors do not read it.
+    #[serde(default)]
+    pub context_dim: usize,
 }
 
 /// Checks a configuration without building it.
@@ -155,10 +160,18 @@ pub fn build<T: Real>(c: &GlowConfig) -> Result<Flow<T>> {
             };
             stages.push(Box::new(Layer(mix)));
             let coupling: Box<dyn Bijector<T>> = match c.coupling {
-                GlowCouplingKind::Affine => Box::new(GlowCoupling::<T>::with_glow_net(&shape, c.hidden, &mut rng)?),
-                GlowCouplingKind::Additive => {
-                    Box::new(AdditiveCoupling::<T>::with_glow_net(&shape, c.hidden, &mut rng)?)
-                }
+                GlowCouplingKind::Affine => Box::new(GlowCoupling::<T>::with_conditional_glow_net(
+                    &shape,
+                    c.context_dim,
+                    c.hidden,
+                    &mut rng,
+                )?),
+                GlowCouplingKind::Additive => Box::new(AdditiveCoupling::<T>::with_conditional_glow_net(
+                    &shape,
+                    c.context_dim,
+                    c.hidden,
+                    &mut rng,
+                )?),
             };
             stages.push(Box::new(Layer(coupling)));
         }
@@ -169,7 +182,7 @@ pub fn build<T: Real>(c: &GlowConfig) -> Result<Flow<T>> {
         }
     }
     let top = DiagonalGaussian::<T>::new(&shape)?;
-    Flow::new(stages, Box::new(top), &c.shape)
+    Ok(Flow::new(stages, Box::new(top), &c.shape)?.with_context_dim(c.context_dim))
 }
 
 /// The number of real-valued parameters the model of `c` has (every tensor a checkpoint stores
@@ -199,6 +212,8 @@ pub fn parameter_count(c: &GlowConfig) -> Option<u64> {
             count::add(count::conv(a, hidden, 3)?, count::conv(hidden, hidden, 1)?)?,
             count::conv(hidden, out, 3)?,
         )?;
+        // The context weight V [hidden, C] of a conditional NN.
+        let net = count::add(net, count::mul(hidden, c.context_dim as u64)?)?;
         let step = count::add(count::add(actnorm, mix)?, net)?;
         n = count::add(n, count::mul(c.steps as u64, step)?)?;
         if level + 1 < c.levels {
@@ -255,5 +270,6 @@ pub fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<GlowConfi
         coupling: GlowCouplingKind::Affine,
         permutation: GlowPermutation::LuConv,
         seed,
+        context_dim: 0,
     })
 }

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::count;
+use crate::embedding::{ContextEmbedding, count_optional, stage_context_dim};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -69,6 +70,12 @@ pub struct MafConfig {
     /// reads it through `net.context.weight` (see FORMAT.md, "Conditional flows").
     #[serde(default)]
     pub context_dim: usize,
+    /// An optional context embedding `e = E(c)` (an MLP `C -> hidden... -> dim`, see
+    /// [`crate::embedding`]): the conditioners then read `e` (width `dim`) in place of `c`.
+    /// Absent by default (and not written when absent, so configs without one read as before);
+    /// only for a conditional model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_embedding: Option<ContextEmbedding>,
 }
 
 /// Checks an autoregressive configuration without building it.
@@ -100,6 +107,9 @@ pub fn validate(model: &str, c: &MafConfig) -> Result<()> {
             "{model}: residual blocks need at least one hidden layer"
         )));
     }
+    if let Some(e) = &c.context_embedding {
+        e.validate(model, c.context_dim)?;
+    }
     crate::checks::check_logit(model, c.logit_alpha)
 }
 
@@ -109,9 +119,11 @@ pub fn validate(model: &str, c: &MafConfig) -> Result<()> {
 pub fn parameter_count(c: &MafConfig) -> Option<u64> {
     let d = c.dim as u64;
     let made = count::made(d, &c.hidden, c.residual_blocks, 2)?;
-    let context = count::made_context(&c.hidden, count::mul(2, d)?, c.context_dim)?;
+    let stage_context = stage_context_dim(c.context_dim, c.context_embedding.as_ref());
+    let context = count::made_context(&c.hidden, count::mul(2, d)?, stage_context)?;
     let per_layer = count::add(count::add(made, context)?, d)?;
-    count::mul(c.layers as u64, per_layer)
+    let embedding = count_optional(c.context_dim, c.context_embedding.as_ref())?;
+    count::add(count::mul(c.layers as u64, per_layer)?, embedding)
 }
 
 /// The MADE of every layer: the configured widths, the last layer zero so each layer starts as
@@ -151,18 +163,25 @@ pub(crate) fn build_with<T: Real>(model: &str, c: &MafConfig, direction: Directi
         stages.push(layer(Logit::<T>::new(&[c.dim], alpha)?));
     }
     let made = made_config(c);
+    let stage_context = stage_context_dim(c.context_dim, c.context_embedding.as_ref());
     for k in 0..c.layers {
         if let Some(p) = permutation_stage(c.permutation, k, c.dim, &mut rng)? {
             stages.push(p);
         }
-        let net = Made::new(&made, c.dim, 2, c.context_dim, &mut rng)?;
+        let net = Made::new(&made, c.dim, 2, stage_context, &mut rng)?;
         stages.push(layer(AffineAutoregressive::<T>::new(
             net,
             Affine::new(c.dim)?,
             direction,
         )?));
     }
-    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
+    crate::embedding::finish(
+        Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim),
+        model,
+        c.context_embedding.as_ref(),
+        c.activation,
+        c.seed,
+    )
 }
 
 /// Builds a MAF from its config.
@@ -203,5 +222,6 @@ pub fn preset(family: &str, preset: &str, dim: usize, seed: u64) -> Result<MafCo
         logit_alpha,
         seed,
         context_dim: 0,
+        context_embedding: None,
     })
 }

@@ -73,6 +73,11 @@ pub struct MultiScaleRealNvpConfig {
     pub logit_alpha: Option<f64>,
     /// Seed of the parameter initialization.
     pub seed: u64,
+    /// Width C of the vector context `c` of a conditional flow `p(x | c)` (0: unconditional).
+    /// Every coupling's ResNet reads it as C constant channels after its input (see FORMAT.md,
+    /// "Conditional models").
+    #[serde(default)]
+    pub context_dim: usize,
 }
 
 /// Checks a configuration without building it.
@@ -140,7 +145,13 @@ pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
         |stages: &mut Vec<Box<dyn Stage<T>>>, shape: &[usize], kind: MaskKind, n: usize| -> Result<()> {
             for k in 0..n {
                 let mask = Mask::new(kind, k % 2 == 1);
-                stages.push(layer(AffineCoupling::<T>::with_resnet(shape, mask, &res, &mut rng)?));
+                stages.push(layer(AffineCoupling::<T>::with_conditional_resnet(
+                    shape,
+                    mask,
+                    c.context_dim,
+                    &res,
+                    &mut rng,
+                )?));
                 if c.batch_norm {
                     stages.push(layer(BatchNorm::<T>::new(shape)?));
                 }
@@ -161,7 +172,7 @@ pub fn build<T: Real>(c: &MultiScaleRealNvpConfig) -> Result<Flow<T>> {
         shape = split.out_shape().to_vec();
         stages.push(Box::new(split));
     }
-    Flow::new(stages, Box::new(StandardNormal), &c.shape)
+    Ok(Flow::new(stages, Box::new(StandardNormal), &c.shape)?.with_context_dim(c.context_dim))
 }
 
 /// The number of real-valued parameters and buffers the model of `c` has (every tensor a
@@ -172,7 +183,11 @@ pub fn parameter_count(c: &MultiScaleRealNvpConfig) -> Option<u64> {
     let resnet = |cin: u64, cout: u64| -> Option<u64> {
         let block = count::mul(2, count::conv(f, f, 3)?)?;
         count::add(
-            count::add(count::conv(cin, f, 3)?, count::mul(c.blocks as u64, block)?)?,
+            // The first convolution reads the input and the context's C constant channels.
+            count::add(
+                count::conv(count::add(cin, c.context_dim as u64)?, f, 3)?,
+                count::mul(c.blocks as u64, block)?,
+            )?,
             count::conv(f, cout, 3)?,
         )
     };
@@ -273,5 +288,6 @@ pub fn preset(preset: &str, data_shape: &[usize], seed: u64) -> Result<MultiScal
         batch_norm: true,
         logit_alpha: Some(0.05),
         seed,
+        context_dim: 0,
     })
 }

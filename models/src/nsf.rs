@@ -28,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{count, coupling_mlp};
+use crate::embedding::{ContextEmbedding, count_optional, stage_context_dim};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -72,6 +73,12 @@ pub struct NsfConfig {
     /// conditioner reads the context (see FORMAT.md, "Conditional flows").
     #[serde(default)]
     pub context_dim: usize,
+    /// An optional context embedding `e = E(c)` (an MLP `C -> hidden... -> dim`, see
+    /// [`crate::embedding`]): the conditioners then read `e` (width `dim`) in place of `c`.
+    /// Absent by default (and not written when absent, so configs without one read as before);
+    /// only for a conditional model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_embedding: Option<ContextEmbedding>,
 }
 
 /// Checks a configuration without building it.
@@ -104,6 +111,9 @@ pub fn validate(c: &NsfConfig) -> Result<()> {
     c.spline
         .validate()
         .map_err(|e| Error::Config(format!("{MODEL}: spline: {e}")))?;
+    if let Some(e) = &c.context_embedding {
+        e.validate(MODEL, c.context_dim)?;
+    }
     crate::checks::check_logit(MODEL, c.logit_alpha)
 }
 
@@ -115,17 +125,18 @@ pub fn parameter_count(c: &NsfConfig) -> Option<u64> {
     let d = c.dim as u64;
     let parts = count::mul(3, c.spline.bins as u64)?.checked_sub(1)?;
     let lu = count::add(count::mul(2, count::mul(d, d)?)?, d)?;
-    let mut n = 0u64;
+    let mut n = count_optional(c.context_dim, c.context_embedding.as_ref())?;
+    let stage_context = stage_context_dim(c.context_dim, c.context_embedding.as_ref());
     for k in 0..c.layers {
         let net = match c.transform {
             SplineLayer::Coupling => {
                 let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
-                let inp = count::add(a, c.context_dim as u64)?;
+                let inp = count::add(a, stage_context as u64)?;
                 count::mlp(inp, &c.hidden, count::mul(parts, b)?)?
             }
             SplineLayer::Autoregressive => count::add(
                 count::made(d, &c.hidden, 0, parts)?,
-                count::made_context(&c.hidden, count::mul(parts, d)?, c.context_dim)?,
+                count::made_context(&c.hidden, count::mul(parts, d)?, stage_context)?,
             )?,
         };
         n = count::add(n, count::add(lu, net)?)?;
@@ -152,6 +163,7 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
         stages.push(layer(Logit::<T>::new(&[c.dim], alpha)?));
     }
     let eye = identity::<T>(c.dim)?;
+    let stage_context = stage_context_dim(c.context_dim, c.context_embedding.as_ref());
     for k in 0..c.layers {
         stages.push(layer(Conv1x1Lu::<T>::from_weight(&[c.dim], &eye)?));
         match c.transform {
@@ -161,7 +173,7 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
                 stages.push(layer(SplineCoupling::<T>::with_conditional_mlp(
                     c.dim,
                     mask,
-                    c.context_dim,
+                    stage_context,
                     c.spline,
                     &mlp,
                     &mut rng,
@@ -175,12 +187,18 @@ pub fn build<T: Real>(c: &NsfConfig) -> Result<Flow<T>> {
                     zero_last: true,
                 };
                 let inner = SplineTransform::new(c.spline)?;
-                let net = Made::new(&made, c.dim, inner.parts(), c.context_dim, &mut rng)?;
+                let net = Made::new(&made, c.dim, inner.parts(), stage_context, &mut rng)?;
                 stages.push(layer(SplineAutoregressive::<T>::new(net, inner, Direction::Maf)?));
             }
         }
     }
-    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
+    crate::embedding::finish(
+        Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim),
+        MODEL,
+        c.context_embedding.as_ref(),
+        c.activation,
+        c.seed,
+    )
 }
 
 /// A neural spline flow preset for `[dim]` data:
@@ -229,5 +247,6 @@ pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<NsfConfig> {
         logit_alpha,
         seed,
         context_dim: 0,
+        context_embedding: None,
     })
 }

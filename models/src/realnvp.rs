@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{check_vector, count, coupling_mlp};
+use crate::embedding::{ContextEmbedding, count_optional, stage_context_dim};
 use crate::error::{Error, Result};
 use crate::flow::Flow;
 
@@ -44,14 +45,33 @@ pub struct RealNvpConfig {
     /// conditioner reads the context (see FORMAT.md, "Conditional flows").
     #[serde(default)]
     pub context_dim: usize,
+    /// An optional context embedding `e = E(c)` (an MLP `C -> hidden... -> dim`, see
+    /// [`crate::embedding`]): the conditioners then read `e` (width `dim`) in place of `c`.
+    /// Absent by default (and not written when absent, so configs without one read as before);
+    /// only for a conditional model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_embedding: Option<ContextEmbedding>,
+}
+
+/// Checks a vector RealNVP configuration without building it.
+///
+/// # Errors
+/// [`Error::Config`] naming the first impossible setting (the context embedding's included).
+pub fn validate(c: &RealNvpConfig) -> Result<()> {
+    check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)?;
+    match &c.context_embedding {
+        Some(e) => e.validate("realnvp", c.context_dim),
+        None => Ok(()),
+    }
 }
 
 /// Builds a vector RealNVP from its config.
 ///
 /// # Errors
-/// [`Error::Config`] for impossible settings.
+/// [`Error::Config`] for impossible settings (see [`validate`]).
 pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
-    check_vector("realnvp", c.dim, c.couplings, &c.hidden, c.logit_alpha)?;
+    validate(c)?;
+    let stage_context = stage_context_dim(c.context_dim, c.context_embedding.as_ref());
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut stages = Vec::new();
     if let Some(alpha) = c.logit_alpha {
@@ -63,7 +83,7 @@ pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
         stages.push(layer(AffineCoupling::<T>::with_conditional_mlp(
             c.dim,
             mask,
-            c.context_dim,
+            stage_context,
             &mlp,
             &mut rng,
         )?));
@@ -71,19 +91,26 @@ pub fn build<T: Real>(c: &RealNvpConfig) -> Result<Flow<T>> {
             stages.push(layer(BatchNorm::<T>::new(&[c.dim])?));
         }
     }
-    Ok(Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim))
+    crate::embedding::finish(
+        Flow::new(stages, Box::new(StandardNormal), &[c.dim])?.with_context_dim(c.context_dim),
+        "realnvp",
+        c.context_embedding.as_ref(),
+        c.activation,
+        c.seed,
+    )
 }
 
 /// The number of real-valued parameters and buffers the model of `c` has (every tensor a
 /// checkpoint stores as F32 or F64), from the config alone; `None` when it overflows a `u64`.
 pub fn parameter_count(c: &RealNvpConfig) -> Option<u64> {
     let d = c.dim as u64;
-    let mut n = 0u64;
+    let mut n = count_optional(c.context_dim, c.context_embedding.as_ref())?;
+    let stage_context = stage_context_dim(c.context_dim, c.context_embedding.as_ref());
     for k in 0..c.couplings {
         let (a, b) = count::vector_parts(d, c.mask, k % 2 == 1);
         // The MLP reads [x_A, c] and returns (h, t); `scale` has one entry per transformed
         // coordinate.
-        let inp = count::add(a, c.context_dim as u64)?;
+        let inp = count::add(a, stage_context as u64)?;
         n = count::add(n, count::add(count::mlp(inp, &c.hidden, count::mul(2, b)?)?, b)?)?;
         if c.batch_norm && k + 1 < c.couplings {
             n = count::add(n, count::mul(4, d)?)?;
@@ -119,5 +146,6 @@ pub fn preset(preset: &str, dim: usize, seed: u64) -> Result<RealNvpConfig> {
         logit_alpha,
         seed,
         context_dim: 0,
+        context_embedding: None,
     })
 }

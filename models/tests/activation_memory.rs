@@ -99,6 +99,7 @@ fn glow(steps: usize, coupling: GlowCouplingKind, permutation: GlowPermutation) 
         coupling,
         permutation,
         seed: 3,
+        context_dim: 0,
     })
 }
 

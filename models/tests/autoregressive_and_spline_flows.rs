@@ -124,6 +124,7 @@ fn nsf(spline: SplineConfig) -> ModelConfig {
         logit_alpha: None,
         seed: 0,
         context_dim: 0,
+        context_embedding: None,
     })
 }
 

@@ -69,6 +69,7 @@ fn a_relu_at_its_kink_leaves_the_sample_undecided_naming_the_stage() {
         logit_alpha: None,
         seed: 1,
         context_dim: 0,
+        context_embedding: None,
     });
     let mut flow = model.build::<f64>().expect("flow");
     flow.visit_params_mut("", &mut |name, p| {

@@ -28,6 +28,7 @@ fn small_realnvp(batch_norm: bool) -> ModelConfig {
         logit_alpha: None,
         seed: 11,
         context_dim: 0,
+        context_embedding: None,
     })
 }
 

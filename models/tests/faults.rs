@@ -14,8 +14,8 @@ use exactflow_models::train::{
     DIVERGENCE_MARGIN_PER_DIM, Decay, EpochReport, Observer, Schedule, Silent, TrainConfig, TrainState, train,
 };
 use exactflow_models::{
-    Error, Flow, GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, MultiScaleRealNvpConfig, NiceConfig,
-    Prior, RealNvpConfig, evaluate,
+    ContextEmbedding, Error, Flow, GlowConfig, GlowCouplingKind, GlowPermutation, ModelConfig, MultiScaleRealNvpConfig,
+    NiceConfig, Prior, RealNvpConfig, evaluate,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -37,6 +37,7 @@ fn small_realnvp() -> ModelConfig {
         logit_alpha: None,
         seed: 11,
         context_dim: 0,
+        context_embedding: None,
     })
 }
 
@@ -514,6 +515,7 @@ fn absurd_sizes_are_errors_before_allocating() {
         coupling: GlowCouplingKind::Affine,
         permutation: GlowPermutation::LuConv,
         seed: 0,
+        context_dim: 0,
     });
     let flow = big.build::<f32>().expect("a small model of large images builds");
     assert!(flow.num_trainable() > 0);
@@ -540,6 +542,7 @@ fn parameter_counts_match_the_built_models() {
             logit_alpha: Some(0.1),
             seed: 1,
             context_dim: dim - 1,
+            context_embedding: None,
         }));
         configs.push(ModelConfig::Nice(NiceConfig {
             dim,
@@ -566,6 +569,7 @@ fn parameter_counts_match_the_built_models() {
             batch_norm: bn,
             logit_alpha: None,
             seed: 2,
+            context_dim: 0,
         }));
     }
     for (shape, levels, coupling, permutation) in [
@@ -582,6 +586,7 @@ fn parameter_counts_match_the_built_models() {
             coupling,
             permutation,
             seed: 3,
+            context_dim: 0,
         }));
     }
     for (dim, hidden, blocks) in [(1, vec![], 0), (3, vec![5], 0), (4, vec![6, 6], 2), (5, vec![4, 7], 1)] {
@@ -595,6 +600,7 @@ fn parameter_counts_match_the_built_models() {
             logit_alpha: None,
             seed: 4,
             context_dim: dim % 3,
+            context_embedding: None,
         };
         configs.push(ModelConfig::Iaf(c.clone()));
         configs.push(ModelConfig::Maf(c));
@@ -626,6 +632,7 @@ fn parameter_counts_match_the_built_models() {
             logit_alpha: Some(0.05),
             seed: 5,
             context_dim: bins % 3,
+            context_embedding: None,
         }));
     }
     for (family, preset, shape) in [
@@ -638,6 +645,27 @@ fn parameter_counts_match_the_built_models() {
     }
     configs.push(ModelConfig::preset("glow", "digits", &[1, 8, 8], 0).expect("preset"));
     configs.push(ModelConfig::preset("realnvp", "mnist", &[1, 28, 28], 0).expect("preset"));
+    // Conditional configs with a context embedding (the stages then read its width E).
+    let conditional: Vec<ModelConfig> = configs.iter().filter(|c| c.context_dim() > 0).cloned().collect();
+    for (k, mut c) in conditional.into_iter().enumerate() {
+        let embedding = ContextEmbedding {
+            hidden: vec![3; k % 3],
+            dim: 1 + k % 4,
+        };
+        c.set_context_embedding(Some(embedding)).expect("a conditional family");
+        configs.push(c);
+    }
+    assert!(configs.iter().filter(|c| c.context_embedding().is_some()).count() >= 8);
+    // Conditional image models (ResNet and Glow conditioners reading a vector context).
+    let images: Vec<ModelConfig> = configs
+        .iter()
+        .filter(|c| matches!(c, ModelConfig::MultiScaleRealNvp(_) | ModelConfig::Glow(_)))
+        .cloned()
+        .collect();
+    for (k, mut c) in images.into_iter().enumerate() {
+        c.set_context_dim(1 + k % 3).expect("a conditional family");
+        configs.push(c);
+    }
     for c in &configs {
         let flow = c.build::<f64>().unwrap_or_else(|e| panic!("{c:?}: {e}"));
         let mut n = 0u64;
@@ -645,5 +673,102 @@ fn parameter_counts_match_the_built_models() {
         assert_eq!(c.parameter_count(), Some(n), "{c:?}");
         // A conditional config builds a conditional flow of its context width.
         assert_eq!(flow.context_dim(), c.context_dim(), "{c:?}");
+        assert_eq!(flow.embedding().is_some(), c.context_embedding().is_some(), "{c:?}");
     }
+}
+
+/// Impossible context embeddings are config errors naming the problem, from the config alone
+/// (no parameter count, no build), and a JSON embedding with an unknown field is refused.
+#[test]
+fn bad_context_embeddings_are_refused() {
+    let conditional = |embedding: ContextEmbedding, context_dim: usize| {
+        let mut c = ModelConfig::preset("nsf", "sbi", &[2], 0).expect("preset");
+        c.set_context_dim(context_dim).expect("conditional");
+        c.set_context_embedding(Some(embedding)).expect("conditional family");
+        c
+    };
+    let cases = [
+        (
+            ContextEmbedding {
+                hidden: vec![4],
+                dim: 2,
+            },
+            0,
+            "context_dim = 0",
+        ),
+        (
+            ContextEmbedding {
+                hidden: vec![4],
+                dim: 0,
+            },
+            3,
+            "positive",
+        ),
+        (
+            ContextEmbedding {
+                hidden: vec![4, 0],
+                dim: 2,
+            },
+            3,
+            "positive",
+        ),
+        (
+            ContextEmbedding {
+                hidden: vec![2; 101],
+                dim: 2,
+            },
+            3,
+            "limit of 100",
+        ),
+    ];
+    for (embedding, context_dim, says) in cases {
+        let c = conditional(embedding, context_dim);
+        assert_eq!(c.parameter_count(), None, "{c:?}");
+        let e = c.build::<f64>().err().expect("refused").to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    // Absurd widths are refused by size before anything is allocated.
+    let huge = conditional(
+        ContextEmbedding {
+            hidden: vec![1 << 30, 1 << 30],
+            dim: 2,
+        },
+        3,
+    );
+    let e = huge.build::<f64>().err().expect("refused");
+    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    // No embedding for unconditional families.
+    let mut glow = ModelConfig::preset("glow", "tiny", &[1, 8, 8], 0).expect("preset");
+    let e = glow
+        .set_context_embedding(Some(ContextEmbedding { hidden: vec![], dim: 2 }))
+        .expect_err("refused");
+    assert!(e.to_string().contains("glow"), "{e}");
+    // Through JSON: unknown fields of the embedding are refused; an absent one means none.
+    let json = serde_json::to_string(&conditional(
+        ContextEmbedding {
+            hidden: vec![4],
+            dim: 2,
+        },
+        3,
+    ))
+    .expect("json");
+    assert!(
+        json.contains("\"context_embedding\":{\"hidden\":[4],\"dim\":2}"),
+        "{json}"
+    );
+    let back: ModelConfig = serde_json::from_str(&json).expect("round trip");
+    assert_eq!(back.context_embedding().map(|e| e.dim), Some(2));
+    let flipped = json.replace("\"dim\":2}", "\"dim\":2,\"depth\":1}");
+    let e = serde_json::from_str::<ModelConfig>(&flipped).expect_err("refused");
+    assert!(e.to_string().contains("depth"), "{e}");
+    let without = serde_json::to_string(&ModelConfig::preset("nsf", "sbi", &[2], 0).expect("preset")).expect("json");
+    assert!(
+        !without.contains("context_embedding"),
+        "not written when absent: {without}"
+    );
+    let back: ModelConfig = serde_json::from_str(&without).expect("an absent embedding is none");
+    assert!(back.context_embedding().is_none());
+    let null = without.replacen('{', "{\"context_embedding\":null,", 1);
+    let back: ModelConfig = serde_json::from_str(&null).expect("null is none");
+    assert!(back.context_embedding().is_none());
 }

@@ -26,6 +26,7 @@ fn glow_cfg(shape: [usize; 3], coupling: GlowCouplingKind, permutation: GlowPerm
         coupling,
         permutation,
         seed: 4,
+        context_dim: 0,
     })
 }
 
@@ -42,6 +43,7 @@ fn small_realnvp(shape: [usize; 3], batch_norm: bool) -> ModelConfig {
         batch_norm,
         logit_alpha: Some(0.05),
         seed: 8,
+        context_dim: 0,
     })
 }
 
@@ -421,6 +423,7 @@ fn impossible_configs_are_clear_config_errors() {
         coupling: GlowCouplingKind::Affine,
         permutation: GlowPermutation::LuConv,
         seed: 0,
+        context_dim: 0,
     };
     let m = config_error(ModelConfig::Glow(g.clone()).build::<f64>());
     assert!(m.contains("divisible by 2^2 = 4") && m.contains("[1, 6, 6]"), "{m}");
@@ -452,6 +455,7 @@ fn impossible_configs_are_clear_config_errors() {
         batch_norm: false,
         logit_alpha: Some(0.05),
         seed: 0,
+        context_dim: 0,
     };
     let m = config_error(ModelConfig::MultiScaleRealNvp(r.clone()).build::<f64>());
     assert!(m.contains("divisible by 2^2 = 4"), "{m}");

@@ -54,6 +54,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             logit_alpha: None,
             seed,
             context_dim: 0,
+            context_embedding: None,
         }),
         ModelConfig::MultiScaleRealNvp(MultiScaleRealNvpConfig {
             shape: [1, 4, 4],
@@ -63,6 +64,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             batch_norm: true,
             logit_alpha: Some(0.05),
             seed,
+            context_dim: 0,
         }),
         ModelConfig::Glow(GlowConfig {
             shape: [1, 4, 4],
@@ -72,6 +74,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             coupling: GlowCouplingKind::Affine,
             permutation: GlowPermutation::LuConv,
             seed,
+            context_dim: 0,
         }),
         ModelConfig::Glow(GlowConfig {
             shape: [1, 4, 4],
@@ -81,6 +84,7 @@ fn configs(seed: u64) -> Vec<ModelConfig> {
             coupling: GlowCouplingKind::Additive,
             permutation: GlowPermutation::Shuffle,
             seed,
+            context_dim: 0,
         }),
         ModelConfig::Maf(maf(seed)),
         ModelConfig::Iaf(maf(seed)),
@@ -100,6 +104,7 @@ fn maf(seed: u64) -> MafConfig {
         permutation: ArPermutation::Alternate,
         logit_alpha: Some(0.05),
         context_dim: 0,
+        context_embedding: None,
         seed,
     }
 }
@@ -117,6 +122,7 @@ fn nsf(transform: SplineLayer, seed: u64) -> NsfConfig {
         mask: MaskKind::Halves,
         logit_alpha: Some(0.05),
         context_dim: 0,
+        context_embedding: None,
         seed,
     }
 }

@@ -242,6 +242,7 @@ fn small_configs(c: &Case) -> Vec<ModelConfig> {
         logit_alpha: None,
         seed: c.seed,
         context_dim: 0,
+        context_embedding: None,
     };
     let nsf = |transform| NsfConfig {
         dim: c.d,
@@ -254,6 +255,7 @@ fn small_configs(c: &Case) -> Vec<ModelConfig> {
         logit_alpha: None,
         seed: c.seed,
         context_dim: 0,
+        context_embedding: None,
     };
     let mut v = vec![
         ModelConfig::Maf(maf.clone()),

@@ -10,7 +10,7 @@ mod layer_harness;
 
 use exactflow_layers::gradcheck::grad_check_net;
 use exactflow_layers::nets::{Activation, Conditioner, Conv2d, GlowNet, Mlp, MlpConfig, ResNet, ResNetConfig};
-use exactflow_layers::{AdditiveCoupling, AffineCoupling, Bijector, Ctx, GlowCoupling, Mask, MaskKind, Tensor};
+use exactflow_layers::{AdditiveCoupling, AffineCoupling, Bijector, Ctx, GlowCoupling, Mask, MaskKind, Params, Tensor};
 use layer_harness::{F32_TOL, GRAD_F64, GRAD_STEP, batch, fail, perturb, rel_err, values};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -399,5 +399,150 @@ proptest! {
             |rng| AdditiveCoupling::<f64>::with_glow_net(&shape, hidden, rng),
             |rng| AdditiveCoupling::<f32>::with_glow_net(&shape, hidden, rng),
         )?;
+    }
+}
+
+/// A conditional convolutional network case: batch, input channels, context width, output
+/// channels, inner width, residual blocks (ResNet), image size, input, context, output weights,
+/// parameter perturbation and seed.
+#[derive(Clone, Debug)]
+struct ConditionalConvCase {
+    n: usize,
+    cin: usize,
+    cw: usize,
+    cout: usize,
+    width: usize,
+    blocks: usize,
+    hw: (usize, usize),
+    x: Vec<f64>,
+    c: Vec<f64>,
+    w: Vec<f64>,
+    delta: Vec<f64>,
+    seed: u64,
+}
+
+impl ConditionalConvCase {
+    fn x(&self) -> Tensor<f64> {
+        batch(self.n, &[self.cin, self.hw.0, self.hw.1], self.x.clone())
+    }
+
+    fn c(&self) -> Tensor<f64> {
+        batch(self.n, &[self.cw], self.c.clone())
+    }
+
+    fn w(&self) -> Tensor<f64> {
+        batch(self.n, &[self.cout, self.hw.0, self.hw.1], self.w.clone())
+    }
+}
+
+prop_compose! {
+    fn conditional_conv_case()(n in 1usize..=3, cin in 1usize..=3, cw in 1usize..=3, cout in 1usize..=3,
+                               width in 1usize..=4, blocks in 0usize..=1, h in 1usize..=5, w in 1usize..=5)
+                              (x in values(n * cin * h * w, 1.0), c in values(n * cw, 2.0),
+                               wt in values(n * cout * h * w, 1.0), delta in values(17, 0.3), seed in any::<u64>(),
+                               n in Just(n), cin in Just(cin), cw in Just(cw), cout in Just(cout),
+                               width in Just(width), blocks in Just(blocks), h in Just(h), w in Just(w))
+                              -> ConditionalConvCase {
+        ConditionalConvCase { n, cin, cw, cout, width, blocks, hw: (h, w), x, c, w: wt, delta, seed }
+    }
+}
+
+/// The gradient check of a conditional network at `(x, c)`: every parameter, dL/dx and dL/dc
+/// against central differences (`GRAD_F64`), and its refusal to run without a context.
+fn check_conditional_net(net: &mut dyn Conditioner<f64>, c: &ConditionalConvCase) -> Result<(), TestCaseError> {
+    let rep =
+        grad_check_net(net, &c.x(), Some(&c.c()), &c.w(), GRAD_STEP, MAX_PER_PARAM).map_err(fail("grad check"))?;
+    let (name, err) = rep.worst();
+    prop_assert!(
+        err <= GRAD_F64,
+        "{}: gradient of {name}: mixed error {err:e}",
+        net.kind()
+    );
+    prop_assert!(
+        rep.context_error <= GRAD_F64,
+        "{}: context gradient: mixed error {:e}",
+        net.kind(),
+        rep.context_error
+    );
+    prop_assert!(
+        net.forward(&c.x(), Ctx::NONE).is_err(),
+        "{} ran without its context",
+        net.kind()
+    );
+    let (_, cache) = net
+        .forward_train(&c.x(), Ctx::new(Some(&c.c())))
+        .map_err(fail("forward_train"))?;
+    let g = net.backward(cache, &c.w()).map_err(fail("backward"))?;
+    prop_assert_eq!(g.context.map(|t| t.shape().to_vec()), Some(vec![c.n, c.cw]));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(layer_harness::cases(24)))]
+
+    /// The conditional ResNet (context as constant channels after the input, read by the 3x3
+    /// input convolution): its gradients, and that it is the unconditional ResNet of `in + C`
+    /// channels applied to `[x, c broadcast]` (the PyTorch `torch.cat` of FORMAT.md), bit for
+    /// bit: the same products on the same numbers.
+    #[test]
+    fn conditional_resnet_backward_and_concatenation(c in conditional_conv_case()) {
+        let cfg = ResNetConfig { blocks: c.blocks, features: c.width };
+        let mut net = ResNet::<f64>::conditional(&cfg, c.cin, c.cw, c.cout, c.hw, &mut ChaCha8Rng::seed_from_u64(c.seed))
+            .map_err(fail("new"))?;
+        perturb(&mut net, &c.delta, 1.0);
+        prop_assert_eq!(net.in_shape(), vec![c.cin, c.hw.0, c.hw.1]);
+        let mut plain = ResNet::<f64>::new(&cfg, c.cin + c.cw, c.cout, c.hw, &mut ChaCha8Rng::seed_from_u64(c.seed))
+            .map_err(fail("new"))?;
+        perturb(&mut plain, &c.delta, 1.0);
+        let pixels = c.hw.0 * c.hw.1;
+        let mut joined = Vec::new();
+        for i in 0..c.n {
+            joined.extend_from_slice(&c.x[i * c.cin * pixels..(i + 1) * c.cin * pixels]);
+            for k in 0..c.cw {
+                joined.extend(std::iter::repeat_n(c.c[i * c.cw + k], pixels));
+            }
+        }
+        let joined = batch(c.n, &[c.cin + c.cw, c.hw.0, c.hw.1], joined);
+        let y = net.forward(&c.x(), Ctx::new(Some(&c.c()))).map_err(fail("forward"))?;
+        let y_plain = plain.forward(&joined, Ctx::NONE).map_err(fail("forward"))?;
+        prop_assert_eq!(y.as_slice(), y_plain.as_slice());
+        check_conditional_net(&mut net, &c)?;
+    }
+
+    /// The conditional GlowNet (`V c` added per channel to the first convolution's output): its
+    /// gradients, and, sample by sample, that it is the unconditional network whose first bias
+    /// is `b_0 + V c` (relative 1e-13: the same terms, the bias added in another order).
+    #[test]
+    fn conditional_glow_net_backward_and_bias(c in conditional_conv_case()) {
+        let mut net = GlowNet::<f64>::conditional(c.cin, c.cw, c.width, c.cout, c.hw, &mut ChaCha8Rng::seed_from_u64(c.seed))
+            .map_err(fail("new"))?;
+        perturb(&mut net, &c.delta, 1.0);
+        let mut names = Vec::new();
+        net.visit_params("net", &mut |n, p| names.push((n.to_string(), p.value.shape().to_vec())));
+        prop_assert_eq!(names.last().cloned(), Some(("net.context.weight".to_string(), vec![c.width, c.cw])));
+        let y = net.forward(&c.x(), Ctx::new(Some(&c.c()))).map_err(fail("forward"))?;
+        let mut v = Vec::new();
+        net.visit_params("", &mut |n, p| if n == "context.weight" { v = p.value.as_slice().to_vec() });
+        for i in 0..c.n {
+            let mut plain = GlowNet::<f64>::new(c.cin, c.width, c.cout, c.hw, &mut ChaCha8Rng::seed_from_u64(0))
+                .map_err(fail("new"))?;
+            let mut values = std::collections::HashMap::new();
+            net.visit_params("", &mut |n, p| { values.insert(n.to_string(), p.value.as_slice().to_vec()); });
+            plain.visit_params_mut("", &mut |n, p| {
+                let mut src = values[n].clone();
+                if n == "0.bias" {
+                    for (j, b) in src.iter_mut().enumerate() {
+                        *b += (0..c.cw).map(|k| v[j * c.cw + k] * c.c[i * c.cw + k]).sum::<f64>();
+                    }
+                }
+                p.value.as_mut_slice().copy_from_slice(&src);
+            });
+            let xi = c.x().slice_batch(i..i + 1).map_err(fail("slice"))?;
+            let yi = plain.forward(&xi, Ctx::NONE).map_err(fail("forward"))?;
+            let m = yi.len();
+            let e = rel_err(&y.as_slice()[i * m..(i + 1) * m], yi.as_slice());
+            prop_assert!(e <= 1e-13, "sample {i}: relative error {e:e}");
+        }
+        check_conditional_net(&mut net, &c)?;
     }
 }

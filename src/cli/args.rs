@@ -90,6 +90,13 @@ pub struct TrainArgs {
     /// first D - K columns are the modelled data).
     #[arg(long)]
     pub context_cols: Option<usize>,
+    /// A context embedding for a conditional model, as sbi's embedding_net: an MLP of the given
+    /// hidden widths and output width (HIDDEN,...:DIM, e.g. 64,64:16; DIM alone for one linear
+    /// map) with the preset's activation, through which the context goes once before every
+    /// conditioner reads its DIM outputs; trained with the flow and stored in the checkpoint as
+    /// embedding.*. Default: none (the conditioners read the context itself).
+    #[arg(long, value_name = "HIDDEN,...:DIM")]
+    pub context_embedding: Option<String>,
 
     /// Architecture preset of the family (nice: paper, toy, digits; realnvp: toy, digits,
     /// digits-bn, digits-image, mnist, cifar10; glow: tiny, digits, mnist, cifar10; maf and iaf:

@@ -80,5 +80,6 @@ fn options(a: &TrainArgs) -> CliResult<TrainOptions> {
         patience: a.patience,
         resume: a.resume,
         memory_efficient: a.memory_efficient,
+        context_embedding: a.context_embedding.as_deref().map(str::parse).transpose()?,
     })
 }

@@ -118,6 +118,7 @@ fn depth(ks: &[usize], repeats: usize) -> Result<(), String> {
             logit_alpha: None,
             seed: 0,
             context_dim: 0,
+            context_embedding: None,
         });
         let mut flow = model.build::<f64>().map_err(|e| e.to_string())?;
         let mut s = 7u64;

@@ -181,6 +181,7 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
         coupling: GlowCouplingKind::Affine,
         permutation: GlowPermutation::LuConv,
         seed: a.seed,
+        context_dim: 0,
     });
     let mut flow = model.build::<f64>().map_err(|e| format!("{e}"))?;
     let (mut trainable, mut buffers) = (0usize, 0usize);

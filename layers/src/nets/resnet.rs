@@ -1,4 +1,14 @@
 //! RealNVP's convolutional residual conditioner.
+//!
+//! **Context.** A conditional ResNet (`context_dim = C > 0`) reads a vector context `c` `[N, C]`
+//! concatenated to its input as C constant channels: the first convolution's input is
+//! `[x, c_1 1, ..., c_C 1]` (`in + C` channels, the context's last, each filled with its value at
+//! every pixel; PyTorch: `torch.cat([x, c[:, :, None, None].expand(-1, -1, H, W)], dim=1)`), so
+//! `in.weight` is `[features, in + C, 3, 3]`. The 3x3 convolution zero-pads those channels like
+//! the others, so near the border fewer taps see the context: its contribution is
+//! position-dependent there, exactly as in the PyTorch expression. Its backward returns
+//! `dL/dc_k = sum over pixels` of the gradient of context channel k. An unconditional ResNet
+//! ignores a context.
 
 use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::{Error, Real, Result};
@@ -42,6 +52,8 @@ pub struct ResNet<T: Real> {
     conv_in: Conv2d<T>,
     blocks: Vec<(Conv2d<T>, Conv2d<T>)>,
     conv_out: Conv2d<T>,
+    /// The context width C read as constant input channels (0: unconditional).
+    context_dim: usize,
 }
 
 impl<T: Real> ResNet<T> {
@@ -57,6 +69,30 @@ impl<T: Real> ResNet<T> {
         hw: (usize, usize),
         rng: &mut impl Rng,
     ) -> Result<Self> {
+        Self::conditional(cfg, in_ch, 0, out_ch, hw, rng)
+    }
+
+    /// A ResNet from `in_ch` channels and a vector context of `context_dim` values (read as
+    /// constant channels after the input's, see the module documentation) to `out_ch` channels;
+    /// `context_dim = 0` is [`ResNet::new`].
+    ///
+    /// # Errors
+    /// As [`ResNet::new`].
+    pub fn conditional(
+        cfg: &ResNetConfig,
+        in_ch: usize,
+        context_dim: usize,
+        out_ch: usize,
+        hw: (usize, usize),
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        if in_ch == 0 {
+            return Err(Error::invalid(
+                "ResNet::new",
+                "in_ch",
+                "needs at least one input channel, found 0",
+            ));
+        }
         if cfg.features == 0 {
             return Err(Error::invalid(
                 "ResNet::new",
@@ -65,7 +101,14 @@ impl<T: Real> ResNet<T> {
             ));
         }
         let f = cfg.features;
-        let conv_in = Conv2d::new(in_ch, f, 3, hw, false, rng)?;
+        let joined = in_ch.checked_add(context_dim).ok_or_else(|| {
+            Error::invalid(
+                "ResNet::new",
+                "context_dim",
+                format!("{in_ch} + {context_dim} channels overflow"),
+            )
+        })?;
+        let conv_in = Conv2d::new(joined, f, 3, hw, false, rng)?;
         let blocks = (0..cfg.blocks)
             .map(|_| {
                 Ok((
@@ -79,7 +122,47 @@ impl<T: Real> ResNet<T> {
             conv_in,
             blocks,
             conv_out,
+            context_dim,
         })
+    }
+
+    /// The context width C (0 for an unconditional ResNet).
+    pub fn context_dim(&self) -> usize {
+        self.context_dim
+    }
+
+    /// The input channels of `x` (the first convolution reads them and the context's).
+    fn x_channels(&self) -> usize {
+        self.conv_in.in_channels() - self.context_dim
+    }
+
+    /// Checks the input and, for a conditional ResNet, returns the first convolution's input
+    /// `[x, c broadcast over the pixels]`.
+    fn first_input(&self, op: &'static str, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Option<Vec<T>>> {
+        x.expect_sample_shape(op, &self.in_shape())?;
+        let c = self.context_dim;
+        if c == 0 {
+            return Ok(None);
+        }
+        let n = x.batch();
+        let Some(ctx) = cx.context else {
+            return Err(Error::invalid(
+                op,
+                "context",
+                format!("this ResNet is conditional and needs a context [N, {c}], none was given"),
+            ));
+        };
+        ctx.expect_shape(op, &[n, c])?;
+        let (h, w) = self.conv_in.hw();
+        let m = x.sample_len();
+        let mut joined = Vec::with_capacity(n * (m + c * h * w));
+        for (xs, cs) in x.as_slice().chunks_exact(m).zip(ctx.as_slice().chunks_exact(c)) {
+            joined.extend_from_slice(xs);
+            for &v in cs {
+                joined.extend(std::iter::repeat_n(v, h * w));
+            }
+        }
+        Ok(Some(joined))
     }
 
     /// The configuration the network was built with.
@@ -96,6 +179,7 @@ impl<T: Real> ResNet<T> {
             conv_in: self.conv_in.cast(),
             blocks: self.blocks.iter().map(|(a, b)| (a.cast(), b.cast())).collect(),
             conv_out: self.conv_out.cast(),
+            context_dim: self.context_dim,
         }
     }
 
@@ -156,7 +240,7 @@ impl<T: Real> Params<T> for ResNet<T> {
 }
 
 struct ResNetCache<T> {
-    /// The input.
+    /// The first convolution's input (`x`, or `[x, c]` for a conditional ResNet).
     x: Vec<T>,
     /// Per block: `ReLU(h_b)` (conv1's input) and `ReLU(conv1(..))` (conv2's input).
     blocks: Vec<(Vec<T>, Vec<T>)>,
@@ -172,7 +256,7 @@ impl<T: Real> Conditioner<T> for ResNet<T> {
     }
 
     fn in_shape(&self) -> Vec<usize> {
-        self.shape_of(1, self.conv_in.in_channels())[1..].to_vec()
+        self.shape_of(1, self.x_channels())[1..].to_vec()
     }
 
     fn out_shape(&self) -> Vec<usize> {
@@ -180,16 +264,16 @@ impl<T: Real> Conditioner<T> for ResNet<T> {
     }
 
     fn forward(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
-        x.expect_sample_shape("ResNet::forward", &self.in_shape())?;
+        let joined = self.first_input("ResNet::forward", x, cx)?;
         let n = x.batch();
-        let (y, _) = self.run(x.as_slice(), n, cx.par, false)?;
+        let (y, _) = self.run(joined.as_deref().unwrap_or(x.as_slice()), n, cx.par, false)?;
         Tensor::new(&self.shape_of(n, self.conv_out.out_channels()), y)
     }
 
     fn forward_train(&self, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<(Tensor<T>, Cache)> {
-        x.expect_sample_shape("ResNet::forward_train", &self.in_shape())?;
+        let joined = self.first_input("ResNet::forward_train", x, cx)?;
         let n = x.batch();
-        let (y, cache) = self.run(x.as_slice(), n, cx.par, true)?;
+        let (y, cache) = self.run(joined.as_deref().unwrap_or(x.as_slice()), n, cx.par, true)?;
         let cache = cache.unwrap_or_else(|| unreachable!("invariant: keep = true returns a cache"));
         Ok((
             Tensor::new(&self.shape_of(n, self.conv_out.out_channels()), y)?,
@@ -220,10 +304,28 @@ impl<T: Real> Conditioner<T> for ResNet<T> {
             dh.iter_mut().zip(&da).for_each(|(g, &v)| *g += v);
         }
         let dx = want(self.conv_in.backward_batch(&x, &dh, n, true, par)?);
-        Ok(InputGrad::input(Tensor::new(
-            &self.shape_of(n, self.conv_in.in_channels()),
-            dx,
-        )?))
+        let c = self.context_dim;
+        let x_shape = self.shape_of(n, self.x_channels());
+        if c == 0 {
+            return Ok(InputGrad::input(Tensor::new(&x_shape, dx)?));
+        }
+        // The first input was [x, c broadcast]: dL/dx is the x channels' gradient, dL/dc_k
+        // the sum of context channel k's over its pixels.
+        let (h, w) = self.conv_in.hw();
+        let m = self.x_channels() * h * w;
+        let (mut gx, mut gc) = (Vec::with_capacity(n * m), Vec::with_capacity(n * c));
+        for row in dx.chunks_exact(m + c * h * w) {
+            gx.extend_from_slice(&row[..m]);
+            gc.extend(
+                row[m..]
+                    .chunks_exact(h * w)
+                    .map(|ch| ch.iter().fold(T::zero(), |s, &v| s + v)),
+            );
+        }
+        Ok(InputGrad {
+            x: Tensor::new(&x_shape, gx)?,
+            context: Some(Tensor::new(&[n, c], gc)?),
+        })
     }
 
     crate::impl_net_cast!();

@@ -2,7 +2,8 @@
 //! run the shards of a minibatch.
 //!
 //! With [`Strategy::Shards`] a step splits its minibatch of B samples into one contiguous shard
-//! per thread (shard k holds rows `k B / N .. (k + 1) B / N`), runs the training forward and
+//! per thread (shard k holds rows `k B / N .. (k + 1) B / N` of the data and, for a conditional
+//! flow, the same rows of the context, so that every sample keeps its own context row), runs the training forward and
 //! backward passes of every shard at once (shard 0 on the trained flow itself, the others on
 //! replicas holding copies of its parameters, every pass single-threaded), and adds the
 //! replicas' gradients into the trained flow's in shard order: `g = ((g_0 + g_1) + g_2) + ...`.
@@ -34,8 +35,9 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The rule, by shape: shards for unconditional vector data (`[D]` samples, no context) when
-    /// every shard gets at least [`MIN_SHARD_SAMPLES`] samples and no stage couples the samples of a batch (batch norm's
+    /// The rule, by shape: shards for vector data (`[D]` samples, with or without a context: a
+    /// shard takes its rows of both) when every shard gets at least [`MIN_SHARD_SAMPLES`]
+    /// samples and no stage couples the samples of a batch (batch norm's
     /// batch statistics, ActNorm's data-dependent initialization would differ per shard); parallel
     /// matrix products otherwise. The products of vector flows are small (a batch of 512 by 128
     /// units is 8 MFLOP per product, too little to amortize splitting each product), while a
@@ -50,9 +52,7 @@ impl Strategy {
             .stages()
             .iter()
             .all(|s| !matches!(s.kind(), "BatchNorm" | "ActNorm"));
-        // Conditional flows split their products instead: the shards do not slice a context yet.
-        let unconditional = flow.context_dim() == 0;
-        if flow.data_shape().len() == 1 && per_sample && unconditional && batch / threads >= MIN_SHARD_SAMPLES {
+        if flow.data_shape().len() == 1 && per_sample && batch / threads >= MIN_SHARD_SAMPLES {
             Strategy::Shards
         } else {
             Strategy::ParallelGemm
@@ -113,23 +113,44 @@ impl<T: Real> Replicas<T> {
         }
     }
 
-    /// The training passes of the minibatch `x` in shards (see the module documentation): leaves
-    /// in `flow` the gradient of `-mean log p(x)` and returns `log p` of every sample, in order.
+    /// The training passes of the minibatch `x` (with its context `c` `[B, C]` for a
+    /// conditional flow) in shards (see the module documentation): leaves in `flow` the
+    /// gradient of `-mean log p(x | c)` and returns `log p` of every sample, in order.
     ///
     /// # Errors
-    /// The first failing shard's error (in shard order).
-    pub(crate) fn forward_backward(&mut self, flow: &mut Flow<T>, x: &Tensor<T>, mode: TrainMode) -> Result<Vec<T>> {
-        self.sync_from(flow);
+    /// A context whose row count differs from the minibatch's; the first failing shard's error
+    /// (in shard order).
+    pub(crate) fn forward_backward(
+        &mut self,
+        flow: &mut Flow<T>,
+        x: &Tensor<T>,
+        c: Option<&Tensor<T>>,
+        mode: TrainMode,
+    ) -> Result<Vec<T>> {
         let (b, n) = (x.batch(), self.flows.len() + 1);
+        if let Some(c) = c
+            && c.batch() != b
+        {
+            return Err(Error::invalid(
+                "train (shards)",
+                "context",
+                format!("{} context rows for a minibatch of {b} samples", c.batch()),
+            ));
+        }
+        self.sync_from(flow);
+        let rows = |k: usize| k * b / n..(k + 1) * b / n;
         let xs = (0..n)
-            .map(|k| x.slice_batch(k * b / n..(k + 1) * b / n))
+            .map(|k| x.slice_batch(rows(k)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let cs = (0..n)
+            .map(|k| c.map(|c| c.slice_batch(rows(k))).transpose())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let w = T::lit(-1.0 / b as f64);
         let mut outs: Vec<Option<Result<Vec<T>>>> = (0..n).map(|_| None).collect();
         let flows = std::iter::once(&mut *flow).chain(self.flows.iter_mut());
         rayon::scope(|s| {
-            for ((f, x), out) in flows.zip(&xs).zip(outs.iter_mut()) {
-                s.spawn(move |_| *out = Some(shard_pass(f, x, mode, w)));
+            for (((f, x), c), out) in flows.zip(&xs).zip(&cs).zip(outs.iter_mut()) {
+                s.spawn(move |_| *out = Some(shard_pass(f, x, c.as_ref(), mode, w)));
             }
         });
         let mut log_p = Vec::with_capacity(b);
@@ -161,10 +182,145 @@ impl<T: Real> Replicas<T> {
     }
 }
 
-/// One shard's passes on one flow: the gradient of `w * sum log p` over the shard, and `log p`.
-fn shard_pass<T: Real>(flow: &mut Flow<T>, x: &Tensor<T>, mode: TrainMode, w: T) -> Result<Vec<T>> {
+/// One shard's passes on one flow: the gradient of `w * sum log p(x | c)` over the shard, and
+/// `log p`.
+fn shard_pass<T: Real>(
+    flow: &mut Flow<T>,
+    x: &Tensor<T>,
+    c: Option<&Tensor<T>>,
+    mode: TrainMode,
+    w: T,
+) -> Result<Vec<T>> {
     flow.zero_grad();
-    let (log_p, cache) = flow.forward_train(x, None, mode)?;
+    let (log_p, cache) = flow.forward_train(x, c, mode)?;
     flow.backward(cache, &vec![w; x.batch()])?;
     Ok(log_p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A conditional NSF (coupling and autoregressive layers read the context) and a minibatch of
+    /// `b` samples with their contexts.
+    fn conditional(transform: &str, b: usize) -> (ModelConfig, Flow<f64>, Tensor<f64>, Tensor<f64>) {
+        let mut model = ModelConfig::preset("nsf", transform, &[3], 7).expect("preset");
+        model.set_context_dim(2).expect("conditional");
+        let flow: Flow<f64> = model.build().expect("builds");
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-2.0..2.0)).collect::<Vec<f64>>();
+        let x = Tensor::new(&[b, 3], draw(3 * b)).expect("x");
+        let c = Tensor::new(&[b, 2], draw(2 * b)).expect("c");
+        (model, flow, x, c)
+    }
+
+    fn grads(flow: &Flow<f64>) -> Vec<f64> {
+        let mut g = Vec::new();
+        flow.visit_params("", &mut |_, p| {
+            if p.kind == ParamKind::Trainable {
+                g.extend_from_slice(p.grad.as_slice());
+            }
+        });
+        g
+    }
+
+    /// `sum_k |t_k|` for every gradient entry, where `t_k` is sample k's term (weight `-1/B`).
+    fn abs_terms(flow: &mut Flow<f64>, x: &Tensor<f64>, c: &Tensor<f64>) -> Vec<f64> {
+        let b = x.batch();
+        let mut acc: Vec<f64> = Vec::new();
+        for k in 0..b {
+            let (xk, ck) = (x.slice_batch(k..k + 1).expect("x"), c.slice_batch(k..k + 1).expect("c"));
+            flow.zero_grad();
+            let (_, cache) = flow.forward_train(&xk, Some(&ck), TrainMode::Cached).expect("forward");
+            flow.backward(cache, &[-1.0 / b as f64]).expect("backward");
+            let g = grads(flow);
+            acc.resize(g.len(), 0.0);
+            acc.iter_mut().zip(&g).for_each(|(a, t)| *a += t.abs());
+        }
+        acc
+    }
+
+    /// Shards of a conditional flow take their rows of the context: the sharded gradient of
+    /// `-mean log p(x | c)` over 3 shards equals the one-pass gradient to rounding, and so does
+    /// `log p`. Both gradients are the same sums of per-sample terms `t_k` (k < B = 150), added
+    /// in another order (per shard, then across shards, against one pass whose products sum
+    /// over all rows), and each term is computed by the same formulas on the same sample and
+    /// context row. Two orders of a sum of B terms differ by at most `2 (B - 1) u sum_k |t_k|`
+    /// (u = 2^-53, the recursive-summation bound for each), and the terms themselves may differ
+    /// by a few ulps where a product's blocking depends on the row count; the test allows
+    /// `4 B u sum_k |t_k|` per entry, with `sum_k |t_k|` measured by one pass per sample. A
+    /// context row handed to the wrong sample changes the gradient far beyond that (checked
+    /// with the context rows reversed). Run twice, the shards give the same bits.
+    #[test]
+    fn conditional_shards_slice_the_context_and_match_one_pass() {
+        let b = 150;
+        for transform in ["coupling", "autoregressive"] {
+            let (model, mut flow, x, c) = conditional(transform, b);
+            let abs = abs_terms(&mut flow, &x, &c);
+            flow.zero_grad();
+            let (lp_seq, cache) = flow.forward_train(&x, Some(&c), TrainMode::Cached).expect("forward");
+            flow.backward(cache, &vec![-1.0 / b as f64; b]).expect("backward");
+            let seq = grads(&flow);
+
+            let mut replicas = Replicas::new(&model, &flow, 3).expect("replicas");
+            let lp_sh = replicas
+                .forward_backward(&mut flow, &x, Some(&c), TrainMode::Cached)
+                .expect("shards");
+            let sharded = grads(&flow);
+            for (a, s) in lp_seq.iter().zip(&lp_sh) {
+                assert!(
+                    (a - s).abs() <= 1e-13 * (1.0 + a.abs()),
+                    "{transform}: log p {a} vs {s}"
+                );
+            }
+            let u = f64::EPSILON / 2.0;
+            let mut worst = 0.0f64;
+            for ((a, s), t) in seq.iter().zip(&sharded).zip(&abs) {
+                let bound = 4.0 * b as f64 * u * t;
+                assert!(
+                    (a - s).abs() <= bound,
+                    "{transform}: gradient {a} vs {s} (bound {bound:e})"
+                );
+                worst = worst.max((a - s).abs());
+            }
+            assert!(abs.iter().any(|&t| t > 1e-3), "{transform}: a gradient worth comparing");
+
+            let again = replicas
+                .forward_backward(&mut flow, &x, Some(&c), TrainMode::MemoryEfficient)
+                .map(|_| grads(&flow))
+                .expect("shards again");
+            let once_more = replicas
+                .forward_backward(&mut flow, &x, Some(&c), TrainMode::MemoryEfficient)
+                .map(|_| grads(&flow))
+                .expect("shards once more");
+            let bits = |v: &[f64]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&again), bits(&once_more), "{transform}: reproducible bit for bit");
+
+            let reversed = c.gather_batch(&(0..150).rev().collect::<Vec<_>>()).expect("gather");
+            replicas
+                .forward_backward(&mut flow, &x, Some(&reversed), TrainMode::Cached)
+                .expect("shards");
+            let moved = grads(&flow);
+            let diff = seq.iter().zip(&moved).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                diff > 1e6 * worst.max(1e-16),
+                "{transform}: the context rows matter ({diff:e})"
+            );
+        }
+    }
+
+    /// A context with another row count than the minibatch is refused, naming both.
+    #[test]
+    fn a_context_of_other_rows_is_refused() {
+        let (model, mut flow, x, c) = conditional("coupling", 150);
+        let mut replicas = Replicas::new(&model, &flow, 2).expect("replicas");
+        let short = c.slice_batch(0..149).expect("slice");
+        let e = replicas
+            .forward_backward(&mut flow, &x, Some(&short), TrainMode::Cached)
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("149") && e.contains("150"), "{e}");
+    }
 }

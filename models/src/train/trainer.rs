@@ -526,10 +526,10 @@ impl<'a, T: Real> Run<'a, T> {
         };
         let loss = match &mut self.replicas {
             // Data-parallel: the passes of the shards at once, their gradients summed.
-            // (Shards are chosen only for flows without a context: `c` is `None` here.)
+            // Each shard takes its rows of the data and of the context.
             Some(replicas) => {
                 let log_p = replicas
-                    .forward_backward(self.flow, &x, mode)
+                    .forward_backward(self.flow, &x, c.as_ref(), mode)
                     .map_err(|e| diverged_at(e, step))?;
                 self.loss(&log_p, step)?
             }
