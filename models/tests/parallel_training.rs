@@ -5,7 +5,9 @@
 use exactflow_layers::Params;
 use exactflow_models::checkpoint::snapshot_params;
 use exactflow_models::data::{DataSpec, Splits};
-use exactflow_models::train::{MIN_SHARD_SAMPLES, Silent, Strategy, TrainConfig, train};
+use exactflow_models::train::{
+    MIN_PARALLEL_GEMM_ROWS, MIN_SHARD_SAMPLES, Silent, Strategy, TrainConfig, needs_batch_init, train,
+};
 use exactflow_models::{ModelConfig, RealNvpConfig};
 
 fn data() -> Splits {
@@ -69,20 +71,31 @@ fn concurrent_trainings_with_different_thread_counts_match_their_runs_alone() {
 }
 
 /// The thread rule by shape: this vector flow at 256 samples per batch trains in shards on two
-/// threads (128 samples each); at 64 samples the shards would be too small and the products go
-/// parallel; one thread is sequential.
+/// threads (128 samples each); below two shards of [`MIN_SHARD_SAMPLES`] it stays sequential
+/// (its products are too small to split); one thread is sequential. Glow (ActNorm, no batch
+/// norm) trains in shards; the multi-scale RealNVP of digit images holds batch norm, so it
+/// splits its products only from [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`) on.
 #[test]
 fn the_strategy_follows_the_shape() {
     let flow = model().build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&flow, 1, 256), Strategy::Sequential);
     assert_eq!(Strategy::choose(&flow, 2, 256), Strategy::Shards);
+    assert_eq!(Strategy::choose(&flow, 2, 64), Strategy::Shards);
     assert_eq!(
         Strategy::choose(&flow, 2, 2 * MIN_SHARD_SAMPLES - 1),
-        Strategy::ParallelGemm
+        Strategy::Sequential
     );
     let glow = ModelConfig::preset("glow", "tiny", &[1, 8, 8], 0).expect("preset");
     let glow = glow.build::<f64>().expect("builds");
-    assert_eq!(Strategy::choose(&glow, 2, 512), Strategy::ParallelGemm);
+    assert_eq!(Strategy::choose(&glow, 2, 64), Strategy::Shards);
+    let bn = ModelConfig::preset("realnvp", "digits-image", &[1, 8, 8], 0).expect("preset");
+    let bn = bn.build::<f64>().expect("builds");
+    assert!(bn.stages().iter().any(|s| s.kind() == "BatchNorm"));
+    assert_eq!(Strategy::choose(&bn, 2, 64), Strategy::Sequential);
+    assert_eq!(
+        Strategy::choose(&bn, 2, MIN_PARALLEL_GEMM_ROWS / 64),
+        Strategy::ParallelGemm
+    );
     // A conditional vector flow trains in shards too: each shard takes its context rows.
     let mut conditional = model();
     conditional.set_context_dim(3).expect("conditional");
@@ -154,6 +167,56 @@ fn two_shards_are_reproducible_and_match_one_thread_to_rounding() {
     let two = run(&d, 2);
     assert_eq!(run(&d, 2), two, "a two-thread run is reproducible bit for bit");
     let one = run(&d, 1);
+    let mut worst = 0.0f64;
+    for ((n1, a), (n2, b)) in one.iter().zip(&two) {
+        assert_eq!(n1, n2);
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((f64::from_bits(*x) - f64::from_bits(*y)).abs());
+        }
+    }
+    assert!(worst < 1e-9, "largest parameter difference {worst:e}");
+    assert!(one != two, "two threads really ran shards (another summation order)");
+}
+
+/// Trains Glow (tiny) on digit images with `threads` from a fresh model, whose ActNorm layers
+/// initialize from the first minibatch, and returns every parameter's bits.
+fn run_glow(d: &Splits, threads: usize) -> Vec<(String, Vec<u64>)> {
+    let model = ModelConfig::preset("glow", "tiny", &[1, 8, 8], 4).expect("preset");
+    let mut flow = model.build::<f64>().expect("builds");
+    assert!(needs_batch_init(&flow), "a fresh Glow initializes ActNorm from data");
+    let cfg = TrainConfig {
+        steps: Some(6),
+        batch_size: 64,
+        threads,
+        ..TrainConfig::default()
+    };
+    train(&mut flow, &model, &cfg, &d.train, Some(&d.val), &mut Silent, None).expect("trains");
+    assert!(!needs_batch_init(&flow));
+    let mut out: Vec<(String, Vec<u64>)> = snapshot_params(&flow)
+        .into_iter()
+        .map(|(n, v)| (n, v.into_iter().map(f64::to_bits).collect()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Glow trains in shards on two threads: the step that initializes ActNorm runs as one pass over
+/// the whole minibatch (as on one thread), and the replicas receive the initialized state, so a
+/// replica never initializes from its own half of the data. The run is reproducible bit for bit
+/// and within rounding of the one-thread run, with the tolerance and reason of
+/// `two_shards_are_reproducible_and_match_one_thread_to_rounding` (6 steps here). A replica
+/// that initialized its ActNorm from its own 32 images would give its shard other activations
+/// and gradients of order 1 apart, far outside it.
+#[test]
+fn glow_trains_in_shards_after_an_unsharded_actnorm_initialization() {
+    let d = "digits-image"
+        .parse::<DataSpec>()
+        .expect("spec")
+        .load(0, 0)
+        .expect("digits");
+    let two = run_glow(&d, 2);
+    assert_eq!(run_glow(&d, 2), two, "a two-thread run is reproducible bit for bit");
+    let one = run_glow(&d, 1);
     let mut worst = 0.0f64;
     for ((n1, a), (n2, b)) in one.iter().zip(&two) {
         assert_eq!(n1, n2);

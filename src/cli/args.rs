@@ -123,10 +123,11 @@ pub struct TrainArgs {
     /// Seed of the initialization, the data splits, the batch order and the dequantization noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads, 1 to 1024: vector data train one shard of each minibatch per thread
-    /// (when every shard gets at least 64 samples and no layer couples a batch's samples),
-    /// other models split their matrix products. A given count gives bit-for-bit reproducible
-    /// runs.
+    /// Worker threads, 1 to 1024: a model trains one shard of each minibatch per thread when
+    /// every shard gets at least 16 samples and no layer couples a batch's samples (batch
+    /// norm); a batch-norm image model on large images (batch x pixels >= 32768) splits its
+    /// matrix products instead; otherwise the run stays on one thread, which is faster there.
+    /// A given count gives bit-for-bit reproducible runs.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Arithmetic of training and of the checkpoint's tensors: f32 (as PyTorch and every peer

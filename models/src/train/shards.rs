@@ -18,10 +18,19 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::flow::{Flow, TrainMode};
 
-/// The fewest samples a shard may have: below this the per-pass overheads (layer prologues,
-/// allocations, the gradient sum) outweigh the split, and the matrix products go parallel
-/// instead.
-pub const MIN_SHARD_SAMPLES: usize = 64;
+/// The fewest samples a shard may have. A step's synchronization (copying the parameters into
+/// the replicas, summing their gradients) costs about 3 memory operations per parameter, against
+/// about 6 flops per parameter and sample in the shard's passes, so it is small from a few
+/// samples per shard on; below 16 the per-pass overheads (layer prologues, allocations) take
+/// over. The digits presets (batch 64) get shards of 32 on two threads.
+pub const MIN_SHARD_SAMPLES: usize = 16;
+
+/// Image flows that cannot train in shards (their batch norm couples a batch's samples) split
+/// their matrix products over the threads only when a convolution's products have at least this
+/// many rows (`B H W`, batch times pixels): below it the split products are too small to pay
+/// for their synchronization, and a run on one thread is faster (measured in BENCHMARKS.md, "f32
+/// and two threads": digit images, B H W = 4096, trained slower on two threads than on one).
+pub const MIN_PARALLEL_GEMM_ROWS: usize = 32_768;
 
 /// How a training run uses `threads > 1` (see [`Strategy::choose`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,29 +44,49 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// The rule, by shape: shards for vector data (`[D]` samples, with or without a context: a
-    /// shard takes its rows of both) when every shard gets at least [`MIN_SHARD_SAMPLES`]
-    /// samples and no stage couples the samples of a batch (batch norm's
-    /// batch statistics, ActNorm's data-dependent initialization would differ per shard); parallel
-    /// matrix products otherwise. The products of vector flows are small (a batch of 512 by 128
-    /// units is 8 MFLOP per product, too little to amortize splitting each product), while a
-    /// shard runs whole passes with one synchronization per step; the products of image flows
-    /// (convolutions over `B H W` rows) are large enough to split well, and those flows hold
-    /// ActNorm or batch norm.
+    /// The rule, by shape, for `threads > 1`:
+    ///
+    /// 1. **Shards** when no stage couples the samples of a batch (batch norm's batch statistics
+    ///    do) and every shard gets at least [`MIN_SHARD_SAMPLES`] samples: vector and image data,
+    ///    with or without a context (a shard takes its rows of both). A shard runs whole passes
+    ///    with one synchronization per step, where a split product synchronizes on every
+    ///    product, and the products of these flows are small (a batch of 512 by 128 units is 8
+    ///    MFLOP per product). ActNorm couples samples only in its data-dependent initialization:
+    ///    the trainer runs that one step as a single pass over the whole minibatch (see
+    ///    [`needs_batch_init`]), as a one-thread run does.
+    /// 2. **Parallel matrix products** for image flows that cannot shard when a convolution's
+    ///    products have at least [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`).
+    /// 3. **Sequential** otherwise: more threads would make the run slower, not faster.
     pub fn choose<T: Real>(flow: &Flow<T>, threads: usize, batch: usize) -> Self {
         if threads <= 1 {
             return Strategy::Sequential;
         }
-        let per_sample = flow
-            .stages()
-            .iter()
-            .all(|s| !matches!(s.kind(), "BatchNorm" | "ActNorm"));
-        if flow.data_shape().len() == 1 && per_sample && batch / threads >= MIN_SHARD_SAMPLES {
-            Strategy::Shards
-        } else {
+        let per_sample = flow.stages().iter().all(|s| s.kind() != "BatchNorm");
+        if per_sample && batch / threads >= MIN_SHARD_SAMPLES {
+            return Strategy::Shards;
+        }
+        let rows = match flow.data_shape() {
+            [_, h, w] => batch.saturating_mul(*h).saturating_mul(*w),
+            _ => 0,
+        };
+        if rows >= MIN_PARALLEL_GEMM_ROWS {
             Strategy::ParallelGemm
+        } else {
+            Strategy::Sequential
         }
     }
+}
+
+/// Whether a training pass of `flow` would initialize a layer from its minibatch's data (an
+/// ActNorm whose `initialized` flag is 0): that pass must see the whole minibatch, so the
+/// trainer runs it unsharded and then gives the replicas the initialized state
+/// (`Replicas::sync_state`).
+pub fn needs_batch_init<T: Real>(flow: &Flow<T>) -> bool {
+    let mut uninitialized = false;
+    flow.visit_int("", &mut |name, b| {
+        uninitialized |= name.ends_with("initialized") && b.values().contains(&0);
+    });
+    uninitialized
 }
 
 /// The replicas of a flow that run shards 1..N of every minibatch, and reusable buffers.
@@ -70,11 +99,31 @@ impl<T: Real> Replicas<T> {
     /// `shards - 1` replicas of `flow` (built from `model`, then given its parameters and integer
     /// state).
     pub(crate) fn new(model: &ModelConfig, flow: &Flow<T>, shards: usize) -> Result<Self> {
-        let mut ints = Vec::new();
-        flow.visit_int("", &mut |_, b| ints.push(b.values().to_vec()));
         let mut flows = Vec::with_capacity(shards.saturating_sub(1));
         for _ in 1..shards {
             let mut r: Flow<T> = model.build()?;
+            r.set_params_checked(true);
+            flows.push(r);
+        }
+        let mut replicas = Replicas {
+            flows,
+            values: Vec::new(),
+        };
+        replicas.sync_state(flow)?;
+        Ok(replicas)
+    }
+
+    /// Copies the integer state of `flow` (ActNorm's `initialized` flags after an unsharded
+    /// initialization step; permutations and signs never change) and every parameter value into
+    /// each replica.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a replica's integer state cannot take the flow's (it was built from
+    /// the same config, so it always can).
+    pub(crate) fn sync_state(&mut self, flow: &Flow<T>) -> Result<()> {
+        let mut ints = Vec::new();
+        flow.visit_int("", &mut |_, b| ints.push(b.values().to_vec()));
+        for r in &mut self.flows {
             let (mut k, mut failure) = (0, None);
             r.visit_int_mut("", &mut |name, b| {
                 if let Some(v) = ints.get(k)
@@ -87,15 +136,9 @@ impl<T: Real> Replicas<T> {
             if let Some(e) = failure {
                 return Err(e);
             }
-            r.set_params_checked(true);
-            flows.push(r);
         }
-        let mut replicas = Replicas {
-            flows,
-            values: Vec::new(),
-        };
-        replicas.sync_from(flow);
-        Ok(replicas)
+        self.sync_from(flow);
+        Ok(())
     }
 
     /// Copies every parameter value of `flow` into each replica.

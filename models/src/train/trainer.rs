@@ -27,8 +27,9 @@
 //! diverged epoch, so the checkpoint on disk stays the last good one.
 //!
 //! **Threads.** `threads` is a value of the run, used as [`Strategy::choose`] decides: one shard
-//! of each minibatch per thread ([`super::shards`]), or the flow's matrix products on
-//! `Parallelism::from_threads(threads)`; either inside a rayon pool of that size made for this
+//! of each minibatch per thread ([`super::shards`]; a step that initializes ActNorm from its
+//! minibatch runs unsharded), the flow's matrix products on
+//! `Parallelism::from_threads(threads)`, or one thread; either inside a rayon pool of that size made for this
 //! run, and the flow's own parallelism is restored afterwards. A given thread count is
 //! reproducible bit for bit. Nothing process-wide changes, so two
 //! trainings in one process (even on two threads at once) do not affect each other.
@@ -47,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use super::adam::{Adam, AdamConfig};
 use super::observer::{EpochReport, Observer, StepReport};
 use super::schedule::{Decay, Schedule};
-use super::shards::{Replicas, Strategy};
+use super::shards::{Replicas, Strategy, needs_batch_init};
 use super::state::TrainState;
 use crate::checkpoint::{self, restore_params, snapshot_params};
 use crate::config::ModelConfig;
@@ -524,16 +525,18 @@ impl<'a, T: Real> Run<'a, T> {
         } else {
             TrainMode::Cached
         };
+        // A step that initializes ActNorm from its minibatch runs as one pass over all of it.
+        let initializing = self.replicas.is_some() && needs_batch_init(&*self.flow);
         let loss = match &mut self.replicas {
             // Data-parallel: the passes of the shards at once, their gradients summed.
             // Each shard takes its rows of the data and of the context.
-            Some(replicas) => {
+            Some(replicas) if !initializing => {
                 let log_p = replicas
                     .forward_backward(self.flow, &x, c.as_ref(), mode)
                     .map_err(|e| diverged_at(e, step))?;
                 self.loss(&log_p, step)?
             }
-            None => {
+            _ => {
                 self.flow.zero_grad();
                 let (log_p, cache) = self
                     .flow
@@ -542,6 +545,9 @@ impl<'a, T: Real> Run<'a, T> {
                 let loss = self.loss(&log_p, step)?;
                 let w = vec![T::lit(-1.0 / bs as f64); bs];
                 self.flow.backward(cache, &w).map_err(|e| diverged_at(e, step))?;
+                if let Some(replicas) = &mut self.replicas {
+                    replicas.sync_state(self.flow)?;
+                }
                 loss
             }
         };
