@@ -20,6 +20,10 @@ use crate::ground;
 use crate::vectorized::{Backend, VectorKernels};
 use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
+/// An in-place LU factorization with partial pivoting of a column-major `n x n` buffer
+/// (`a`, `n`, `perm`), returning the number of row interchanges: what [`Real::lu_kernel`] gives.
+pub type LuKernel<T> = fn(a: &mut [T], n: usize, perm: &mut [usize]) -> usize;
+
 /// A real scalar: `f32`, `f64`, a forward-mode dual number or an interval.
 ///
 /// The fast-path methods (`gemm_kernel`, `exp_kernel`, the coupling kernels) are the hooks the
@@ -82,7 +86,7 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     /// the number of row interchanges. It does not stop at a zero pivot: it may leave NaN or
     /// infinity in the factors, which the caller must check for (`Lu` does, and then factors the
     /// matrix again with the generic code). It panics if the lengths are not `n * n` and `n`.
-    fn lu_kernel() -> Option<fn(&mut [Self], usize, &mut [usize]) -> usize> {
+    fn lu_kernel() -> Option<LuKernel<Self>> {
         None
     }
 
@@ -157,7 +161,7 @@ impl Real for f64 {
         x
     }
 
-    fn lu_kernel() -> Option<fn(&mut [Self], usize, &mut [usize]) -> usize> {
+    fn lu_kernel() -> Option<LuKernel<Self>> {
         Some(faer_lu::lu_in_place::<f64>)
     }
 
@@ -202,7 +206,7 @@ impl Real for f32 {
         x as f32
     }
 
-    fn lu_kernel() -> Option<fn(&mut [Self], usize, &mut [usize]) -> usize> {
+    fn lu_kernel() -> Option<LuKernel<Self>> {
         Some(faer_lu::lu_in_place::<f32>)
     }
 
