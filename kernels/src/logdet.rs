@@ -109,7 +109,7 @@ impl UsedMethod {
 /// Accepts any [`MatrixInput`]: [`crate::Matrix`], `nalgebra::DMatrix`, `faer::MatRef`, ...
 /// The input is copied once into the LU's working buffer (the factorization is in place); for
 /// f32/f64 above n = 32 that copy is column-major and faer's `lu_in_place` factors it (see
-/// [`LuAlgorithm::Auto`](crate::LuAlgorithm::Auto)). The result is that of
+/// [`LuAlgorithm::Auto`]). The result is that of
 /// `Lu::factor(a)?.log_det()`, bit for bit.
 ///
 /// # Errors
