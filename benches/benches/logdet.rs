@@ -6,7 +6,8 @@
 //! | function | what one iteration does |
 //! |---|---|
 //! | `triangular_f64` | `log_det_lower` of a lower triangular matrix: the sum of `ln|l_ii|`, O(n) |
-//! | `lu_ours_f64`, `lu_ours_f32` | `log_det` (= `Lu::factor_with(.., LuAlgorithm::Auto)`: Toledo's recursive LU with faer's gemm above n = 32): copy the row-major input, factor, sum `ln|u_ii|` |
+//! | `lu_ours_f64`, `lu_ours_f32` | `log_det` (= `Lu::factor_with(.., LuAlgorithm::Auto)`: faer's `lu_in_place` on the row-major buffer above n = 32, unblocked below): copy the row-major input, factor, sum `ln|u_ii|` |
+//! | `lu_recursive_f64` | the same with `LuAlgorithm::Recursive`: Toledo's recursive LU with faer's gemm, the generic path the other scalars take (and `Auto` took for f64 before issue 15) |
 //! | `lu_unblocked_f64` | the same with `LuAlgorithm::Unblocked`, the generic scalar path (n <= [`LOGDET_UNBLOCKED_MAX`] only) |
 //! | `lu_faer_f64`, `lu_faer_f32` | faer's `lu_in_place` (partial pivoting, `Par::Seq`, default params) on a copy of the column-major input, plus the sum of `ln|u_ii|`; the copy and the permutation/scratch allocations are timed, as ours times its copy and its permutation |
 //! | `lu_nalgebra_f64` | nalgebra: `a.clone().lu().determinant()` (copy, unblocked LU, product of the diagonal) |
@@ -102,12 +103,21 @@ fn bench_logdet(c: &mut Criterion) {
             let unblocked = Lu::factor_with(&a, LuAlgorithm::Unblocked).expect("LU").log_det();
             assert_close("unblocked", n, ours, unblocked, 1e-9);
         }
+        let recursive = Lu::factor_with(&a, LuAlgorithm::Recursive).expect("LU").log_det();
+        assert_close("recursive", n, ours, recursive, 1e-9);
 
         group.bench_with_input(BenchmarkId::new("triangular_f64", n), &l, |b, l| {
             b.iter(|| log_det_lower(black_box(l)).expect("square"))
         });
         group.bench_with_input(BenchmarkId::new("lu_ours_f64", n), &a, |b, a| {
             b.iter(|| log_det(black_box(a)).expect("square"))
+        });
+        group.bench_with_input(BenchmarkId::new("lu_recursive_f64", n), &a, |b, a| {
+            b.iter(|| {
+                Lu::factor_with(black_box(a), LuAlgorithm::Recursive)
+                    .expect("square")
+                    .log_det()
+            })
         });
         group.bench_with_input(BenchmarkId::new("lu_ours_f32", n), &a32, |b, a| {
             b.iter(|| log_det(black_box(a)).expect("square"))
@@ -136,7 +146,7 @@ fn bench_logdet(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // 40 ids: 1 s of warm-up and 3 s of measurement each (10 flat samples from n = 1024 on, where
+    // 46 ids: 1 s of warm-up and 3 s of measurement each (10 flat samples from n = 1024 on, where
     // nalgebra's 2048 alone needs about 2 s per iteration) keep the bench near four minutes.
     // Command-line flags (--warm-up-time, --measurement-time) override these times.
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));

@@ -38,7 +38,7 @@
 //!
 //! 1. [`error`]; `view`, the strided views and [`gemm::Parallelism`] (no [`Real`] yet);
 //! 2. `ground`, the generic reference loops (gemm, couplings) over `num_traits::Float`;
-//! 3. `faer_gemm` and `vectorized` (the SIMD kernels for f32/f64, [`simd::Backend`] and the
+//! 3. `faer_gemm`, `faer_lu` and `vectorized` (the SIMD kernels for f32/f64, [`simd::Backend`] and the
 //!    CPU-feature tokens without which no SIMD instruction can be reached);
 //! 4. [`real`], whose [`Real`] methods dispatch to 2 and 3;
 //! 5. the checked entry points: [`gemm`], [`simd`], then [`coupling`] and [`matrix`];
@@ -54,6 +54,7 @@ pub mod audit;
 pub mod coupling;
 pub mod error;
 mod faer_gemm;
+mod faer_lu;
 pub mod gemm;
 mod ground;
 pub mod interval;

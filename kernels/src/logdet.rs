@@ -107,7 +107,10 @@ impl UsedMethod {
 /// `(sign, log|det A|)` of a square matrix by LU with partial pivoting, O(n^3).
 ///
 /// Accepts any [`MatrixInput`]: [`crate::Matrix`], `nalgebra::DMatrix`, `faer::MatRef`, ...
-/// The input is copied once into the LU's working buffer (the factorization is in place).
+/// The input is copied once into the LU's working buffer (the factorization is in place); for
+/// f32/f64 above n = 32 that copy is column-major and faer's `lu_in_place` factors it (see
+/// [`LuAlgorithm::Auto`]). The result is that of
+/// `Lu::factor(a)?.log_det()`, bit for bit.
 ///
 /// # Errors
 /// [`Error::NotSquare`] for a rectangular matrix; [`Error::NonFinite`] naming the first NaN or
@@ -127,7 +130,7 @@ impl UsedMethod {
 /// # }
 /// ```
 pub fn log_det<T: Real>(a: &(impl MatrixInput<T> + ?Sized)) -> Result<LogDet<T>> {
-    Ok(Lu::factor_with(a, LuAlgorithm::Auto)?.log_det())
+    Lu::log_det_of(a, LuAlgorithm::Auto)
 }
 
 /// `(sign, log|det A|)` by the chosen method, and which method ran.
@@ -145,9 +148,10 @@ pub fn log_det_with<T: Real>(
     }
 }
 
-/// [`log_det_with`] on a matrix it may consume: the LU factors the matrix's own buffer in place
-/// instead of a copy of it. Same result, bit for bit; for a caller that has just copied the
-/// matrix from elsewhere (a NumPy array, a file) this saves the second O(n^2) copy.
+/// [`log_det_with`] on a matrix it may consume: the generic LU factors the matrix's own buffer in
+/// place instead of a copy of it. Same result, bit for bit; for a caller that has just copied the
+/// matrix from elsewhere (a NumPy array, a file) this saves the second O(n^2) copy. (faer's LU,
+/// which `Auto` runs for f32/f64 above n = 32, needs a column-major copy either way.)
 ///
 /// # Errors
 /// As [`log_det_with`].
@@ -156,8 +160,10 @@ pub fn log_det_owned<T: Real>(a: Matrix<T>, method: LogDetMethod) -> Result<(Log
         UsedMethod::Triangular(tri) => Ok((log_det_triangular(&a, tri)?, UsedMethod::Triangular(tri))),
         UsedMethod::Lu => {
             let n = a.rows();
-            let lu = Lu::factor_in_place(a.into_vec(), n, LuAlgorithm::Auto)?;
-            Ok((lu.log_det(), UsedMethod::Lu))
+            Ok((
+                Lu::log_det_of_owned(a.into_vec(), n, LuAlgorithm::Auto)?,
+                UsedMethod::Lu,
+            ))
         }
     }
 }

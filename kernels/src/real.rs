@@ -15,9 +15,14 @@ use autodiff::F1;
 use num_traits::{Float, FromPrimitive, NumAssign};
 
 use crate::faer_gemm;
+use crate::faer_lu;
 use crate::ground;
 use crate::vectorized::{Backend, VectorKernels};
 use crate::view::{MatSlice, MatSliceMut, Parallelism};
+
+/// An in-place LU factorization with partial pivoting of a column-major `n x n` buffer
+/// (`a`, `n`, `perm`), returning the number of row interchanges: what [`Real::lu_kernel`] gives.
+pub type LuKernel<T> = fn(a: &mut [T], n: usize, perm: &mut [usize]) -> usize;
 
 /// A real scalar: `f32`, `f64`, a forward-mode dual number or an interval.
 ///
@@ -71,6 +76,18 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     /// dual numbers compares values only).
     fn is_exact_zero(self) -> bool {
         self == Self::zero()
+    }
+
+    /// faer's LU with partial pivoting for this scalar type, if it has one (`f32`, `f64`); `None`
+    /// (the default) sends [`crate::Lu`] to its generic code.
+    ///
+    /// The function factors a **column-major** `n x n` buffer in place into the packed `L \ U` of
+    /// `P A = L U`, writes the permutation (row i of `P A` is row `perm[i]` of `A`) and returns
+    /// the number of row interchanges. It does not stop at a zero pivot: it may leave NaN or
+    /// infinity in the factors, which the caller must check for (`Lu` does, and then factors the
+    /// matrix again with the generic code). It panics if the lengths are not `n * n` and `n`.
+    fn lu_kernel() -> Option<LuKernel<Self>> {
+        None
     }
 
     /// `c = alpha * op(a) * op(b) + beta * c` on validated row-major operands.
@@ -144,6 +161,10 @@ impl Real for f64 {
         x
     }
 
+    fn lu_kernel() -> Option<LuKernel<Self>> {
+        Some(faer_lu::lu_in_place::<f64>)
+    }
+
     fn gemm_kernel(
         alpha: Self,
         a: MatSlice<'_, Self>,
@@ -183,6 +204,10 @@ impl Real for f32 {
     #[inline]
     fn lit(x: f64) -> Self {
         x as f32
+    }
+
+    fn lu_kernel() -> Option<LuKernel<Self>> {
+        Some(faer_lu::lu_in_place::<f32>)
     }
 
     fn gemm_kernel(

@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn transpose_keeps_the_determinant(a in well()) {
         let n = a.rows();
-        for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        for alg in [LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
             let (d, dt) = (ld_with(&a, alg)?, ld_with(&a.transpose(), alg)?);
             prop_assert_eq!(d.sign, dt.sign);
             close("log|det A^T|", dt.log_abs, d.log_abs, 2.0 * logdet_bound(n, WELL_KAPPA))?;
@@ -102,7 +102,7 @@ proptest! {
         let j = (i + j) % n; // j != i: an offset in 1..n, encoded in the range
         let mut b = a.clone();
         b.swap_rows(i, j).unwrap();
-        for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        for alg in [LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
             let (d, ds) = (ld_with(&a, alg)?, ld_with(&b, alg)?);
             prop_assert_eq!(ds.sign, -d.sign);
             close("log|det| after a swap", ds.log_abs, d.log_abs, 2.0 * logdet_bound(n, WELL_KAPPA))?;
@@ -114,7 +114,7 @@ proptest! {
     fn permutation_matrix_has_the_determinant_of_its_parity(p in (0usize..=70).prop_flat_map(permutation)) {
         let n = p.len();
         let m = Matrix::from_fn(n, n, |i, j| if p[i] == j { 1.0 } else { 0.0 });
-        for alg in [LuAlgorithm::Auto, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        for alg in [LuAlgorithm::Auto, LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
             let d = ld_with(&m, alg)?;
             prop_assert_eq!(d.sign, parity(&p));
             prop_assert_eq!(d.log_abs, 0.0);
@@ -147,7 +147,7 @@ proptest! {
             let (auto, used) = log_det_with(tri, LogDetMethod::Auto).unwrap();
             prop_assert!(matches!(used, UsedMethod::Triangular(_)), "unexpected result");
             prop_assert_eq!(auto, fast);
-            for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+            for alg in [LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
                 let lu = ld_with(tri, alg)?;
                 prop_assert_eq!(lu.sign, fast.sign);
                 if dominant {

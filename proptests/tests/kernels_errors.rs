@@ -78,7 +78,7 @@ proptest! {
         for method in [LogDetMethod::Auto, LogDetMethod::Lu, LogDetMethod::Triangular] {
             expect_not_square(log_det_with(&m, method), r, c)?;
         }
-        for alg in [LuAlgorithm::Auto, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        for alg in [LuAlgorithm::Auto, LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
             expect_not_square(Lu::factor_with(&m, alg), r, c)?;
         }
         expect_not_square(log_det_lower(&m), r, c)?;
@@ -111,7 +111,7 @@ proptest! {
         for method in [LogDetMethod::Auto, LogDetMethod::Lu] {
             expect_non_finite(log_det_with(&a, method), (i, j), v)?;
         }
-        for alg in [LuAlgorithm::Auto, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        for alg in [LuAlgorithm::Auto, LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
             expect_non_finite(Lu::factor_with(&a, alg), (i, j), v)?;
             expect_non_finite(Lu::factor_in_place(a.as_slice().to_vec(), n, alg), (i, j), v)?;
         }

@@ -1,8 +1,9 @@
 //! LAPACK's LU acceptance test (xGET01) on the kernels' LU: for P A = L U,
 //! `||P A - L U||_1 / (n ||A||_1 eps) <= 30`, with the residual computed as if in twice the f64
-//! precision (`common::lu_ratio`), for both algorithms, f64 and f32, every size of
-//! `common::LU_SIZES` (straddling the recursion thresholds 16 and 32, up to 256), on random,
-//! graded (condition numbers up to 1e12), triangular, diagonal and permutation matrices.
+//! precision (`common::lu_ratio`), for faer's, the recursive and the unblocked algorithm, f64
+//! and f32, every size of `common::LU_SIZES` (straddling the recursion thresholds 16 and 32, up
+//! to 256), on random, graded (condition numbers up to 1e12), triangular, diagonal and
+//! permutation matrices.
 //!
 //! Tolerance: 30 is LAPACK's threshold (THRESH in its test suite's input files). Partial pivoting
 //! is backward stable with |dA| <= gamma_n |L||U| (Higham, Thm. 9.3); the ratio stays O(1) for
@@ -22,7 +23,7 @@ const THRESH: f64 = 30.0;
 
 /// Factors `a` with both algorithms and checks the ratio and the shape of the factors.
 fn check<T: Real>(a: &Matrix<T>, exact: bool) -> Result<(), TestCaseError> {
-    for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+    for alg in [LuAlgorithm::Faer, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
         let lu = Lu::factor_with(a, alg).map_err(|e| TestCaseError::fail(format!("{alg:?}: {e}")))?;
         let r = lu_ratio(a, &lu);
         prop_assert!(r <= THRESH, "{} {alg:?} n = {}: ratio {r}", T::NAME, a.rows());

@@ -22,11 +22,25 @@ use crate::real::Real;
 pub use factor::FactorInfo;
 
 /// Which factorization code [`Lu::factor_with`] runs.
+///
+/// All of them compute the same thing, `P A = L U` with partial pivoting (the pivot of largest
+/// magnitude in its column, the first of equal ones), to within rounding: the factors of two
+/// algorithms can differ in the last bits, and a near-tie between two candidate pivots can then
+/// be broken differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LuAlgorithm {
-    /// The recursive algorithm for n above a small threshold, unblocked below it.
+    /// For n <= 32 the unblocked elimination; above, [`LuAlgorithm::Faer`] for `f32`/`f64` and
+    /// [`LuAlgorithm::Recursive`] for the other scalars (dual numbers, intervals, ...).
     #[default]
     Auto,
+    /// faer's `lu_in_place` ([`Real::lu_kernel`]; one thread) for the scalar types that have it,
+    /// `f32` and `f64`; the recursive algorithm for the others. faer does not stop at a zero
+    /// pivot, so a matrix on which it leaves NaN or infinity on U's diagonal (an exactly zero
+    /// pivot before the last column, a pivot whose reciprocal overflows, an overflow in the
+    /// updates) is factored again by the recursive algorithm, which reports such matrices as
+    /// before: a singular matrix factors with its first zero pivot recorded, an overflow is an
+    /// error.
+    Faer,
     /// Toledo's recursive LU: nearly every flop in [`Real::gemm_kernel`] (faer's gemm for
     /// f32/f64). Generic over [`Real`].
     Recursive,
@@ -69,66 +83,69 @@ impl<T: Real> Lu<T> {
     }
 
     /// Factors with a chosen algorithm. The input is copied once (the factorization works in
-    /// place on that copy) and checked for NaN/inf during the copy.
+    /// place on that copy) and checked for NaN/inf. faer's LU (f32/f64, see [`LuAlgorithm`])
+    /// works on a column-major copy; its factors are transposed into the row-major layout of
+    /// [`Lu::packed`] afterwards.
     ///
     /// # Errors
     /// As [`Lu::factor`].
     pub fn factor_with(a: &(impl MatrixInput<T> + ?Sized), algorithm: LuAlgorithm) -> Result<Self> {
         let n = check_square("lu", a, true)?;
+        if let Some(native) = NativeLu::try_factor(n, algorithm, |buf| copy_transposed(a, n, buf)) {
+            return Ok(native.into_lu());
+        }
         let mut factors = Vec::with_capacity(n * n);
-        match a.row_major() {
-            Some(s) => factors.extend_from_slice(s),
-            None => {
-                for i in 0..n {
-                    for j in 0..n {
-                        factors.push(a.entry(i, j));
-                    }
-                }
-            }
-        }
-        if let Some(k) = factors.iter().position(|v| !v.is_finite_value()) {
-            return Err(Error::NonFinite {
-                op: "lu",
-                what: "matrix",
-                index: (k / n, k % n),
-                value: factors[k].as_f64(),
-            });
-        }
-        Self::factor_owned(factors, n, algorithm)
+        copy_rows(a, n, &mut factors);
+        check_finite(&factors, n)?;
+        Self::factor_generic(factors, n, algorithm)
     }
 
-    /// Factors a row-major `n x n` buffer in place, taking ownership (no copy).
+    /// Factors a row-major `n x n` buffer in place, taking ownership. (faer's LU, for f32/f64
+    /// above n = 32, needs a column-major copy; the generic algorithms copy nothing.)
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] when `data.len() != n * n`; [`Error::NonFinite`] for NaN/inf.
     pub fn factor_in_place(data: Vec<T>, n: usize, algorithm: LuAlgorithm) -> Result<Self> {
-        if data.len() != n * n {
-            return Err(Error::LengthMismatch {
-                op: "lu",
-                what: "matrix data",
-                expected: n * n,
-                found: data.len(),
-            });
+        check_length(&data, n)?;
+        if let Some(native) = NativeLu::try_factor(n, algorithm, |buf| transpose_into(&data, n, buf)) {
+            return Ok(native.into_lu());
         }
-        if let Some(k) = data.iter().position(|v| !v.is_finite_value()) {
-            return Err(Error::NonFinite {
-                op: "lu",
-                what: "matrix",
-                index: (k / n, k % n),
-                value: data[k].as_f64(),
-            });
-        }
-        Self::factor_owned(data, n, algorithm)
+        check_finite(&data, n)?;
+        Self::factor_generic(data, n, algorithm)
     }
 
-    fn factor_owned(mut factors: Vec<T>, n: usize, algorithm: LuAlgorithm) -> Result<Self> {
+    /// `Lu::factor_with(a, algorithm)?.log_det()` without building the `Lu`: on faer's path
+    /// the factors are read in faer's column-major layout, without the transposition into
+    /// [`Lu::packed`]'s. The same numbers, bit for bit.
+    pub(crate) fn log_det_of(a: &(impl MatrixInput<T> + ?Sized), algorithm: LuAlgorithm) -> Result<LogDet<T>> {
+        let n = check_square("lu", a, true)?;
+        if let Some(native) = NativeLu::try_factor(n, algorithm, |buf| copy_transposed(a, n, buf)) {
+            return Ok(native.log_det());
+        }
+        let mut factors = Vec::with_capacity(n * n);
+        copy_rows(a, n, &mut factors);
+        check_finite(&factors, n)?;
+        Ok(Self::factor_generic(factors, n, algorithm)?.log_det())
+    }
+
+    /// `Lu::factor_in_place(data, n, algorithm)?.log_det()`, as [`Lu::log_det_of`].
+    pub(crate) fn log_det_of_owned(data: Vec<T>, n: usize, algorithm: LuAlgorithm) -> Result<LogDet<T>> {
+        check_length(&data, n)?;
+        if let Some(native) = NativeLu::try_factor(n, algorithm, |buf| transpose_into(&data, n, buf)) {
+            return Ok(native.log_det());
+        }
+        check_finite(&data, n)?;
+        Ok(Self::factor_generic(data, n, algorithm)?.log_det())
+    }
+
+    /// Factors the finite row-major `factors` in place with the generic code `algorithm` stands
+    /// for (`Faer` and `Auto` above n = 32: the recursive algorithm), then checks U's diagonal.
+    fn factor_generic(mut factors: Vec<T>, n: usize, algorithm: LuAlgorithm) -> Result<Self> {
         let mut perm: Vec<usize> = (0..n).collect();
         let info = match algorithm {
             LuAlgorithm::Unblocked => factor::factor_unblocked(&mut factors, n, &mut perm),
-            LuAlgorithm::Recursive => factor::factor_recursive(&mut factors, n, &mut perm),
-            LuAlgorithm::Auto if n <= 2 * factor::RECURSION_BASE => {
-                factor::factor_unblocked(&mut factors, n, &mut perm)
-            }
+            LuAlgorithm::Recursive | LuAlgorithm::Faer => factor::factor_recursive(&mut factors, n, &mut perm),
+            LuAlgorithm::Auto if n <= AUTO_UNBLOCKED_MAX => factor::factor_unblocked(&mut factors, n, &mut perm),
             LuAlgorithm::Auto => factor::factor_recursive(&mut factors, n, &mut perm),
         };
         // Finite input can still overflow during elimination (entries near f64::MAX); report it
@@ -178,15 +195,7 @@ impl<T: Real> Lu<T> {
     /// `(sign, log|det A|)`: the sign of P times the signs of U's diagonal, and a compensated
     /// sum of `ln|u_ii|`. O(n) once factored.
     pub fn log_det(&self) -> LogDet<T> {
-        let d = log_det_of_diagonal(self.u_diagonal());
-        if self.info.transpositions % 2 == 1 && !d.is_singular() {
-            LogDet {
-                sign: -d.sign,
-                log_abs: d.log_abs,
-            }
-        } else {
-            d
-        }
+        signed_log_det(self.u_diagonal(), self.info.transpositions)
     }
 
     /// L as a dense matrix (unit lower triangular).
@@ -215,6 +224,185 @@ impl<T: Real> Lu<T> {
         match (0..self.n).find(|&i| self.factors[i * self.n + i] == T::zero()) {
             Some(column) => Err(Error::Singular { op, column }),
             None => Ok(()),
+        }
+    }
+}
+
+/// Up to this order `LuAlgorithm::Auto` runs the unblocked elimination (faster there than any
+/// blocked code, faer's included; measured in BENCHMARKS.md).
+const AUTO_UNBLOCKED_MAX: usize = 2 * factor::RECURSION_BASE;
+
+/// `(sign, log|det|)` from U's diagonal and the number of row interchanges.
+fn signed_log_det<T: Real>(diagonal: impl Iterator<Item = T> + Clone, transpositions: usize) -> LogDet<T> {
+    let d = log_det_of_diagonal(diagonal);
+    if transpositions % 2 == 1 && !d.is_singular() {
+        LogDet {
+            sign: -d.sign,
+            log_abs: d.log_abs,
+        }
+    } else {
+        d
+    }
+}
+
+/// faer's factorization (for f32/f64), kept in faer's column-major layout.
+struct NativeLu<T> {
+    n: usize,
+    /// The packed factors, column-major: entry (i, j) at `j * n + i`.
+    col_major: Vec<T>,
+    perm: Vec<usize>,
+    info: FactorInfo,
+}
+
+impl<T: Real> NativeLu<T> {
+    /// Runs faer's LU when `algorithm` asks for it at this order and the scalar type has it.
+    /// `fill` writes the input, column-major, into an empty buffer.
+    ///
+    /// `None` sends the caller to the generic code: no faer LU for this scalar or order, a
+    /// non-finite input (the generic path reports its first entry in row-major order), or
+    /// factors with NaN/inf on U's diagonal. The latter covers every way faer's code can fail
+    /// (see [`LuAlgorithm::Faer`]): a NaN or infinity anywhere in the trailing matrix ends up on
+    /// the diagonal (an infinity is the largest candidate pivot of its column; a NaN, never
+    /// chosen, turns its whole row into NaN through its multiplier, and every row is a pivot row
+    /// once), and an overflow in U's off-diagonal part reaches the trailing matrix through the
+    /// next update. So a finite diagonal means finite factors; and as a zero pivot before the
+    /// last column gives NaN multipliers (0 * 1/0), a finite diagonal can be zero only in its
+    /// last entry.
+    fn try_factor(n: usize, algorithm: LuAlgorithm, fill: impl FnOnce(&mut Vec<T>)) -> Option<Self> {
+        let kernel = match algorithm {
+            LuAlgorithm::Faer => T::lu_kernel()?,
+            LuAlgorithm::Auto if n > AUTO_UNBLOCKED_MAX => T::lu_kernel()?,
+            _ => return None,
+        };
+        let mut col_major = Vec::with_capacity(n * n);
+        fill(&mut col_major);
+        if !col_major.iter().all(|v| v.is_finite_value()) {
+            return None;
+        }
+        let mut perm: Vec<usize> = (0..n).collect();
+        let transpositions = kernel(&mut col_major, n, &mut perm);
+        let diagonal = |i: usize| col_major[i * n + i];
+        if !(0..n).all(|i| diagonal(i).is_finite_value()) {
+            return None;
+        }
+        let info = FactorInfo {
+            transpositions,
+            first_zero_pivot: (0..n).find(|&i| diagonal(i) == T::zero()),
+        };
+        Some(NativeLu {
+            n,
+            col_major,
+            perm,
+            info,
+        })
+    }
+
+    fn log_det(&self) -> LogDet<T> {
+        let n = self.n;
+        signed_log_det((0..n).map(|i| self.col_major[i * n + i]), self.info.transpositions)
+    }
+
+    /// The [`Lu`], with the factors transposed (in place) into its row-major layout.
+    fn into_lu(self) -> Lu<T> {
+        let NativeLu {
+            n,
+            mut col_major,
+            perm,
+            info,
+        } = self;
+        transpose_square_in_place(&mut col_major, n);
+        Lu {
+            n,
+            factors: col_major,
+            perm,
+            info,
+        }
+    }
+}
+
+/// Side of the square tiles the transpositions work on: two 32 x 32 tiles of f64 (16 KiB) stay
+/// in L1.
+const TILE: usize = 32;
+
+/// Appends the transpose of the row-major `n x n` `src` to the empty `dst`, tile by tile.
+fn transpose_into<T: Copy>(src: &[T], n: usize, dst: &mut Vec<T>) {
+    let Some(&first) = src.first() else { return };
+    dst.resize(n * n, first);
+    for i0 in (0..n).step_by(TILE) {
+        for j0 in (0..n).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(n) {
+                for j in j0..(j0 + TILE).min(n) {
+                    dst[j * n + i] = src[i * n + j];
+                }
+            }
+        }
+    }
+}
+
+/// Transposes the `n x n` buffer in place, tile by tile.
+fn transpose_square_in_place<T>(a: &mut [T], n: usize) {
+    for i0 in (0..n).step_by(TILE) {
+        for j0 in (i0..n).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(n) {
+                // In the diagonal tile only the entries above the diagonal, each pair once.
+                let j_start = if j0 == i0 { i + 1 } else { j0 };
+                for j in j_start..(j0 + TILE).min(n) {
+                    a.swap(i * n + j, j * n + i);
+                }
+            }
+        }
+    }
+}
+
+/// Appends the entries of the square `a` (order n) to `buf` column by column.
+fn copy_transposed<T: Real>(a: &(impl MatrixInput<T> + ?Sized), n: usize, buf: &mut Vec<T>) {
+    match a.row_major() {
+        Some(s) => transpose_into(s, n, buf),
+        None => {
+            for j in 0..n {
+                for i in 0..n {
+                    buf.push(a.entry(i, j));
+                }
+            }
+        }
+    }
+}
+
+fn check_length<T>(data: &[T], n: usize) -> Result<()> {
+    if data.len() != n * n {
+        return Err(Error::LengthMismatch {
+            op: "lu",
+            what: "matrix data",
+            expected: n * n,
+            found: data.len(),
+        });
+    }
+    Ok(())
+}
+
+/// [`Error::NonFinite`] naming the first NaN/inf entry of the row-major `n x n` `data`.
+fn check_finite<T: Real>(data: &[T], n: usize) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite_value()) {
+        Some(k) => Err(Error::NonFinite {
+            op: "lu",
+            what: "matrix",
+            index: (k / n, k % n),
+            value: data[k].as_f64(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Appends the rows of the square `a` (order n) to `buf`, row-major.
+fn copy_rows<T: Real>(a: &(impl MatrixInput<T> + ?Sized), n: usize, buf: &mut Vec<T>) {
+    match a.row_major() {
+        Some(s) => buf.extend_from_slice(s),
+        None => {
+            for i in 0..n {
+                for j in 0..n {
+                    buf.push(a.entry(i, j));
+                }
+            }
         }
     }
 }
@@ -263,7 +451,12 @@ mod tests {
     fn factors_have_lapack_backward_error_for_both_algorithms() {
         for (k, &n) in SIZES.iter().enumerate() {
             let a = random(n, 1000 + k as u64);
-            for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked, LuAlgorithm::Auto] {
+            for alg in [
+                LuAlgorithm::Recursive,
+                LuAlgorithm::Unblocked,
+                LuAlgorithm::Auto,
+                LuAlgorithm::Faer,
+            ] {
                 let lu = Lu::factor_with(&a, alg).unwrap();
                 // LAPACK's acceptance threshold for xGET01 (TESTING/LIN: THRESH = 30).
                 let r = backward_error(&a, &lu);
@@ -340,7 +533,9 @@ mod tests {
 
     #[test]
     fn singular_matrix_gives_sign_zero_and_solve_errors() {
-        for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        // Faer meets the zero pivots of columns 1 and 7 before the last column, leaves NaN behind
+        // and hands over to the recursive code; column 39 of 40 (and n = 1) it factors itself.
+        for alg in [LuAlgorithm::Recursive, LuAlgorithm::Unblocked, LuAlgorithm::Faer] {
             for &(n, col) in &[(1usize, 0usize), (3, 1), (40, 7), (40, 39)] {
                 let mut a = random(n, 4000 + n as u64);
                 for i in 0..n {
@@ -369,7 +564,12 @@ mod tests {
     #[test]
     fn empty_matrix_has_determinant_one() {
         let a = Matrix::<f64>::zeros(0, 0);
-        for alg in [LuAlgorithm::Auto, LuAlgorithm::Recursive, LuAlgorithm::Unblocked] {
+        for alg in [
+            LuAlgorithm::Auto,
+            LuAlgorithm::Recursive,
+            LuAlgorithm::Unblocked,
+            LuAlgorithm::Faer,
+        ] {
             let lu = Lu::factor_with(&a, alg).unwrap();
             assert_eq!(lu.log_det(), LogDet::one());
             assert_eq!(lu.inverse().unwrap().shape(), (0, 0));
@@ -539,5 +739,182 @@ mod tests {
         // x = (1, 1); dA x = (0, x0) = (0, 1); A^-1 (0, 1) = (-1/8, 1/4).
         assert_eq!((x[0].x, x[1].x), (1.0, 1.0));
         assert_eq!((x[0].dx, x[1].dx), (0.125, -0.25));
+    }
+
+    /// `||P A - L U||_1` computed in f64 from the factors (exact products of f32 factors; for
+    /// f64 factors plus the rounding of that product, bounded by `gamma_n ||  |L| |U| ||_1` and
+    /// added so that the result bounds the true residual).
+    fn residual_norm1<T: Real>(a: &Matrix<f64>, lu: &Lu<T>) -> f64 {
+        let n = a.rows();
+        let f: Vec<f64> = lu.packed().iter().map(|v| v.as_f64()).collect();
+        let (l, u) = (
+            |i: usize, p: usize| if i == p { 1.0 } else { f[i * n + p] },
+            |p: usize, j: usize| f[p * n + j],
+        );
+        let gamma = n as f64 * f64::EPSILON / (1.0 - n as f64 * f64::EPSILON);
+        (0..n)
+            .map(|j| {
+                (0..n)
+                    .map(|i| {
+                        let (mut acc, mut abs) = (0.0, 0.0);
+                        for p in 0..=i.min(j) {
+                            acc += l(i, p) * u(p, j);
+                            abs += (l(i, p) * u(p, j)).abs();
+                        }
+                        (a[(lu.perm()[i], j)] - acc).abs() + gamma * abs
+                    })
+                    .sum::<f64>()
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// faer's LU (the f32/f64 fast path) against the generic recursive code on the same matrix.
+    ///
+    /// Pivots may differ where rounding breaks a near-tie differently, so the factors are not
+    /// compared entry by entry; what must agree is what both promise. Each is a permutation with
+    /// `(-1)^transpositions` its sign, `|l_ij| <= 1`, and `L U = P (A + E)`. Then
+    /// `ln|det(L U)| - ln|det A| = ln|det(I + X)|` with `X = A^-1 P^T E`, whose eigenvalues have
+    /// modulus at most `x = ||A^-1||_1 ||E||_1`; for `x <= 1/2` each `|ln|1 + lambda||` is at
+    /// most `-ln(1 - x) <= 2x` and `det(I + X) > 0`. So the signs agree exactly and the logs
+    /// within `2 n x` for each factorization, plus the rounding of the log sums (each `ln|u_ii|`
+    /// within 2 ulps, the compensated sum within 2 ulps of its total: at most
+    /// `4 eps (sum |ln|u_ii|| + n)`). `||E||_1` is measured ([`residual_norm1`]); `||A^-1||_1`
+    /// from the f64 inverse, whose relative error (about kappa eps_f64 < 1e-10 here) is far
+    /// below the slack of the eigenvalue bound.
+    fn check_fast_path_agrees<T: Real>(a64: &Matrix<f64>) {
+        let n = a64.rows();
+        let a = a64.map(T::lit);
+        let exact = a.map(|v| v.as_f64()); // the matrix both factor, in f64
+        let inv_norm = Lu::factor(&exact).unwrap().inverse().unwrap().norm_1();
+        let mut bound = 0.0;
+        let mut lds = Vec::new();
+        for alg in [LuAlgorithm::Faer, LuAlgorithm::Recursive] {
+            let lu = Lu::factor_with(&a, alg).unwrap();
+            let mut seen = vec![false; n];
+            lu.perm().iter().for_each(|&p| seen[p] = true);
+            assert!(seen.iter().all(|&s| s), "{} n = {n} {alg:?}: perm", T::NAME);
+            // Sign of the permutation from its cycles: (-1)^(n - cycles).
+            let mut visited = vec![false; n];
+            let mut cycles = 0;
+            for s in 0..n {
+                if !visited[s] {
+                    cycles += 1;
+                    let mut k = s;
+                    while !visited[k] {
+                        visited[k] = true;
+                        k = lu.perm()[k];
+                    }
+                }
+            }
+            assert_eq!(
+                (n - cycles) % 2,
+                lu.info().transpositions % 2,
+                "{} n = {n} {alg:?}",
+                T::NAME
+            );
+            assert!(
+                lu.l().as_slice().iter().all(|v| v.abs() <= T::one()),
+                "{} {alg:?}: |l| > 1",
+                T::NAME
+            );
+            let x = inv_norm * residual_norm1(&exact, &lu);
+            assert!(x <= 0.5, "{} n = {n} {alg:?}: ||A^-1|| ||E|| = {x}", T::NAME);
+            let sum_ln: f64 = lu.u_diagonal().map(|d| d.as_f64().abs().ln().abs()).sum();
+            let eps = T::epsilon().as_f64();
+            bound += 2.0 * n as f64 * x + 4.0 * eps * (sum_ln + n as f64);
+            lds.push(lu.log_det().to_f64());
+        }
+        let (fast, generic) = (lds[0], lds[1]);
+        assert_eq!(fast.sign, generic.sign, "{} n = {n}", T::NAME);
+        assert!(
+            (fast.log_abs - generic.log_abs).abs() <= bound,
+            "{} n = {n}: {fast:?} vs {generic:?}, bound {bound}",
+            T::NAME
+        );
+    }
+
+    #[test]
+    fn faer_path_agrees_with_the_generic_path() {
+        for (k, &n) in [33usize, 64, 100, 257].iter().enumerate() {
+            let a = random(n, 5000 + k as u64);
+            check_fast_path_agrees::<f64>(&a);
+            check_fast_path_agrees::<f32>(&a);
+            // Auto is the fast path above n = 32, and `log_det` reads the same factors without
+            // building the `Lu`, whether it owns the matrix or not: the same bits.
+            let fast = Lu::factor_with(&a, LuAlgorithm::Faer).unwrap();
+            let auto = Lu::factor(&a).unwrap();
+            assert_eq!(fast.packed(), auto.packed());
+            assert_eq!(fast.perm(), auto.perm());
+            assert_eq!(crate::log_det(&a).unwrap(), fast.log_det());
+            let owned = Lu::factor_in_place(a.as_slice().to_vec(), n, LuAlgorithm::Faer).unwrap();
+            assert_eq!(owned.packed(), fast.packed());
+            // Column-major inputs take the other copy into faer's layout.
+            assert_eq!(Lu::factor(&a.to_faer()).unwrap().packed(), fast.packed());
+        }
+        // A scalar without faer's LU takes the generic path under Faer too.
+        let a = random(40, 5100);
+        let d = a.map(F1::cst);
+        let faer = Lu::factor_with(&d, LuAlgorithm::Faer).unwrap();
+        let rec = Lu::factor_with(&d, LuAlgorithm::Recursive).unwrap();
+        assert!(
+            faer.packed()
+                .iter()
+                .zip(rec.packed())
+                .all(|(p, q)| p.x.to_bits() == q.x.to_bits())
+        );
+        assert_eq!(faer.perm(), rec.perm());
+    }
+
+    /// The matrices faer's code cannot factor (NaN or infinity left on U's diagonal) go to the
+    /// recursive code, whose result and errors are then exactly the recursive code's.
+    #[test]
+    fn faer_path_hands_over_what_it_cannot_factor() {
+        let n = 40;
+        // Subnormal pivots: faer multiplies by 1/p, which overflows.
+        let tiny = Matrix::from_fn(n, n, |i, j| if i == j { 1e-310 * (1.0 + i as f64) } else { 0.0 });
+        // A zero column before the last: faer's multipliers 0 * (1/0) are NaN.
+        let mut singular = random(n, 5200);
+        for i in 0..n {
+            singular[(i, 3)] = 0.0;
+        }
+        for m in [&tiny, &singular] {
+            let rec = Lu::factor_with(m, LuAlgorithm::Recursive).unwrap();
+            for lu in [
+                Lu::factor_with(m, LuAlgorithm::Faer).unwrap(),
+                Lu::factor(m).unwrap(),
+                Lu::factor_in_place(m.as_slice().to_vec(), n, LuAlgorithm::Faer).unwrap(),
+            ] {
+                assert_eq!(lu.packed(), rec.packed());
+                assert_eq!(lu.perm(), rec.perm());
+                assert_eq!(lu.info(), rec.info());
+            }
+            assert_eq!(crate::log_det(m).unwrap(), rec.log_det());
+        }
+        assert_eq!(Lu::factor(&singular).unwrap().info().first_zero_pivot, Some(3));
+        let ld = crate::log_det(&tiny).unwrap();
+        let expected: f64 = (0..n).map(|i| (1e-310 * (1.0 + i as f64)).ln()).sum();
+        assert_eq!(ld.sign, 1.0);
+        assert!((ld.log_abs - expected).abs() <= 1e-12 * expected.abs());
+        // Finite entries whose elimination overflows: the same error as the generic code's.
+        let mut big = random(n, 5300);
+        big[(0, 0)] = 1e308;
+        big[(1, 0)] = -1e308;
+        big[(0, 1)] = 1e308;
+        big[(1, 1)] = 1e308;
+        let generic = Lu::factor_with(&big, LuAlgorithm::Recursive).unwrap_err();
+        assert!(matches!(generic, Error::NonFinite { .. }), "{generic:?}");
+        assert_eq!(Lu::factor_with(&big, LuAlgorithm::Faer).unwrap_err(), generic);
+        assert_eq!(
+            Lu::factor_in_place(big.as_slice().to_vec(), n, LuAlgorithm::Faer).unwrap_err(),
+            generic
+        );
+        // A NaN input is reported at its first entry in row-major order, as before.
+        let mut nan = random(n, 5400);
+        nan[(7, 2)] = f64::NAN;
+        nan[(2, 7)] = f64::INFINITY;
+        assert!(matches!(
+            Lu::factor_with(&nan, LuAlgorithm::Faer),
+            Err(Error::NonFinite { index: (2, 7), .. })
+        ));
     }
 }
