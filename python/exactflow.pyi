@@ -193,6 +193,7 @@ def train(
     resume: bool = False,
     memory_efficient: bool = False,
     context: Optional[ArrayLike] = None,
+    context_embedding: Optional[str] = None,
     progress: bool = True,
 ) -> Tuple[Flow, dict[str, Any]]:
     """Trains a flow by maximum likelihood, as `exactflow train` does: the same options with the
@@ -248,6 +249,11 @@ def train(
     context : array, optional
         The conditioning input (N, C) of a conditional model, one row per sample of an array
         data; an unconditional model refuses it (ValueError).
+    context_embedding : str, optional
+        A learned embedding of the context before every conditioner reads it (as sbi's
+        embedding_net), in the command line's --context-embedding form: "64,64:16" is an MLP
+        C -> 64 -> 64 -> 16 with the preset's activation, "16" one linear map. Needs a
+        conditional model; not with resume (ValueError).
     progress : bool
         Show the command line's progress bar on stderr when it is a terminal (one line per epoch
         otherwise). True by default.

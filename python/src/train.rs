@@ -109,6 +109,11 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 /// context : array, optional
 ///     The conditioning input (N, C) of a conditional model, one row per sample of an array
 ///     data; an unconditional model refuses it (ValueError).
+/// context_embedding : str, optional
+///     A learned embedding of the context before every conditioner reads it (as sbi's
+///     embedding_net), in the command line's --context-embedding form: "64,64:16" is an MLP
+///     C -> 64 -> 64 -> 16 with the preset's activation, "16" one linear map. Needs a
+///     conditional model; not with resume (ValueError).
 /// progress : bool
 ///     Show the command line's progress bar on stderr when it is a terminal (one line per epoch
 ///     otherwise). True by default.
@@ -135,7 +140,7 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 #[pyo3(signature = (
     model, data, preset = None, steps = None, *, epochs = None, batch_size = None, lr = None,
     seed = None, threads = None, precision = None, out = None, toy_samples = None, patience = None, resume = false,
-    memory_efficient = false, context = None, progress = true,
+    memory_efficient = false, context = None, context_embedding = None, progress = true,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn train<'py>(
@@ -156,6 +161,7 @@ pub fn train<'py>(
     resume: bool,
     memory_efficient: bool,
     context: Option<&Bound<'py, PyAny>>,
+    context_embedding: Option<String>,
     progress: bool,
 ) -> PyResult<(PyFlow, Bound<'py, PyAny>)> {
     let mut o = TrainOptions::new(model);
@@ -177,6 +183,11 @@ pub fn train<'py>(
     o.patience = opt_count(patience, "patience")?;
     o.resume = resume;
     o.memory_efficient = memory_efficient;
+    o.context_embedding = context_embedding
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(to_py)?;
     o.check().map_err(|e| value_error(e.to_string()))?;
 
     let mut train_data = match data.extract::<String>() {

@@ -108,6 +108,8 @@ def test_bad_options_are_errors_naming_them(tmp_path):
         (dict(data=np.zeros((20, 3)), context=np.zeros((19, 2))), ValueError, "length 19, expected 20"),
         (dict(data=np.zeros((20, 3)), context=np.array([[0.0, 1.0]] * 7 + [[np.nan, 0.0]] * 13)), ValueError, r"\(7, 0\)"),
         (dict(seed=-1), ValueError, "seed"),
+        (dict(data=np.zeros((20, 3)), context=np.zeros((20, 2)), context_embedding="8:"), ValueError, "context embedding"),
+        (dict(context_embedding="8"), ValueError, "context"),
     ]
     for change, error, message in cases:
         kw = dict(model="realnvp", data="moons", steps=2, toy_samples=100, progress=False)
@@ -127,6 +129,19 @@ def test_a_context_trains_a_conditional_flow():
     assert np.all(np.isfinite(flow.log_prob(x[:5], context=c[:5])))
     with pytest.raises(ValueError, match="context"):
         flow.log_prob(x[:5])
+
+
+def test_a_context_embedding_trains_with_the_flow():
+    """context_embedding="8:4" maps the 2-D context by an MLP 2 -> 8 -> 4 before every
+    conditioner: the flow still takes the raw 2-D context, and the checkpoint holds the
+    embedding's tensors (embedding.*), as `exactflow train --context-embedding 8:4` writes them."""
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(200, 2))
+    x = c @ np.array([[1.0, 0.5], [-0.3, 0.8]]) + 0.3 * rng.normal(size=(200, 2))
+    flow, metrics = exactflow.train("maf", x, context=c, context_embedding="8:4", steps=3, progress=False)
+    assert flow.context_dim == 2 and np.isfinite(metrics["test"]["nll"])
+    assert metrics["config"]["context_embedding"] == {"hidden": [8], "dim": 4}
+    assert np.all(np.isfinite(flow.log_prob(x[:5], context=c[:5])))
 
 
 def test_a_diverging_run_is_a_runtime_error():
