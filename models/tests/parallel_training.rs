@@ -6,7 +6,7 @@ use exactflow_layers::Params;
 use exactflow_models::checkpoint::snapshot_params;
 use exactflow_models::data::{DataSpec, Splits};
 use exactflow_models::train::{
-    MIN_PARALLEL_GEMM_ROWS, MIN_SHARD_SAMPLES, Silent, Strategy, TrainConfig, needs_batch_init, train,
+    MIN_PARALLEL_GEMM_ROWS, MIN_SHARD_ROWS, Silent, Strategy, TrainConfig, needs_batch_init, train,
 };
 use exactflow_models::{ModelConfig, RealNvpConfig};
 
@@ -71,20 +71,18 @@ fn concurrent_trainings_with_different_thread_counts_match_their_runs_alone() {
 }
 
 /// The thread rule by shape: this vector flow at 256 samples per batch trains in shards on two
-/// threads (128 samples each); below two shards of [`MIN_SHARD_SAMPLES`] it stays sequential
-/// (its products are too small to split); one thread is sequential. Glow (ActNorm, no batch
-/// norm) trains in shards; the multi-scale RealNVP of digit images holds batch norm, so it
-/// splits its products only from [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`) on.
+/// threads (128 samples each); below two shards of [`MIN_SHARD_ROWS`] rows it stays sequential
+/// (a batch of 64, as the digits presets: too little work per shard); one thread is
+/// sequential. Glow (ActNorm, no batch norm) on 8 x 8 images trains in shards at batch 64 (32
+/// samples of 64 pixels per shard); the multi-scale RealNVP of digit images holds batch norm, so
+/// it splits its products only from [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`) on.
 #[test]
 fn the_strategy_follows_the_shape() {
     let flow = model().build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&flow, 1, 256), Strategy::Sequential);
     assert_eq!(Strategy::choose(&flow, 2, 256), Strategy::Shards);
-    assert_eq!(Strategy::choose(&flow, 2, 64), Strategy::Shards);
-    assert_eq!(
-        Strategy::choose(&flow, 2, 2 * MIN_SHARD_SAMPLES - 1),
-        Strategy::Sequential
-    );
+    assert_eq!(Strategy::choose(&flow, 2, 64), Strategy::Sequential);
+    assert_eq!(Strategy::choose(&flow, 2, 2 * MIN_SHARD_ROWS - 1), Strategy::Sequential);
     let glow = ModelConfig::preset("glow", "tiny", &[1, 8, 8], 0).expect("preset");
     let glow = glow.build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&glow, 2, 64), Strategy::Shards);

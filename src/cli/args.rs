@@ -124,8 +124,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Worker threads, 1 to 1024: a model trains one shard of each minibatch per thread when
-    /// every shard gets at least 16 samples and no layer couples a batch's samples (batch
-    /// norm); a batch-norm image model on large images (batch x pixels >= 32768) splits its
+    /// every shard gets at least 128 rows (samples times pixels) and no layer couples a batch's
+    /// samples (batch norm); a batch-norm image model on large images (batch x pixels >= 32768) splits its
     /// matrix products instead; otherwise the run stays on one thread, which is faster there.
     /// A given count gives bit-for-bit reproducible runs.
     #[arg(long, default_value_t = 1)]

@@ -18,12 +18,14 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::flow::{Flow, TrainMode};
 
-/// The fewest samples a shard may have. A step's synchronization (copying the parameters into
-/// the replicas, summing their gradients) costs about 3 memory operations per parameter, against
-/// about 6 flops per parameter and sample in the shard's passes, so it is small from a few
-/// samples per shard on; below 16 the per-pass overheads (layer prologues, allocations) take
-/// over. The digits presets (batch 64) get shards of 32 on two threads.
-pub const MIN_SHARD_SAMPLES: usize = 16;
+/// The fewest rows a shard may have: its samples times the pixels of a sample (1 for vector
+/// data), the rows of its matrix products. The parallel work of a step grows with the rows of a
+/// shard, while what stays serial (copying the parameters into the replicas, summing their
+/// gradients, the optimizer's update) grows with the parameters only. Measured on two cores
+/// (BENCHMARKS.md, "f32 and two threads"): 32 rows per shard (the vector digits presets, batch
+/// 64) trained no faster or slower than one thread, 256 rows (two moons, batch 512) 1.45-1.6x
+/// faster, 2048 (Glow on 8 x 8 digits, batch 64) 1.6x; the threshold sits between.
+pub const MIN_SHARD_ROWS: usize = 128;
 
 /// Image flows that cannot train in shards (their batch norm couples a batch's samples) split
 /// their matrix products over the threads only when a convolution's products have at least this
@@ -47,7 +49,7 @@ impl Strategy {
     /// The rule, by shape, for `threads > 1`:
     ///
     /// 1. **Shards** when no stage couples the samples of a batch (batch norm's batch statistics
-    ///    do) and every shard gets at least [`MIN_SHARD_SAMPLES`] samples: vector and image data,
+    ///    do) and every shard gets at least [`MIN_SHARD_ROWS`] rows: vector and image data,
     ///    with or without a context (a shard takes its rows of both). A shard runs whole passes
     ///    with one synchronization per step, where a split product synchronizes on every
     ///    product, and the products of these flows are small (a batch of 512 by 128 units is 8
@@ -62,14 +64,14 @@ impl Strategy {
             return Strategy::Sequential;
         }
         let per_sample = flow.stages().iter().all(|s| s.kind() != "BatchNorm");
-        if per_sample && batch / threads >= MIN_SHARD_SAMPLES {
+        let pixels = match flow.data_shape() {
+            [_, h, w] => h.saturating_mul(*w),
+            _ => 1,
+        };
+        if per_sample && (batch / threads).saturating_mul(pixels) >= MIN_SHARD_ROWS {
             return Strategy::Shards;
         }
-        let rows = match flow.data_shape() {
-            [_, h, w] => batch.saturating_mul(*h).saturating_mul(*w),
-            _ => 0,
-        };
-        if rows >= MIN_PARALLEL_GEMM_ROWS {
+        if pixels > 1 && batch.saturating_mul(pixels) >= MIN_PARALLEL_GEMM_ROWS {
             Strategy::ParallelGemm
         } else {
             Strategy::Sequential
