@@ -131,6 +131,22 @@ def groups(a):
                 "pytorch f32 t2": peer(py, script, ["--dtype", "float32"], 2),
             },
         }
+    for task in ["gaussian-linear", "gaussian-linear-10"]:
+        # sbi's density estimator on the simulator, both sides on 20,000 pairs (the peer's
+        # default; exactflow's own default for simulators is 200,000).
+        args = ["--model", "nsf", "--preset", "sbi", "--data", f"sim:{task}", "--toy-samples", "20000"]
+        g[f"sbi-{task}"] = {
+            "baseline": "nflows f32 t1",
+            "quick": ["--steps", str(a.quick_steps)],
+            "full": ["--steps", "2000"],
+            "peer_quick": ["--steps", str(a.quick_steps), "--observations", "10", "--posterior-samples", "100"],
+            "peer_full": ["--steps", "2000"],
+            "entries": {
+                "exactflow f32 t1": exactflow_train(ef, args, 1, "f32"),
+                "exactflow f32 t2": exactflow_train(ef, args, 2, "f32"),
+                "nflows f32 t1": peer(py, "nflows_conditional.py", ["--task", task], 1),
+            },
+        }
     for model in ["maf", "iaf", "nsf-coupling", "nsf-autoregressive"]:
         g[f"moons-{model}"] = {
             "baseline": "nflows f32 t1",
