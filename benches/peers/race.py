@@ -77,90 +77,70 @@ def flow_moons(binary, model, threads, precision):
     return run
 
 
+def group(baseline, quick, full, entries, peer_quick=None):
+    """A group: the same quick and full-length flags for both sides, unless the peer's quick
+    flags differ."""
+    return {"baseline": baseline, "quick": quick, "full": full,
+            "peer_quick": quick if peer_quick is None else peer_quick, "peer_full": full,
+            "entries": entries}
+
+
+def exactflow_precisions(ef, args, with_f64_t2=False):
+    """exactflow in f32 on 1 and 2 threads and in f64 on 1 (and 2) threads."""
+    e = {
+        "exactflow f32 t1": exactflow_train(ef, args, 1, "f32"),
+        "exactflow f32 t2": exactflow_train(ef, args, 2, "f32"),
+        "exactflow f64 t1": exactflow_train(ef, args, 1, "f64"),
+    }
+    if with_f64_t2:
+        e["exactflow f64 t2"] = exactflow_train(ef, args, 2, "f64")
+    return e
+
+
+def pytorch(py, script, args):
+    """The PyTorch peer in float32 on 1 and 2 threads."""
+    return {f"pytorch f32 t{t}": peer(py, script, [*args, "--dtype", "float32"], t) for t in (1, 2)}
+
+
 def groups(a):
     ef, py, fm = a.exactflow, a.python, a.flow_moons
+    steps, epochs = ["--steps", str(a.quick_steps)], ["--epochs", str(a.quick_epochs)]
     moons = ["--model", "realnvp", "--data", "moons", "--batch-size", "512", "--lr", "5e-4"]
-    g = {}
-    g["moons-realnvp"] = {
-        "baseline": "pytorch f32 t1",
-        "quick": ["--steps", str(a.quick_steps)],
-        "full": ["--steps", "2000"],
-        "peer_quick": ["--steps", str(a.quick_steps)],
-        "peer_full": ["--steps", "2000"],
-        "entries": {
-            "exactflow f32 t1": exactflow_train(ef, moons, 1, "f32"),
-            "exactflow f32 t2": exactflow_train(ef, moons, 2, "f32"),
-            "exactflow f64 t1": exactflow_train(ef, moons, 1, "f64"),
-            "exactflow f64 t2": exactflow_train(ef, moons, 2, "f64"),
-            "pytorch f32 t1": peer(py, "torch_realnvp_moons.py", ["--dtype", "float32"], 1),
-            "pytorch f32 t2": peer(py, "torch_realnvp_moons.py", ["--dtype", "float32"], 2),
-        },
-    }
+    g = {"moons-realnvp": group(
+        "pytorch f32 t1", steps, ["--steps", "2000"],
+        {**exactflow_precisions(ef, moons, with_f64_t2=True), **pytorch(py, "torch_realnvp_moons.py", [])})}
     for model in ["realnvp", "nice"]:
         args = ["--model", model, "--data", "digits", "--batch-size", "64"]
-        g[f"digits-{model}"] = {
-            "baseline": "pytorch f32 t1",
-            "quick": ["--epochs", str(a.quick_epochs)],
-            "full": ["--epochs", "20"],
-            "peer_quick": ["--epochs", str(a.quick_epochs)],
-            "peer_full": ["--epochs", "20"],
-            "entries": {
-                "exactflow f32 t1": exactflow_train(ef, args, 1, "f32"),
-                "exactflow f32 t2": exactflow_train(ef, args, 2, "f32"),
-                "exactflow f64 t1": exactflow_train(ef, args, 1, "f64"),
-                "pytorch f32 t1": peer(py, "torch_digits.py", ["--model", model, "--dtype", "float32"], 1),
-                "pytorch f32 t2": peer(py, "torch_digits.py", ["--model", model, "--dtype", "float32"], 2),
-            },
-        }
+        g[f"digits-{model}"] = group(
+            "pytorch f32 t1", epochs, ["--epochs", "20"],
+            {**exactflow_precisions(ef, args), **pytorch(py, "torch_digits.py", ["--model", model])})
     for name, model, preset, script in [
         ("glow-digits", "glow", "digits", "torch_glow_digits.py"),
         ("multiscale-digits", "realnvp", "digits-image", "torch_realnvp_multiscale_digits.py"),
     ]:
         args = ["--model", model, "--preset", preset, "--data", "digits-image", "--batch-size", "64"]
-        g[name] = {
-            "baseline": "pytorch f32 t1",
-            "quick": ["--epochs", str(a.quick_image_epochs)],
-            "full": ["--epochs", "20"],
-            "peer_quick": ["--epochs", str(a.quick_image_epochs)],
-            "peer_full": ["--epochs", "20"],
-            "entries": {
-                "exactflow f32 t1": exactflow_train(ef, args, 1, "f32"),
-                "exactflow f32 t2": exactflow_train(ef, args, 2, "f32"),
-                "exactflow f64 t1": exactflow_train(ef, args, 1, "f64"),
-                "pytorch f32 t1": peer(py, script, ["--dtype", "float32"], 1),
-                "pytorch f32 t2": peer(py, script, ["--dtype", "float32"], 2),
-            },
-        }
+        g[name] = group(
+            "pytorch f32 t1", ["--epochs", str(a.quick_image_epochs)], ["--epochs", "20"],
+            {**exactflow_precisions(ef, args), **pytorch(py, script, [])})
     for task in ["gaussian-linear", "gaussian-linear-10"]:
         # sbi's density estimator on the simulator, both sides on 20,000 pairs (the peer's
         # default; exactflow's own default for simulators is 200,000).
         args = ["--model", "nsf", "--preset", "sbi", "--data", f"sim:{task}", "--toy-samples", "20000"]
-        g[f"sbi-{task}"] = {
-            "baseline": "nflows f32 t1",
-            "quick": ["--steps", str(a.quick_steps)],
-            "full": ["--steps", "2000"],
-            "peer_quick": ["--steps", str(a.quick_steps), "--observations", "10", "--posterior-samples", "100"],
-            "peer_full": ["--steps", "2000"],
-            "entries": {
+        g[f"sbi-{task}"] = group(
+            "nflows f32 t1", steps, ["--steps", "2000"],
+            {
                 "exactflow f32 t1": exactflow_train(ef, args, 1, "f32"),
                 "exactflow f32 t2": exactflow_train(ef, args, 2, "f32"),
                 "nflows f32 t1": peer(py, "nflows_conditional.py", ["--task", task], 1),
             },
-        }
+            peer_quick=[*steps, "--observations", "10", "--posterior-samples", "100"])
     for model in ["maf", "iaf", "nsf-coupling", "nsf-autoregressive"]:
-        g[f"moons-{model}"] = {
-            "baseline": "nflows f32 t1",
-            "quick": ["--steps", str(a.quick_steps), "--repeats", "20"],
-            "full": ["--steps", "2000"],
-            "peer_quick": ["--steps", str(a.quick_steps), "--repeats", "20"],
-            "peer_full": ["--steps", "2000"],
-            "entries": {
-                "exactflow f32 t1": flow_moons(fm, model, 1, "f32"),
-                "exactflow f32 t2": flow_moons(fm, model, 2, "f32"),
-                "nflows f32 t1": peer(py, "nflows_moons.py", ["--model", model], 1),
-                "nflows f32 t2": peer(py, "nflows_moons.py", ["--model", model], 2),
-            },
-        }
+        g[f"moons-{model}"] = group(
+            "nflows f32 t1", [*steps, "--repeats", "20"], ["--steps", "2000"],
+            {
+                **{f"exactflow f32 t{t}": flow_moons(fm, model, t, "f32") for t in (1, 2)},
+                **{f"nflows f32 t{t}": peer(py, "nflows_moons.py", ["--model", model], t) for t in (1, 2)},
+            })
     return g
 
 

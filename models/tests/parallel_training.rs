@@ -23,6 +23,31 @@ fn model() -> ModelConfig {
     c
 }
 
+/// Every parameter's bits, by name.
+fn param_bits(flow: &exactflow_models::Flow<f64>) -> Vec<(String, Vec<u64>)> {
+    let mut out: Vec<(String, Vec<u64>)> = snapshot_params(flow)
+        .into_iter()
+        .map(|(n, v)| (n, v.into_iter().map(f64::to_bits).collect()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A one-thread and a two-thread run of the same training differ only by rounding: every
+/// parameter within 1e-9 (the reason is in `two_shards_are_reproducible_and_match_one_thread_to_rounding`),
+/// and not bit for bit (the two threads really ran shards, another summation order).
+fn assert_within_rounding(one: &[(String, Vec<u64>)], two: &[(String, Vec<u64>)]) {
+    let mut worst = 0.0f64;
+    for ((n1, a), (n2, b)) in one.iter().zip(two) {
+        assert_eq!(n1, n2);
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((f64::from_bits(*x) - f64::from_bits(*y)).abs());
+        }
+    }
+    assert!(worst < 1e-9, "largest parameter difference {worst:e}");
+    assert!(one != two, "two threads really ran shards (another summation order)");
+}
+
 /// Trains with `threads` and returns every parameter's bits.
 fn run(d: &Splits, threads: usize) -> Vec<(String, Vec<u64>)> {
     let model = model();
@@ -39,11 +64,7 @@ fn run(d: &Splits, threads: usize) -> Vec<(String, Vec<u64>)> {
         Default::default(),
         "the flow's own setting is restored"
     );
-    let mut out: Vec<(String, Vec<u64>)> = snapshot_params(&flow)
-        .into_iter()
-        .map(|(n, v)| (n, v.into_iter().map(f64::to_bits).collect()))
-        .collect();
-    out.sort();
+    let out = param_bits(&flow);
     assert!(flow.num_trainable() > 0);
     out
 }
@@ -114,12 +135,7 @@ fn run_conditional(d: &Splits, threads: usize) -> Vec<(String, Vec<u64>)> {
         ..TrainConfig::default()
     };
     train(&mut flow, &model, &cfg, &d.train, Some(&d.val), &mut Silent, None).expect("trains");
-    let mut out: Vec<(String, Vec<u64>)> = snapshot_params(&flow)
-        .into_iter()
-        .map(|(n, v)| (n, v.into_iter().map(f64::to_bits).collect()))
-        .collect();
-    out.sort();
-    out
+    param_bits(&flow)
 }
 
 /// A conditional flow trained in two shards (each with its rows of the context) is reproducible
@@ -142,15 +158,7 @@ fn conditional_shards_are_reproducible_and_match_one_thread_to_rounding() {
         "a two-thread run is reproducible bit for bit"
     );
     let one = run_conditional(&d, 1);
-    let mut worst = 0.0f64;
-    for ((n1, a), (n2, b)) in one.iter().zip(&two) {
-        assert_eq!(n1, n2);
-        for (x, y) in a.iter().zip(b) {
-            worst = worst.max((f64::from_bits(*x) - f64::from_bits(*y)).abs());
-        }
-    }
-    assert!(worst < 1e-9, "largest parameter difference {worst:e}");
-    assert!(one != two, "two threads really ran shards (another summation order)");
+    assert_within_rounding(&one, &two);
 }
 
 /// Two shards compute the gradient of the same loss as one pass over the minibatch (the samples
@@ -165,15 +173,7 @@ fn two_shards_are_reproducible_and_match_one_thread_to_rounding() {
     let two = run(&d, 2);
     assert_eq!(run(&d, 2), two, "a two-thread run is reproducible bit for bit");
     let one = run(&d, 1);
-    let mut worst = 0.0f64;
-    for ((n1, a), (n2, b)) in one.iter().zip(&two) {
-        assert_eq!(n1, n2);
-        for (x, y) in a.iter().zip(b) {
-            worst = worst.max((f64::from_bits(*x) - f64::from_bits(*y)).abs());
-        }
-    }
-    assert!(worst < 1e-9, "largest parameter difference {worst:e}");
-    assert!(one != two, "two threads really ran shards (another summation order)");
+    assert_within_rounding(&one, &two);
 }
 
 /// Trains Glow (tiny) on digit images with `threads` from a fresh model, whose ActNorm layers
@@ -190,12 +190,7 @@ fn run_glow(d: &Splits, threads: usize) -> Vec<(String, Vec<u64>)> {
     };
     train(&mut flow, &model, &cfg, &d.train, Some(&d.val), &mut Silent, None).expect("trains");
     assert!(!needs_batch_init(&flow));
-    let mut out: Vec<(String, Vec<u64>)> = snapshot_params(&flow)
-        .into_iter()
-        .map(|(n, v)| (n, v.into_iter().map(f64::to_bits).collect()))
-        .collect();
-    out.sort();
-    out
+    param_bits(&flow)
 }
 
 /// Glow trains in shards on two threads: the step that initializes ActNorm runs as one pass over
@@ -215,13 +210,5 @@ fn glow_trains_in_shards_after_an_unsharded_actnorm_initialization() {
     let two = run_glow(&d, 2);
     assert_eq!(run_glow(&d, 2), two, "a two-thread run is reproducible bit for bit");
     let one = run_glow(&d, 1);
-    let mut worst = 0.0f64;
-    for ((n1, a), (n2, b)) in one.iter().zip(&two) {
-        assert_eq!(n1, n2);
-        for (x, y) in a.iter().zip(b) {
-            worst = worst.max((f64::from_bits(*x) - f64::from_bits(*y)).abs());
-        }
-    }
-    assert!(worst < 1e-9, "largest parameter difference {worst:e}");
-    assert!(one != two, "two threads really ran shards (another summation order)");
+    assert_within_rounding(&one, &two);
 }

@@ -11,7 +11,7 @@
 //! `dL/dc_k = sum_j V[j, k] sum_pixels dL/da[j]`.
 
 use exactflow_kernels::gemm::{MatSlice, MatSliceMut, Parallelism, gemm};
-use exactflow_kernels::{Error, Real, Result};
+use exactflow_kernels::{Real, Result};
 use rand::Rng;
 
 use super::{Activation, Conditioner, Conv2d};
@@ -89,21 +89,7 @@ impl<T: Real> GlowNet<T> {
     /// The context rows a pass reads: `None` for an unconditional network (a given context is
     /// ignored), the checked `[N, C]` context otherwise.
     fn context_rows<'a>(&self, op: &'static str, n: usize, cx: Ctx<'a, T>) -> Result<Option<&'a [T]>> {
-        let c = self.context_dim();
-        if c == 0 {
-            return Ok(None);
-        }
-        match cx.context {
-            Some(ctx) => {
-                ctx.expect_shape(op, &[n, c])?;
-                Ok(Some(ctx.as_slice()))
-            }
-            None => Err(Error::invalid(
-                op,
-                "context",
-                format!("this GlowNet is conditional and needs a context [N, {c}], none was given"),
-            )),
-        }
+        super::context_rows("GlowNet", op, n, self.context_dim(), cx)
     }
 
     /// The three convolutions, in order.

@@ -301,21 +301,7 @@ impl<T: Real> Made<T> {
     /// The context rows a pass reads: `None` for an unconditional MADE (a given context is
     /// ignored), the checked `[N, C]` context otherwise.
     fn context_rows<'a>(&self, op: &'static str, n: usize, cx: Ctx<'a, T>) -> Result<Option<&'a [T]>> {
-        let Some(w) = &self.context else {
-            return Ok(None);
-        };
-        let c = w.value.shape()[1];
-        match cx.context {
-            Some(ctx) => {
-                ctx.expect_shape(op, &[n, c])?;
-                Ok(Some(ctx.as_slice()))
-            }
-            None => Err(Error::invalid(
-                op,
-                "context",
-                format!("this MADE is conditional and needs a context [N, {c}], none was given"),
-            )),
-        }
+        super::context_rows("MADE", op, n, self.context_dim(), cx)
     }
 
     /// Adds `c V^T` to the first layer's pre-activation `y` (`n` rows).

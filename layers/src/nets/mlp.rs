@@ -120,21 +120,13 @@ impl<T: Real> Mlp<T> {
     /// Checks the input and, for a conditional MLP, returns the first layer's input `[x, c]`.
     fn first_input(&self, op: &'static str, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Option<Vec<T>>> {
         x.expect_sample_shape(op, &[self.x_dim()])?;
-        if self.context_dim == 0 {
-            return Ok(None);
-        }
         let (n, c) = (x.batch(), self.context_dim);
-        let Some(ctx) = cx.context else {
-            return Err(Error::invalid(
-                op,
-                "context",
-                format!("this MLP is conditional and needs a context [N, {c}], none was given"),
-            ));
+        let Some(ctx) = super::context_rows("MLP", op, n, c, cx)? else {
+            return Ok(None);
         };
-        ctx.expect_shape(op, &[n, c])?;
         let xd = self.x_dim();
         let mut joined = Vec::with_capacity(n * (xd + c));
-        for (xs, cs) in x.as_slice().chunks_exact(xd).zip(ctx.as_slice().chunks_exact(c)) {
+        for (xs, cs) in x.as_slice().chunks_exact(xd).zip(ctx.chunks_exact(c)) {
             joined.extend_from_slice(xs);
             joined.extend_from_slice(cs);
         }

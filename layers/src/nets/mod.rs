@@ -29,6 +29,32 @@ use crate::ctx::Ctx;
 use crate::params::Params;
 use crate::tensor::Tensor;
 
+/// The context rows a conditioner's pass reads: `None` for an unconditional network
+/// (`width = 0`: a given context is ignored), the `[n, width]` context checked otherwise.
+///
+/// # Errors
+/// A missing context (naming `net`, the conditioner's kind), or one of another shape.
+pub(crate) fn context_rows<'a, T: Real>(
+    net: &str,
+    op: &'static str,
+    n: usize,
+    width: usize,
+    cx: Ctx<'a, T>,
+) -> Result<Option<&'a [T]>> {
+    if width == 0 {
+        return Ok(None);
+    }
+    let Some(ctx) = cx.context else {
+        return Err(exactflow_kernels::Error::invalid(
+            op,
+            "context",
+            format!("this {net} is conditional and needs a context [N, {width}], none was given"),
+        ));
+    };
+    ctx.expect_shape(op, &[n, width])?;
+    Ok(Some(ctx.as_slice()))
+}
+
 /// A differentiable network with a hand-written backward pass.
 ///
 /// Every pass takes a [`Ctx`]: the networks here read its parallelism and ignore its context

@@ -140,23 +140,14 @@ impl<T: Real> ResNet<T> {
     /// `[x, c broadcast over the pixels]`.
     fn first_input(&self, op: &'static str, x: &Tensor<T>, cx: Ctx<'_, T>) -> Result<Option<Vec<T>>> {
         x.expect_sample_shape(op, &self.in_shape())?;
-        let c = self.context_dim;
-        if c == 0 {
+        let (n, c) = (x.batch(), self.context_dim);
+        let Some(ctx) = super::context_rows("ResNet", op, n, c, cx)? else {
             return Ok(None);
-        }
-        let n = x.batch();
-        let Some(ctx) = cx.context else {
-            return Err(Error::invalid(
-                op,
-                "context",
-                format!("this ResNet is conditional and needs a context [N, {c}], none was given"),
-            ));
         };
-        ctx.expect_shape(op, &[n, c])?;
         let (h, w) = self.conv_in.hw();
         let m = x.sample_len();
         let mut joined = Vec::with_capacity(n * (m + c * h * w));
-        for (xs, cs) in x.as_slice().chunks_exact(m).zip(ctx.as_slice().chunks_exact(c)) {
+        for (xs, cs) in x.as_slice().chunks_exact(m).zip(ctx.chunks_exact(c)) {
             joined.extend_from_slice(xs);
             for &v in cs {
                 joined.extend(std::iter::repeat_n(v, h * w));

@@ -417,6 +417,10 @@ struct Run<'a, T: Real> {
     adam: Adam<T>,
     /// The replicas that run shards 1..N of each minibatch ([`Strategy::Shards`]), else `None`.
     replicas: Option<Replicas<T>>,
+    /// With replicas: whether the next step initializes ActNorm from its minibatch (so runs
+    /// unsharded). Checked when the replicas are made and after each such step only: an
+    /// initialized layer never becomes uninitialized during a run.
+    batch_init_pending: bool,
     best: Option<BTreeMap<String, Vec<f64>>>,
     /// Whether the flow's parameters are the best ones (no step since the best epoch).
     best_is_current: bool,
@@ -469,6 +473,7 @@ impl<'a, T: Real> Run<'a, T> {
             st,
             adam,
             replicas: None,
+            batch_init_pending: false,
             best,
             best_is_current,
             order,
@@ -493,6 +498,7 @@ impl<'a, T: Real> Run<'a, T> {
         self.flow.set_params_checked(true);
         if strategy == Strategy::Shards {
             self.replicas = Some(Replicas::new(self.model, self.flow, self.cfg.threads)?);
+            self.batch_init_pending = needs_batch_init(&*self.flow);
         }
         let mut stopped_early = false;
         while self.st.step < self.plan.total {
@@ -526,7 +532,7 @@ impl<'a, T: Real> Run<'a, T> {
             TrainMode::Cached
         };
         // A step that initializes ActNorm from its minibatch runs as one pass over all of it.
-        let initializing = self.replicas.is_some() && needs_batch_init(&*self.flow);
+        let initializing = self.batch_init_pending;
         let loss = match &mut self.replicas {
             // Data-parallel: the passes of the shards at once, their gradients summed.
             // Each shard takes its rows of the data and of the context.
@@ -547,6 +553,7 @@ impl<'a, T: Real> Run<'a, T> {
                 self.flow.backward(cache, &w).map_err(|e| diverged_at(e, step))?;
                 if let Some(replicas) = &mut self.replicas {
                     replicas.sync_state(self.flow)?;
+                    self.batch_init_pending = needs_batch_init(&*self.flow);
                 }
                 loss
             }
