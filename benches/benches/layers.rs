@@ -237,7 +237,8 @@ fn train_step_pair<T: Real + faer::traits::ComplexField>(
                 .forward_train(black_box(&x), None, TrainMode::Cached)
                 .expect("forward");
             flow.backward(cache, &w).expect("backward");
-            adam.step(&mut flow, 1e-6, 1.0).expect("finite step");
+            // As the trainer: the norm for clipping (at exactflow's default of 100), then Adam.
+            adam.clip_and_step(&mut flow, 1e-6, Some(100.0)).expect("finite step");
         })
     });
     group.bench_function(BenchmarkId::new(format!("gemms_faer_{}", T::NAME), n), |b| {

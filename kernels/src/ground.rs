@@ -143,3 +143,82 @@ pub fn additive_inverse<T: Float>(y: &[T], t: &[T], x: &mut [T]) {
         *xv = yv - tv;
     }
 }
+
+/// The per-step constants of one Adam update (Kingma & Ba, 2015), in the parameters' scalar
+/// type: see [`adam`] for the formula they enter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamCoefficients<T> {
+    /// The learning rate.
+    pub lr: T,
+    /// `beta1`, the decay of the first moment.
+    pub beta1: T,
+    /// `1 - beta1`.
+    pub one_minus_beta1: T,
+    /// `beta2`, the decay of the second moment.
+    pub beta2: T,
+    /// `1 - beta2`.
+    pub one_minus_beta2: T,
+    /// The first moment's bias correction `1 - beta1^t` at step t (1-based).
+    pub bias1: T,
+    /// The second moment's bias correction `1 - beta2^t`.
+    pub bias2: T,
+    /// The denominator's `eps`.
+    pub eps: T,
+    /// The factor every gradient is multiplied by first (1, or the clipping factor).
+    pub grad_scale: T,
+}
+
+/// One Adam update of every element, in this order and with these roundings:
+/// `g = grad * grad_scale`, `m = beta1 m + (1 - beta1) g`, `v = beta2 v + ((1 - beta2) g) g`,
+/// `value = value - lr (m / bias1) / (sqrt(v / bias2) + eps)`. Returns whether every updated value
+/// is finite.
+///
+/// Every operation is a single IEEE operation (no fused multiply-add), so a vectorized copy of
+/// this loop gives the same bits as the loop itself. Lengths must be equal.
+#[inline(always)]
+pub fn adam<T: Float>(value: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], k: &AdamCoefficients<T>) -> bool {
+    let mut finite = true;
+    for (((w, &g), mi), vi) in value.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * k.grad_scale;
+        *mi = k.beta1 * *mi + k.one_minus_beta1 * g;
+        *vi = k.beta2 * *vi + k.one_minus_beta2 * g * g;
+        let update = k.lr * (*mi / k.bias1) / ((*vi / k.bias2).sqrt() + k.eps);
+        *w = *w - update;
+        finite &= w.is_finite();
+    }
+    finite
+}
+
+/// Partial sums in [`sum_of_squares`]: 16 independent accumulators (two AVX-512 registers of
+/// f64), so that the additions do not wait on each other and the order is the same on every
+/// backend.
+pub const SQUARES_LANES: usize = 16;
+
+/// `sum_i widen(x_i)^2` in f64, accumulated in [`SQUARES_LANES`] partial sums: element `i` of
+/// each full block of 16 goes to sum `i mod 16`, the tail to a 17th, then the sums are added in a
+/// fixed tree. The order depends only on the length, never on the backend.
+#[inline(always)]
+pub fn sum_of_squares<T: Copy>(xs: &[T], widen: impl Fn(T) -> f64) -> f64 {
+    let mut acc = [0.0f64; SQUARES_LANES];
+    let blocks = xs.chunks_exact(SQUARES_LANES);
+    let rest = blocks.remainder();
+    for block in blocks {
+        for (a, &x) in acc.iter_mut().zip(block) {
+            let x = widen(x);
+            *a += x * x;
+        }
+    }
+    let mut tail = 0.0;
+    for &x in rest {
+        let x = widen(x);
+        tail += x * x;
+    }
+    let mut width = SQUARES_LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0] + tail
+}

@@ -62,6 +62,7 @@ pub mod logdet;
 mod logdet_value;
 pub mod lu;
 pub mod matrix;
+pub mod optim;
 pub mod real;
 pub mod simd;
 pub mod triangular;

@@ -17,6 +17,7 @@ use num_traits::{Float, FromPrimitive, NumAssign};
 use crate::faer_gemm;
 use crate::faer_lu;
 use crate::ground;
+use crate::ground::AdamCoefficients;
 use crate::vectorized::{Backend, VectorKernels};
 use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
@@ -146,6 +147,29 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
             ground::additive_inverse(a, t, out);
         }
     }
+
+    /// One Adam update of equal-length slices ([`crate::optim::adam_update`] is the checked
+    /// entry point): returns whether every updated value is finite. The default is the scalar
+    /// loop; `f32` and `f64` run it vectorized, with the same bits.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    fn adam_kernel(
+        value: &mut [Self],
+        grad: &[Self],
+        m: &mut [Self],
+        v: &mut [Self],
+        k: &AdamCoefficients<Self>,
+    ) -> bool {
+        assert!(grad.len() == value.len() && m.len() == value.len() && v.len() == value.len());
+        ground::adam(value, grad, m, v, k)
+    }
+
+    /// `sum x^2` of the values (see [`Real::as_f64`]) in f64, in the fixed order of
+    /// [`crate::optim::sum_of_squares`]. `f32` and `f64` run it vectorized, with the same bits.
+    fn sum_of_squares_kernel(xs: &[Self]) -> f64 {
+        ground::sum_of_squares(xs, Self::as_f64)
+    }
 }
 
 impl Real for f64 {
@@ -191,6 +215,20 @@ impl Real for f64 {
     fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
         <f64 as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
     }
+
+    fn adam_kernel(
+        value: &mut [Self],
+        grad: &[Self],
+        m: &mut [Self],
+        v: &mut [Self],
+        k: &AdamCoefficients<Self>,
+    ) -> bool {
+        <f64 as VectorKernels>::adam(Backend::detect(), value, grad, m, v, k)
+    }
+
+    fn sum_of_squares_kernel(xs: &[Self]) -> f64 {
+        <f64 as VectorKernels>::sum_of_squares(Backend::detect(), xs)
+    }
 }
 
 impl Real for f32 {
@@ -235,6 +273,20 @@ impl Real for f32 {
 
     fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
         <f32 as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
+    }
+
+    fn adam_kernel(
+        value: &mut [Self],
+        grad: &[Self],
+        m: &mut [Self],
+        v: &mut [Self],
+        k: &AdamCoefficients<Self>,
+    ) -> bool {
+        <f32 as VectorKernels>::adam(Backend::detect(), value, grad, m, v, k)
+    }
+
+    fn sum_of_squares_kernel(xs: &[Self]) -> f64 {
+        <f32 as VectorKernels>::sum_of_squares(Backend::detect(), xs)
     }
 }
 

@@ -29,6 +29,7 @@ mod token;
 use std::sync::OnceLock;
 
 use crate::ground;
+use crate::ground::AdamCoefficients;
 
 use lanes::Lanes;
 #[cfg(target_arch = "x86_64")]
@@ -138,6 +139,10 @@ trait Vectorize<E> {
     fn affine(self, forward: bool, a: &[E], s: &[E], t: &[E], out: &mut [E], log_det: &mut [E]);
     /// The additive coupling, as [`VectorKernels::additive`].
     fn additive(self, forward: bool, a: &[E], t: &[E], out: &mut [E]);
+    /// One Adam update, as [`VectorKernels::adam`].
+    fn adam(self, value: &mut [E], grad: &[E], m: &mut [E], v: &mut [E], k: &AdamCoefficients<E>) -> bool;
+    /// The sum of squares in f64, as [`VectorKernels::sum_of_squares`].
+    fn sum_of_squares(self, xs: &[E]) -> f64;
 }
 
 /// Registers that have a vectorized exp.
@@ -247,6 +252,25 @@ macro_rules! entries {
                 }
             }
 
+            // The scalar loops of `ground`, inlined here and auto-vectorized for these features:
+            // each is a chain of single IEEE operations, so the vector code gives their bits.
+            #[target_feature(enable = $feat)]
+            fn adam_with_features(
+                _simd: $Token,
+                value: &mut [$E],
+                grad: &[$E],
+                m: &mut [$E],
+                v: &mut [$E],
+                k: &AdamCoefficients<$E>,
+            ) -> bool {
+                ground::adam(value, grad, m, v, k)
+            }
+
+            #[target_feature(enable = $feat)]
+            fn sum_of_squares_with_features(_simd: $Token, xs: &[$E]) -> f64 {
+                ground::sum_of_squares(xs, f64::from)
+            }
+
             impl Vectorize<$E> for $Token {
                 #[inline(always)]
                 fn exp(self, xs: &mut [$E]) {
@@ -267,6 +291,27 @@ macro_rules! entries {
                     // SAFETY: `self` exists, so `try_new` found on this CPU the features the
                     // function is compiled with.
                     unsafe { additive_with_features(self, forward, a, t, out) }
+                }
+
+                #[inline(always)]
+                fn adam(
+                    self,
+                    value: &mut [$E],
+                    grad: &[$E],
+                    m: &mut [$E],
+                    v: &mut [$E],
+                    k: &AdamCoefficients<$E>,
+                ) -> bool {
+                    // SAFETY: `self` exists, so `try_new` found on this CPU the features the
+                    // function is compiled with.
+                    unsafe { adam_with_features(self, value, grad, m, v, k) }
+                }
+
+                #[inline(always)]
+                fn sum_of_squares(self, xs: &[$E]) -> f64 {
+                    // SAFETY: `self` exists, so `try_new` found on this CPU the features the
+                    // function is compiled with.
+                    unsafe { sum_of_squares_with_features(self, xs) }
                 }
             }
         }
@@ -301,6 +346,18 @@ pub(crate) trait VectorKernels: Sized {
     );
     /// Additive coupling (forward: `out = a + t`; inverse: `out = a - t`).
     fn additive(backend: Backend, forward: bool, a: &[Self], t: &[Self], out: &mut [Self]);
+    /// One Adam update ([`ground::adam`], the same bits on every backend); whether every updated
+    /// value is finite. The four slices have equal lengths.
+    fn adam(
+        backend: Backend,
+        value: &mut [Self],
+        grad: &[Self],
+        m: &mut [Self],
+        v: &mut [Self],
+        k: &AdamCoefficients<Self>,
+    ) -> bool;
+    /// `sum x^2` in f64 ([`ground::sum_of_squares`], the same bits on every backend).
+    fn sum_of_squares(backend: Backend, xs: &[Self]) -> f64;
 }
 
 // The dispatch: a backend resolves to a token (or the scalar loops), and the token is the way into
@@ -362,6 +419,35 @@ macro_rules! vector_kernels {
                             ground::additive_inverse(a, t, out)
                         }
                     }
+                }
+            }
+
+            fn adam(
+                backend: Backend,
+                value: &mut [Self],
+                grad: &[Self],
+                m: &mut [Self],
+                v: &mut [Self],
+                k: &AdamCoefficients<Self>,
+            ) -> bool {
+                let n = value.len();
+                assert!(grad.len() == n && m.len() == n && v.len() == n);
+                match backend.isa() {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(simd) => Vectorize::<$E>::adam(simd, value, grad, m, v, k),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(simd) => Vectorize::<$E>::adam(simd, value, grad, m, v, k),
+                    Isa::Scalar => ground::adam(value, grad, m, v, k),
+                }
+            }
+
+            fn sum_of_squares(backend: Backend, xs: &[Self]) -> f64 {
+                match backend.isa() {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(simd) => Vectorize::<$E>::sum_of_squares(simd, xs),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(simd) => Vectorize::<$E>::sum_of_squares(simd, xs),
+                    Isa::Scalar => ground::sum_of_squares(xs, f64::from),
                 }
             }
         }

@@ -29,11 +29,9 @@ impl Activation {
             }),
             Activation::LeakyRelu(a) => {
                 let a = T::lit(a);
-                xs.iter_mut().for_each(|v| {
-                    if *v < T::zero() {
-                        *v *= a
-                    }
-                })
+                // A select rather than a conditional store, so that the loop vectorizes.
+                xs.iter_mut()
+                    .for_each(|v| *v = if *v < T::zero() { *v * a } else { *v })
             }
             Activation::Tanh => xs.iter_mut().for_each(|v| *v = v.tanh()),
             Activation::Identity => {}
@@ -45,18 +43,18 @@ impl Activation {
     /// through its sign (which equals the input's for a positive slope), tanh as `1 - y^2`.
     pub fn backward_in_place<T: Real>(self, y: &[T], dy: &mut [T]) {
         match self {
-            Activation::Relu => dy.iter_mut().zip(y).for_each(|(g, &v)| {
-                if v <= T::zero() {
-                    *g = T::zero()
-                }
-            }),
+            // Selects rather than conditional stores: the compiler vectorizes a select, while a
+            // store under a data-dependent branch stays one lane at a time (measured: the ReLU
+            // backward was 10% of a digits RealNVP step).
+            Activation::Relu => dy
+                .iter_mut()
+                .zip(y)
+                .for_each(|(g, &v)| *g = if v <= T::zero() { T::zero() } else { *g }),
             Activation::LeakyRelu(a) => {
                 let a = T::lit(a);
-                dy.iter_mut().zip(y).for_each(|(g, &v)| {
-                    if v <= T::zero() {
-                        *g *= a
-                    }
-                })
+                dy.iter_mut()
+                    .zip(y)
+                    .for_each(|(g, &v)| *g = if v <= T::zero() { *g * a } else { *g })
             }
             Activation::Tanh => dy.iter_mut().zip(y).for_each(|(g, &v)| *g *= T::one() - v * v),
             Activation::Identity => {}

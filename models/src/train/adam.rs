@@ -11,6 +11,7 @@
 //! back the very values it saved.
 
 use exactflow_kernels::Real;
+use exactflow_kernels::optim::{self, AdamCoefficients};
 
 use crate::checkpoint::NamedValues;
 use crate::error::{Error, Result};
@@ -103,15 +104,38 @@ impl<T: Real> Adam<T> {
         (m, v)
     }
 
-    /// The global L2 norm of the trainable gradients (summed in f64).
+    /// The global L2 norm of the trainable gradients: per tensor
+    /// [`exactflow_kernels::optim::sum_of_squares`] (in f64, in a fixed order, vectorized), the
+    /// tensors' sums added in visiting order. NaN or infinite when a gradient is; for `f32`
+    /// gradients a finite norm means every gradient is finite.
     pub fn grad_norm(model: &dyn Params<T>) -> f64 {
         let mut s = 0.0;
         model.visit_params("", &mut |_, p| {
             if p.kind == ParamKind::Trainable {
-                s += p.grad.as_slice().iter().map(|g| g.as_f64() * g.as_f64()).sum::<f64>();
+                s += optim::sum_of_squares(p.grad.as_slice());
             }
         });
         s.sqrt()
+    }
+
+    /// Gradient-norm clipping and one update, as a training step makes them: the norm `N` of
+    /// [`Adam::grad_norm`], then [`Adam::step`] with `grad_scale = max_norm / N` when a
+    /// `max_norm` is given and `N > max_norm` (1 otherwise). Returns `N`.
+    ///
+    /// A finite `N` proves every gradient finite, so the separate scan of the gradients that
+    /// [`Adam::step`] makes is skipped; a NaN or infinite `N` makes it, and a non-finite gradient
+    /// is reported as there, before anything is written.
+    ///
+    /// # Errors
+    /// As [`Adam::step`].
+    pub fn clip_and_step(&mut self, model: &mut dyn Params<T>, lr: f64, max_norm: Option<f64>) -> Result<f64> {
+        let norm = Self::grad_norm(&*model);
+        let scale = match max_norm {
+            Some(c) if norm > c => c / norm,
+            _ => 1.0,
+        };
+        self.update(model, lr, scale, norm.is_finite())?;
+        Ok(norm)
     }
 
     /// One update with learning rate `lr`, after scaling every gradient by `grad_scale`
@@ -125,6 +149,12 @@ impl<T: Real> Adam<T> {
     /// parameter the update made non-finite; [`Error::Config`] when the model's trainable
     /// parameters are not the ones this state was made for.
     pub fn step(&mut self, model: &mut dyn Params<T>, lr: f64, grad_scale: f64) -> Result<()> {
+        self.update(model, lr, grad_scale, false)
+    }
+
+    /// [`Adam::step`]; `grads_finite` says the caller has proved every gradient finite (a finite
+    /// [`Adam::grad_norm`]), which skips the scan.
+    fn update(&mut self, model: &mut dyn Params<T>, lr: f64, grad_scale: f64, grads_finite: bool) -> Result<()> {
         let mut bad_grad = None;
         let mut mismatch = None;
         let mut i = 0;
@@ -133,7 +163,7 @@ impl<T: Real> Adam<T> {
             if p.kind != ParamKind::Trainable {
                 return;
             }
-            if bad_grad.is_none() && p.grad.first_non_finite().is_some() {
+            if !grads_finite && bad_grad.is_none() && p.grad.first_non_finite().is_some() {
                 bad_grad = Some(name.to_string());
             }
             if mismatch.is_none()
@@ -162,12 +192,21 @@ impl<T: Real> Adam<T> {
         let AdamConfig { beta1, beta2, eps } = self.config;
         let c1 = T::lit(1.0 - beta1.powi(self.t.min(i32::MAX as u64) as i32));
         let c2 = T::lit(1.0 - beta2.powi(self.t.min(i32::MAX as u64) as i32));
-        let (b1, b2, eps) = (T::lit(beta1), T::lit(beta2), T::lit(eps));
-        let (a1, a2) = (T::lit(1.0 - beta1), T::lit(1.0 - beta2));
-        let (lr, scale) = (T::lit(lr), T::lit(grad_scale));
+        let k = AdamCoefficients {
+            lr: T::lit(lr),
+            beta1: T::lit(beta1),
+            one_minus_beta1: T::lit(1.0 - beta1),
+            beta2: T::lit(beta2),
+            one_minus_beta2: T::lit(1.0 - beta2),
+            bias1: c1,
+            bias2: c2,
+            eps: T::lit(eps),
+            grad_scale: T::lit(grad_scale),
+        };
         let (slots, pending) = (&mut self.slots, &mut self.pending);
         let mut i = 0;
         let mut bad_value = None;
+        let mut length_error = None;
         model.visit_params_mut("", &mut |name, p| {
             if p.kind != ParamKind::Trainable {
                 return;
@@ -188,26 +227,22 @@ impl<T: Real> Adam<T> {
             }
             let s = &mut slots[i];
             i += 1;
-            let mut finite = true;
-            for (((w, &g), mi), vi) in p
-                .value
-                .as_mut_slice()
-                .iter_mut()
-                .zip(p.grad.as_slice())
-                .zip(s.m.iter_mut())
-                .zip(s.v.iter_mut())
-            {
-                let g = g * scale;
-                *mi = b1 * *mi + a1 * g;
-                *vi = b2 * *vi + a2 * g * g;
-                let update = lr * (*mi / c1) / ((*vi / c2).sqrt() + eps);
-                *w -= update;
-                finite &= w.is_finite();
-            }
+            let finite = match optim::adam_update(p.value.as_mut_slice(), p.grad.as_slice(), &mut s.m, &mut s.v, &k) {
+                Ok(finite) => finite,
+                Err(e) => {
+                    // A gradient whose length is not its parameter's: nothing of this tensor
+                    // was written.
+                    length_error.get_or_insert(e);
+                    true
+                }
+            };
             if !finite && bad_value.is_none() {
                 bad_value = Some(name.to_string());
             }
         });
+        if let Some(e) = length_error {
+            return Err(e.into());
+        }
         match bad_value {
             Some(name) => Err(Error::Diverged {
                 step: self.t,
@@ -330,5 +365,39 @@ mod tests {
         // lr 1e38 with |m̂ / sqrt(v̂)| = 1 moves b by about 1e38 beyond f32::MAX.
         let e = adam.step(&mut model, 1e38, 1.0).expect_err("overflow");
         assert!(e.to_string().contains("made b non-finite"), "{e}");
+    }
+
+    /// `clip_and_step` is `grad_norm`, the clipping factor and `step`, to the bit, both when it
+    /// clips and when it does not; and with an infinite or NaN gradient it scans, reports the
+    /// gradient and writes nothing.
+    #[test]
+    fn clip_and_step_is_norm_then_step_and_still_refuses_bad_gradients() {
+        for max_norm in [None, Some(1e-3), Some(100.0)] {
+            let (mut a, mut b) = (toy::<f32>(), toy::<f32>());
+            let (mut adam_a, mut adam_b) = (Adam::<f32>::default(), Adam::<f32>::default());
+            for _ in 0..3 {
+                let norm = adam_a.clip_and_step(&mut a, 1e-2, max_norm).expect("finite");
+                let expected = Adam::grad_norm(&b);
+                assert_eq!(norm.to_bits(), expected.to_bits());
+                let scale = match max_norm {
+                    Some(c) if expected > c => c / expected,
+                    _ => 1.0,
+                };
+                adam_b.step(&mut b, 1e-2, scale).expect("finite");
+                assert_eq!(a.a.value.as_slice(), b.a.value.as_slice());
+                assert_eq!(a.b.value.as_slice(), b.b.value.as_slice());
+            }
+        }
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut model = toy::<f32>();
+            model.b.grad = Tensor::new(&[1], vec![bad]).expect("tensor");
+            let mut adam = Adam::<f32>::default();
+            let e = adam
+                .clip_and_step(&mut model, 1e-2, Some(1.0))
+                .expect_err("bad gradient");
+            assert!(e.to_string().contains("gradient of b"), "{e}");
+            assert_eq!(model.a.value.as_slice(), &[0.5, -1.0, 2.0]);
+            assert_eq!(adam.t, 0);
+        }
     }
 }

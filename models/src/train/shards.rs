@@ -94,7 +94,10 @@ pub fn needs_batch_init<T: Real>(flow: &Flow<T>) -> bool {
 /// The replicas of a flow that run shards 1..N of every minibatch, and reusable buffers.
 pub(crate) struct Replicas<T: Real> {
     flows: Vec<Flow<T>>,
+    /// The trained flow's parameter values, gathered for the replicas.
     values: Vec<T>,
+    /// Each replica's trainable gradients after its pass, flat in visiting order.
+    grads: Vec<Vec<T>>,
 }
 
 impl<T: Real> Replicas<T> {
@@ -110,6 +113,7 @@ impl<T: Real> Replicas<T> {
         let mut replicas = Replicas {
             flows,
             values: Vec::new(),
+            grads: Vec::new(),
         };
         replicas.sync_state(flow)?;
         Ok(replicas)
@@ -149,12 +153,7 @@ impl<T: Real> Replicas<T> {
         values.clear();
         flow.visit_params("", &mut |_, p| values.extend_from_slice(p.value.as_slice()));
         for r in &mut self.flows {
-            let mut at = 0;
-            r.visit_params_mut("", &mut |_, p| {
-                let n = p.value.len();
-                p.value.as_mut_slice().copy_from_slice(&values[at..at + n]);
-                at += n;
-            });
+            copy_values(r, values);
         }
     }
 
@@ -182,7 +181,12 @@ impl<T: Real> Replicas<T> {
                 format!("{} context rows for a minibatch of {b} samples", c.batch()),
             ));
         }
-        self.sync_from(flow);
+        // The trained flow's parameters, gathered once; each replica copies them in its own
+        // task, at the same time as the first shard's pass starts.
+        let values = &mut self.values;
+        values.clear();
+        flow.visit_params("", &mut |_, p| values.extend_from_slice(p.value.as_slice()));
+        let values = &self.values;
         let rows = |k: usize| k * b / n..(k + 1) * b / n;
         let xs = (0..n)
             .map(|k| x.slice_batch(rows(k)))
@@ -192,10 +196,27 @@ impl<T: Real> Replicas<T> {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let w = T::lit(-1.0 / b as f64);
         let mut outs: Vec<Option<Result<Vec<T>>>> = (0..n).map(|_| None).collect();
-        let flows = std::iter::once(&mut *flow).chain(self.flows.iter_mut());
+        self.grads.resize_with(n - 1, Vec::new);
+        let trained = &mut *flow;
         rayon::scope(|s| {
-            for (((f, x), c), out) in flows.zip(&xs).zip(&cs).zip(outs.iter_mut()) {
-                s.spawn(move |_| *out = Some(shard_pass(f, x, c.as_ref(), mode, w)));
+            let (first, others) = outs.split_at_mut(1);
+            let (x0, c0) = (&xs[0], &cs[0]);
+            s.spawn(move |_| first[0] = Some(shard_pass(trained, x0, c0.as_ref(), mode, w)));
+            let replicas = self.flows.iter_mut().zip(self.grads.iter_mut());
+            for ((((r, grads), x), c), out) in replicas.zip(&xs[1..]).zip(&cs[1..]).zip(others.iter_mut()) {
+                s.spawn(move |_| {
+                    copy_values(r, values);
+                    let pass = shard_pass(r, x, c.as_ref(), mode, w);
+                    // The replica's gradients, gathered here so that the serial sum below
+                    // reads one flat vector.
+                    grads.clear();
+                    r.visit_params("", &mut |_, p| {
+                        if p.kind == ParamKind::Trainable {
+                            grads.extend_from_slice(p.grad.as_slice());
+                        }
+                    });
+                    *out = Some(pass);
+                });
             }
         });
         let mut log_p = Vec::with_capacity(b);
@@ -204,19 +225,12 @@ impl<T: Real> Replicas<T> {
             log_p.extend(out.expect("every shard ran")?);
         }
         // The gradients, summed in shard order into the trained flow's.
-        let values = &mut self.values;
-        for r in &self.flows {
-            values.clear();
-            r.visit_params("", &mut |_, p| {
-                if p.kind == ParamKind::Trainable {
-                    values.extend_from_slice(p.grad.as_slice());
-                }
-            });
+        for grads in &self.grads {
             let mut at = 0;
             flow.visit_params_mut("", &mut |_, p| {
                 if p.kind == ParamKind::Trainable {
                     let n = p.grad.len();
-                    for (g, &h) in p.grad.as_mut_slice().iter_mut().zip(&values[at..at + n]) {
+                    for (g, &h) in p.grad.as_mut_slice().iter_mut().zip(&grads[at..at + n]) {
                         *g += h;
                     }
                     at += n;
@@ -225,6 +239,17 @@ impl<T: Real> Replicas<T> {
         }
         Ok(log_p)
     }
+}
+
+/// Copies the flat parameter `values` (in visiting order) into the replica `r`, which has the
+/// same layout (it was built from the same config).
+fn copy_values<T: Real>(r: &mut Flow<T>, values: &[T]) {
+    let mut at = 0;
+    r.visit_params_mut("", &mut |_, p| {
+        let n = p.value.len();
+        p.value.as_mut_slice().copy_from_slice(&values[at..at + n]);
+        at += n;
+    });
 }
 
 /// One shard's passes on one flow: the gradient of `w * sum log p(x | c)` over the shard, and

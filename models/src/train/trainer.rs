@@ -558,14 +558,10 @@ impl<'a, T: Real> Run<'a, T> {
                 loss
             }
         };
-        let grad_norm = Adam::grad_norm(&*self.flow);
-        let scale = match self.cfg.clip_grad_norm {
-            Some(c) if grad_norm > c => c / grad_norm,
-            _ => 1.0,
-        };
         let lr = self.cfg.schedule.lr_at(step, self.plan.total);
-        self.adam
-            .step(&mut *self.flow, lr, scale)
+        let grad_norm = self
+            .adam
+            .clip_and_step(&mut *self.flow, lr, self.cfg.clip_grad_norm)
             .map_err(|e| diverged_at(e, step))?;
         self.st.step += 1;
         self.st.batch_in_epoch += 1;
