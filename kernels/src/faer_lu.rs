@@ -2,7 +2,8 @@
 //! [`crate::Real::lu_kernel`] for `f32` and `f64`.
 //!
 //! It works on a **column-major** `n x n` buffer, which `lu::Lu` fills with the transpose of its
-//! row-major input: faer's LU on a row-major view of the same data was 1.6x to 2.8x slower than
+//! row-major input (a log-determinant alone copies the row-major input as it is and factors
+//! `A^T`, whose determinant is the same): faer's LU on a row-major view of the same data was 1.6x to 2.8x slower than
 //! on a column-major copy at n = 1024 and 2048 (its panel walks down columns and its row
 //! interchanges are applied column by column; BENCHMARKS.md, issue 15). faer applies its row
 //! interchanges to the whole rows, so the buffer ends up holding the packed factors of

@@ -107,10 +107,12 @@ impl UsedMethod {
 /// `(sign, log|det A|)` of a square matrix by LU with partial pivoting, O(n^3).
 ///
 /// Accepts any [`MatrixInput`]: [`crate::Matrix`], `nalgebra::DMatrix`, `faer::MatRef`, ...
-/// The input is copied once into the LU's working buffer (the factorization is in place); for
-/// f32/f64 above n = 32 that copy is column-major and faer's `lu_in_place` factors it (see
-/// [`LuAlgorithm::Auto`]). The result is that of
-/// `Lu::factor(a)?.log_det()`, bit for bit.
+/// The input is copied once into the LU's working buffer (the factorization is in place). For
+/// f32/f64 above n = 32 faer's `lu_in_place` factors it (see [`LuAlgorithm::Auto`]); a row-major
+/// input is then copied as it is, which read column-major is `A^T`, and the determinant is that
+/// of `A^T` (equal to `det A`; no transposition). Otherwise the result is that of
+/// `Lu::factor(a)?.log_det()`, bit for bit; on faer's path it agrees with it to rounding (both are
+/// backward stable).
 ///
 /// # Errors
 /// [`Error::NotSquare`] for a rectangular matrix; [`Error::NonFinite`] naming the first NaN or
@@ -151,7 +153,8 @@ pub fn log_det_with<T: Real>(
 /// [`log_det_with`] on a matrix it may consume: the generic LU factors the matrix's own buffer in
 /// place instead of a copy of it. Same result, bit for bit; for a caller that has just copied the
 /// matrix from elsewhere (a NumPy array, a file) this saves the second O(n^2) copy. (faer's LU,
-/// which `Auto` runs for f32/f64 above n = 32, needs a column-major copy either way.)
+/// which `Auto` runs for f32/f64 above n = 32, factors a plain copy, `A^T` as in [`log_det`]:
+/// the original is kept for the generic code to fall back to.)
 ///
 /// # Errors
 /// As [`log_det_with`].
