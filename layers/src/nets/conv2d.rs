@@ -12,12 +12,20 @@
 //! A 1x1 convolution needs no im2col: `col = x_n` viewed as `[in, H*W]`. The backward pass is
 //! `dW_mat += dy_n col^T`, `db += dy_n 1`, `dx_n = col2im(W_mat^T dy_n)` (col2im adds every
 //! shifted row back onto the pixels it was read from).
+//!
+//! im2col and col2im are a gather and a scatter through a table of the nine shifts, made once per
+//! layer (`shift_table`). A 3x3 layer with fewer output than input channels shifts on the output
+//! side instead (`Side::Output`): `y_n[o, q] = b[o] + sum_r (W_r x_n)[o, q + s_r]`, and its
+//! backward reads only the gather of `dy_n`, which has `9 out` rows instead of `9 in`.
+
+use std::sync::OnceLock;
 
 use exactflow_kernels::gemm::{MatSlice, MatSliceMut, Parallelism, gemm};
 use exactflow_kernels::{Error, Real, Result};
 use rand::Rng;
 
 use super::Conditioner;
+use super::shift_table::{ShiftTable, TAPS};
 use crate::bijector::{Cache, InputGrad};
 use crate::ctx::Ctx;
 use crate::params::{Param, Params, join};
@@ -33,6 +41,22 @@ pub struct Conv2d<T: Real> {
     /// `[out]`.
     pub bias: Param<T>,
     hw: (usize, usize),
+    /// The gather table of a 3x3 kernel on this image size, made on first use.
+    table: OnceLock<ShiftTable>,
+}
+
+/// Where a 3x3 convolution does its shifting, chosen by size (both give the formula; they add
+/// the same terms in different orders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// im2col of the input (`9 I` rows of `H W`): `y_n = W_mat gather(x_n)`; backward
+    /// `dW += dy_n gather(x_n)^T`, `dx_n = scatter_add(W_mat^T dy_n)`.
+    Input,
+    /// The products of every tap on the unshifted input, `P = W_tap x_n` (`[9 O, H W]`),
+    /// shifted and added into the output: `y_n[o, q] = b[o] + sum_r P[(r, o), q + s_r]`;
+    /// backward through the gather of `dy_n` (`9 O` rows): for a layer with fewer outputs than
+    /// inputs (a coupling network's last convolution) it moves `O / I` as much data.
+    Output,
 }
 
 fn check_len(op: &'static str, what: &'static str, expected: usize, found: usize) -> Result<()> {
@@ -45,6 +69,16 @@ fn check_len(op: &'static str, what: &'static str, expected: usize, found: usize
         });
     }
     Ok(())
+}
+
+/// The table in `cell`, made for `hw` if it is not there yet (a function of the field alone, so
+/// that the backward pass can hold it while it writes the gradients).
+fn table_of(cell: &OnceLock<ShiftTable>, (h, w): (usize, usize)) -> Result<&ShiftTable> {
+    if let Some(t) = cell.get() {
+        return Ok(t);
+    }
+    let t = ShiftTable::new(h, w)?;
+    Ok(cell.get_or_init(|| t))
 }
 
 impl<T: Real> Conv2d<T> {
@@ -92,6 +126,7 @@ impl<T: Real> Conv2d<T> {
             weight: Param::trainable(weight),
             bias: Param::trainable(bias),
             hw,
+            table: OnceLock::new(),
         })
     }
 
@@ -115,70 +150,34 @@ impl<T: Real> Conv2d<T> {
         self.hw
     }
 
-    /// Rows of the im2col matrix: `in * k * k`.
-    fn col_rows(&self) -> usize {
-        self.in_channels() * self.kernel_size() * self.kernel_size()
-    }
-
-    /// `col[(c*k + u)*k + v, i*W + j] = x[c, i + u - p, j + v - p]` (0 outside the image), for one
-    /// `[in, H, W]` sample. Only called for k = 3.
-    fn im2col(&self, x: &[T], col: &mut [T]) {
-        let (h, w) = self.hw;
-        let k = self.kernel_size();
-        let p = k / 2;
-        let hw = h * w;
-        for (c, xc) in x.chunks_exact(hw).enumerate() {
-            for u in 0..k {
-                for v in 0..k {
-                    let row = &mut col[((c * k + u) * k + v) * hw..][..hw];
-                    // Output column j reads input column j + v - p: valid for j in [j0, j1).
-                    let j0 = p.saturating_sub(v);
-                    let j1 = (w + p).saturating_sub(v).min(w);
-                    for i in 0..h {
-                        let out = &mut row[i * w..(i + 1) * w];
-                        let si = i + u;
-                        if si < p || si - p >= h || j0 >= j1 {
-                            out.iter_mut().for_each(|e| *e = T::zero());
-                            continue;
-                        }
-                        let src = &xc[(si - p) * w..(si - p + 1) * w];
-                        out[..j0].iter_mut().for_each(|e| *e = T::zero());
-                        out[j0..j1].copy_from_slice(&src[j0 + v - p..j1 + v - p]);
-                        out[j1..].iter_mut().for_each(|e| *e = T::zero());
-                    }
-                }
-            }
+    /// Which side of the products a 3x3 convolution shifts (see [`Side`]): the input's when it
+    /// has no more channels than the output, else the output's.
+    fn side(&self) -> Side {
+        if self.out_channels() < self.in_channels() {
+            Side::Output
+        } else {
+            Side::Input
         }
     }
 
-    /// The adjoint of [`Conv2d::im2col`]: `dx[c, i + u - p, j + v - p] += dcol[(c*k + u)*k + v, i*W + j]`.
-    fn col2im_add(&self, dcol: &[T], dx: &mut [T]) {
-        let (h, w) = self.hw;
-        let k = self.kernel_size();
-        let p = k / 2;
-        let hw = h * w;
-        for (c, dxc) in dx.chunks_exact_mut(hw).enumerate() {
-            for u in 0..k {
-                for v in 0..k {
-                    let row = &dcol[((c * k + u) * k + v) * hw..][..hw];
-                    let j0 = p.saturating_sub(v);
-                    let j1 = (w + p).saturating_sub(v).min(w);
-                    if j0 >= j1 {
-                        continue;
-                    }
-                    for i in 0..h {
-                        let si = i + u;
-                        if si < p || si - p >= h {
-                            continue;
-                        }
-                        let dst = &mut dxc[(si - p) * w + j0 + v - p..(si - p) * w + j1 + v - p];
-                        for (d, &g) in dst.iter_mut().zip(&row[i * w + j0..i * w + j1]) {
-                            *d += g;
-                        }
-                    }
-                }
+    /// The gather table of this image size, built on the first pass that needs it (it is as
+    /// large as nine images of one channel, so a layer that is only built allocates nothing).
+    fn table(&self) -> Result<&ShiftTable> {
+        table_of(&self.table, self.hw)
+    }
+
+    /// `W` with its taps first: `out[(r * O + o) * I + c] = W[o, c, r]` (`[9 O, I]`), so that
+    /// one product gives every tap's contribution on the unshifted input.
+    fn weight_by_tap(&self) -> Vec<T> {
+        let (cin, cout) = (self.in_channels(), self.out_channels());
+        let wv = self.weight.values();
+        let mut out = Vec::with_capacity(TAPS * cout * cin);
+        for r in 0..TAPS {
+            for o in 0..cout {
+                out.extend((0..cin).map(|c| wv[(o * cin + c) * TAPS + r]));
             }
         }
+        out
     }
 
     /// `y = conv(x, W) + b` for `n` samples of `x` (NCHW, `n * in * H * W` long); returns the
@@ -187,6 +186,10 @@ impl<T: Real> Conv2d<T> {
     /// # Errors
     /// [`Error::LengthMismatch`] when `x` does not hold `n` samples.
     pub fn forward_batch(&self, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
+        self.forward_on(self.side(), x, n, par)
+    }
+
+    fn forward_on(&self, side: Side, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
         let (h, w) = self.hw;
         let hw = h * w;
         let (cin, cout, k) = (self.in_channels(), self.out_channels(), self.kernel_size());
@@ -195,24 +198,45 @@ impl<T: Real> Conv2d<T> {
         for &b in self.bias.values().iter().cycle().take(n * cout) {
             y.extend(std::iter::repeat_n(b, hw));
         }
-        let kk = self.col_rows();
-        let wmat = MatSlice::new(self.weight.values(), cout, kk)?;
-        let mut col = if k == 1 { Vec::new() } else { vec![T::zero(); kk * hw] };
-        for (xs, ys) in x.chunks_exact(cin * hw).zip(y.chunks_exact_mut(cout * hw)) {
-            let cols = if k == 1 {
-                xs
-            } else {
-                self.im2col(xs, &mut col);
-                &col
-            };
-            gemm(
-                T::one(),
-                wmat,
-                MatSlice::new(cols, kk, hw)?,
-                T::one(),
-                MatSliceMut::new(ys, cout, hw)?,
-                par,
-            )?;
+        let samples = x.chunks_exact(cin * hw).zip(y.chunks_exact_mut(cout * hw));
+        if k == 1 {
+            let wmat = MatSlice::new(self.weight.values(), cout, cin)?;
+            for (xs, ys) in samples {
+                let xv = MatSlice::new(xs, cin, hw)?;
+                gemm(T::one(), wmat, xv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
+            }
+            return Ok(y);
+        }
+        let table = self.table()?;
+        match side {
+            Side::Input => {
+                let kk = TAPS * cin;
+                let wmat = MatSlice::new(self.weight.values(), cout, kk)?;
+                // Every entry is written by each gather.
+                let mut col = vec![T::zero(); kk * hw];
+                for (xs, ys) in samples {
+                    table.gather(xs, &mut col);
+                    let cv = MatSlice::new(&col, kk, hw)?;
+                    gemm(T::one(), wmat, cv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
+                }
+            }
+            Side::Output => {
+                let wtap = self.weight_by_tap();
+                let wv = MatSlice::new(&wtap, TAPS * cout, cin)?;
+                let mut planes = vec![T::zero(); TAPS * cout * hw];
+                for (xs, ys) in samples {
+                    let xv = MatSlice::new(xs, cin, hw)?;
+                    gemm(
+                        T::one(),
+                        wv,
+                        xv,
+                        T::zero(),
+                        MatSliceMut::new(&mut planes, TAPS * cout, hw)?,
+                        par,
+                    )?;
+                    table.gather_add_taps(&planes, ys);
+                }
+            }
         }
         Ok(y)
     }
@@ -231,50 +255,110 @@ impl<T: Real> Conv2d<T> {
         want_dx: bool,
         par: Parallelism,
     ) -> Result<Option<Vec<T>>> {
+        self.backward_on(self.side(), x, dy, n, want_dx, par)
+    }
+
+    fn backward_on(
+        &mut self,
+        side: Side,
+        x: &[T],
+        dy: &[T],
+        n: usize,
+        want_dx: bool,
+        par: Parallelism,
+    ) -> Result<Option<Vec<T>>> {
         let (h, w) = self.hw;
         let hw = h * w;
         let (cin, cout, k) = (self.in_channels(), self.out_channels(), self.kernel_size());
         check_len("Conv2d::backward_batch", "input", n * cin * hw, x.len())?;
         check_len("Conv2d::backward_batch", "output gradient", n * cout * hw, dy.len())?;
-        let kk = self.col_rows();
-        let mut col = if k == 1 { Vec::new() } else { vec![T::zero(); kk * hw] };
-        let mut dcol = if k == 1 || !want_dx {
-            Vec::new()
-        } else {
-            vec![T::zero(); kk * hw]
-        };
+        for dys in dy.chunks_exact(cout * hw) {
+            for (g, row) in self.bias.grad.as_mut_slice().iter_mut().zip(dys.chunks_exact(hw)) {
+                *g += row.iter().fold(T::zero(), |a, &v| a + v);
+            }
+        }
         let mut dx = if want_dx {
             vec![T::zero(); n * cin * hw]
         } else {
             Vec::new()
         };
-        for (s, (xs, dys)) in x.chunks_exact(cin * hw).zip(dy.chunks_exact(cout * hw)).enumerate() {
-            let cols = if k == 1 {
-                xs
-            } else {
-                self.im2col(xs, &mut col);
-                &col
-            };
-            let dyv = MatSlice::new(dys, cout, hw)?;
-            gemm(
-                T::one(),
-                dyv,
-                MatSlice::new(cols, kk, hw)?.t(),
-                T::one(),
-                MatSliceMut::new(self.weight.grad.as_mut_slice(), cout, kk)?,
-                par,
-            )?;
-            for (g, row) in self.bias.grad.as_mut_slice().iter_mut().zip(dys.chunks_exact(hw)) {
-                *g += row.iter().fold(T::zero(), |a, &v| a + v);
+        let samples = x.chunks_exact(cin * hw).zip(dy.chunks_exact(cout * hw));
+        if k == 1 {
+            for (s, (xs, dys)) in samples.enumerate() {
+                let dyv = MatSlice::new(dys, cout, hw)?;
+                let xt = MatSlice::new(xs, cin, hw)?.t();
+                let dw = MatSliceMut::new(self.weight.grad.as_mut_slice(), cout, cin)?;
+                gemm(T::one(), dyv, xt, T::one(), dw, par)?;
+                if want_dx {
+                    let wt = MatSlice::new(self.weight.values(), cout, cin)?.t();
+                    let dxs = MatSliceMut::new(&mut dx[s * cin * hw..(s + 1) * cin * hw], cin, hw)?;
+                    gemm(T::one(), wt, dyv, T::zero(), dxs, par)?;
+                }
             }
-            if want_dx {
-                let wt = MatSlice::new(self.weight.values(), cout, kk)?.t();
-                let dxs = &mut dx[s * cin * hw..(s + 1) * cin * hw];
-                if k == 1 {
-                    gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(dxs, cin, hw)?, par)?;
-                } else {
-                    gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(&mut dcol, kk, hw)?, par)?;
-                    self.col2im_add(&dcol, dxs);
+            return Ok(want_dx.then_some(dx));
+        }
+        let table = table_of(&self.table, self.hw)?;
+        match side {
+            Side::Input => {
+                let kk = TAPS * cin;
+                // Every entry of both is written before it is read.
+                let mut col = vec![T::zero(); kk * hw];
+                let mut dcol = if want_dx { vec![T::zero(); kk * hw] } else { Vec::new() };
+                for (s, (xs, dys)) in samples.enumerate() {
+                    table.gather(xs, &mut col);
+                    let dyv = MatSlice::new(dys, cout, hw)?;
+                    let colt = MatSlice::new(&col, kk, hw)?.t();
+                    let dw = MatSliceMut::new(self.weight.grad.as_mut_slice(), cout, kk)?;
+                    gemm(T::one(), dyv, colt, T::one(), dw, par)?;
+                    if want_dx {
+                        let wt = MatSlice::new(self.weight.values(), cout, kk)?.t();
+                        gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(&mut dcol, kk, hw)?, par)?;
+                        table.scatter_add(&dcol, &mut dx[s * cin * hw..(s + 1) * cin * hw]);
+                    }
+                }
+            }
+            Side::Output => {
+                // With g = gather(dy_n) ([(o, r), q] = dy_n[o, q + s_r]) and s_{8-r} = -s_r:
+                // dW[o, c, r] += sum_p g[(o, 8 - r), p] x_n[c, p] and
+                // dx_n[c, p] = sum_{o, r} W[o, c, 8 - r] g[(o, r), p], so neither the input's
+                // im2col nor a col2im is needed, only the gather of dy (9 O rows, fewer than 9 I).
+                let kk = TAPS * cout;
+                let flip = |o: usize, r: usize, c: usize| (o * cin + c) * TAPS + (TAPS - 1 - r);
+                let mut acc = vec![T::zero(); kk * cin];
+                let wv = self.weight.values();
+                let mut wflip = if want_dx { vec![T::zero(); cin * kk] } else { Vec::new() };
+                {
+                    let gw = self.weight.grad.as_slice();
+                    for o in 0..cout {
+                        for r in 0..TAPS {
+                            for c in 0..cin {
+                                acc[(o * TAPS + r) * cin + c] = gw[flip(o, r, c)];
+                                if want_dx {
+                                    wflip[c * kk + o * TAPS + r] = wv[flip(o, r, c)];
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut g = vec![T::zero(); kk * hw];
+                for (s, (xs, dys)) in samples.enumerate() {
+                    table.gather(dys, &mut g);
+                    let gv = MatSlice::new(&g, kk, hw)?;
+                    let xt = MatSlice::new(xs, cin, hw)?.t();
+                    gemm(T::one(), gv, xt, T::one(), MatSliceMut::new(&mut acc, kk, cin)?, par)?;
+                    if want_dx {
+                        let wf = MatSlice::new(&wflip, cin, kk)?;
+                        let dxs = MatSliceMut::new(&mut dx[s * cin * hw..(s + 1) * cin * hw], cin, hw)?;
+                        gemm(T::one(), wf, gv, T::zero(), dxs, par)?;
+                    }
+                }
+                let gw = self.weight.grad.as_mut_slice();
+                for o in 0..cout {
+                    for r in 0..TAPS {
+                        for c in 0..cin {
+                            gw[flip(o, r, c)] = acc[(o * TAPS + r) * cin + c];
+                        }
+                    }
                 }
             }
         }
@@ -299,6 +383,7 @@ impl<T: Real> Conv2d<T> {
             weight: self.weight.cast(),
             bias: self.bias.cast(),
             hw: self.hw,
+            table: self.table.clone(),
         }
     }
 
@@ -478,6 +563,89 @@ mod tests {
                 assert!((db - dy.iter().sum::<f64>()).abs() < 1e-12);
             }
         }
+    }
+
+    const SHAPES: [(usize, usize, usize, usize, usize); 9] = [
+        (1, 1, 1, 1, 1),
+        (2, 1, 2, 1, 5),
+        (1, 3, 2, 5, 1),
+        (2, 2, 3, 2, 2),
+        (3, 3, 4, 3, 5),
+        (1, 4, 1, 7, 6),
+        (2, 5, 3, 9, 4),
+        (2, 6, 2, 4, 4),
+        (2, 3, 8, 8, 8),
+    ];
+
+    #[test]
+    fn both_sides_match_direct_convolution() {
+        // Each side of a 3x3 layer, whichever the layer would choose, against the direct sum:
+        // sums of <= 9 * 6 + 1 products of magnitude <= 1, so 1e-13 is ~100 ulps of their size.
+        let mut rng = StdRng::seed_from_u64(9);
+        for side in [Side::Input, Side::Output] {
+            for (n, ci, co, h, w) in SHAPES {
+                let conv = Conv2d::<f64>::new(ci, co, 3, (h, w), false, &mut rng).unwrap();
+                let x = random(n * ci * h * w, &mut rng);
+                let y = conv.forward_on(side, &x, n, Parallelism::Sequential).unwrap();
+                let r = naive(&conv, &x, n);
+                let err = y.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(err < 1e-13, "{side:?}, shape {:?}: error {err}", (n, ci, co, h, w));
+            }
+        }
+    }
+
+    #[test]
+    fn both_sides_give_the_same_gradients() {
+        // The output side's backward (gather of dy, flipped kernel) against the input side's
+        // (im2col, col2im), from the same non-zero starting gradients (they accumulate): the
+        // same sums in other orders, of <= 9 * 8 * 64 * 3 terms of magnitude <= 1 for dW, so
+        // 1e-12 (the adjoint test above pins the input side to the forward map).
+        let mut rng = StdRng::seed_from_u64(10);
+        for (n, ci, co, h, w) in SHAPES {
+            for want_dx in [true, false] {
+                let mut a = Conv2d::<f64>::new(ci, co, 3, (h, w), false, &mut rng).unwrap();
+                a.weight.grad = Tensor::new(&[co, ci, 3, 3], random(co * ci * 9, &mut rng)).unwrap();
+                a.bias.grad = Tensor::new(&[co], random(co, &mut rng)).unwrap();
+                let mut b = a.clone();
+                let x = random(n * ci * h * w, &mut rng);
+                let dy = random(n * co * h * w, &mut rng);
+                let par = Parallelism::Sequential;
+                let da = a.backward_on(Side::Input, &x, &dy, n, want_dx, par).unwrap();
+                let db = b.backward_on(Side::Output, &x, &dy, n, want_dx, par).unwrap();
+                let close = |p: &[f64], q: &[f64]| p.iter().zip(q).all(|(u, v)| (u - v).abs() < 1e-12);
+                assert_eq!(da.is_some(), want_dx);
+                assert_eq!(db.is_some(), want_dx);
+                if let (Some(da), Some(db)) = (da, db) {
+                    assert!(close(&da, &db), "dx, shape {:?}", (n, ci, co, h, w));
+                }
+                assert!(
+                    close(a.weight.grad.as_slice(), b.weight.grad.as_slice()),
+                    "dW {:?}",
+                    (n, ci, co, h, w)
+                );
+                assert_eq!(a.bias.grad.as_slice(), b.bias.grad.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn the_side_follows_the_channel_counts() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let side = |ci, co| {
+            Conv2d::<f64>::new(ci, co, 3, (4, 4), false, &mut StdRng::seed_from_u64(0))
+                .unwrap()
+                .side()
+        };
+        assert_eq!(side(64, 4), Side::Output);
+        assert_eq!(side(4, 64), Side::Input);
+        assert_eq!(side(32, 32), Side::Input);
+        // A layer and its cast share the table once it is made, and give the same outputs.
+        let conv = Conv2d::<f64>::new(3, 2, 3, (3, 3), false, &mut rng).unwrap();
+        let x = random(2 * 27, &mut rng);
+        let y = conv.forward_batch(&x, 2, Parallelism::Sequential).unwrap();
+        let cast = conv.cast::<f64>();
+        assert_eq!(cast.forward_batch(&x, 2, Parallelism::Sequential).unwrap(), y);
+        assert!(cast.table.get().is_some());
     }
 
     #[test]
