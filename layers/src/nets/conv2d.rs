@@ -234,7 +234,7 @@ impl<T: Real> Conv2d<T> {
                         MatSliceMut::new(&mut planes, TAPS * cout, hw)?,
                         par,
                     )?;
-                    table.gather_add_taps(&planes, ys);
+                    table.gather_add_taps(&mut planes, ys);
                 }
             }
         }
@@ -313,7 +313,7 @@ impl<T: Real> Conv2d<T> {
                     if want_dx {
                         let wt = MatSlice::new(self.weight.values(), cout, kk)?.t();
                         gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(&mut dcol, kk, hw)?, par)?;
-                        table.scatter_add(&dcol, &mut dx[s * cin * hw..(s + 1) * cin * hw]);
+                        table.scatter_add(&mut dcol, &mut dx[s * cin * hw..(s + 1) * cin * hw]);
                     }
                 }
             }

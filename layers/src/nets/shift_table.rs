@@ -1,109 +1,148 @@
-//! The nine shifts of a 3x3 "same" convolution as a gather table, built once per image size.
+//! The nine shifts of a 3x3 "same" convolution as a table of nine copies, built once per image
+//! size.
 //!
 //! # Formula
-//! For an `H x W` image, kernel offset `r = 3 u + v` (u, v in 0..3) and output pixel
-//! `q = i W + j`, `table[r H W + q]` is the input pixel `(i + u - 1) W + (j + v - 1)` when that
-//! lies inside the image, and [`OUTSIDE`] otherwise. So for a `[C, H, W]` sample `z`,
-//! `gather(z)[(c, r), q] = z[c, table[r, q]]` (0 at [`OUTSIDE`]) is its im2col matrix, and
-//! `s_{8 - r} = -s_r` for the shift `s_r = (u - 1, v - 1)`: the transposed convolution reads the
-//! same table with the kernel flipped.
+//! For an `H x W` image, kernel tap `r = 3 u + v` (u, v in 0..3) reads, for output pixel
+//! `q = i W + j`, the input pixel `q + s_r` with `s_r = (u - 1) W + (v - 1)`, when
+//! `(i + u - 1, j + v - 1)` lies inside the image, and 0 otherwise. So for a `[C, H, W]`
+//! sample `z`, `gather(z)[(c, r), q] = z[c, q + s_r]` is its im2col matrix; and `s_{8 - r} =
+//! -s_r`, so the transposed convolution is the same gather with the kernel flipped.
 //!
-//! On the tiny images of the digit flows (8x8 down to 2x2), copying rows of 2 to 8 pixels with
-//! their bounds logic cost more than the matrix products; one table lookup per element has no
-//! per-row work and no branches beyond the bounds check of the lookup itself.
-
-use std::fmt;
+//! Since the layout is row-major, the output pixels a tap reads from inside the image form one
+//! contiguous range `[lo, hi)` (the rows `i` with `i + u - 1` inside), read from
+//! `[lo + s_r, hi + s_r)`, except one column (`j = 0` for `v = 0`, `j = W - 1` for `v = 2`),
+//! whose reads wrap to the neighbouring row and must be 0. Each tap is thus one contiguous copy,
+//! two zero fills and one zeroed column: on the tiny images of the digit flows (8x8 down to 2x2)
+//! the row-by-row im2col (a copy and its bounds logic per row of 2 to 8 pixels) cost more than
+//! the matrix products, and a lookup per element (a first version of this table) still took a
+//! quarter of a multi-scale RealNVP step.
 
 use exactflow_kernels::{Error, Real, Result};
-
-/// The marker of a kernel tap that falls outside the image (read as 0).
-pub(crate) const OUTSIDE: u32 = u32::MAX;
 
 /// Kernel taps of a 3x3 kernel.
 pub(crate) const TAPS: usize = 9;
 
-/// `table[r * H W + q]`: the input pixel that kernel tap `r` reads for output pixel `q`, or
-/// [`OUTSIDE`] (see the module documentation).
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct ShiftTable {
-    table: Vec<u32>,
-    hw: usize,
+/// One tap: output pixels `[lo, hi)` read input pixels `[src, src + hi - lo)`, except the
+/// output column `edge` (every row), which is outside the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tap {
+    lo: usize,
+    hi: usize,
+    src: usize,
+    /// The output column whose reads wrap (`v != 1`), and the input column no inside read of
+    /// this tap touches (`W - 1 - edge`).
+    edge: Option<usize>,
 }
 
-impl fmt::Debug for ShiftTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ShiftTable({} entries)", self.table.len())
-    }
+/// The nine taps of an `H x W` image (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ShiftTable {
+    taps: [Tap; TAPS],
+    w: usize,
+    hw: usize,
 }
 
 impl ShiftTable {
     /// The table of an `h x w` image.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when `h * w` pixels cannot be indexed by a `u32` below
-    /// [`OUTSIDE`].
+    /// [`Error::InvalidArgument`] for an empty image or one whose pixel count overflows.
     pub(crate) fn new(h: usize, w: usize) -> Result<Self> {
-        let hw = h.checked_mul(w).filter(|&hw| hw < OUTSIDE as usize).ok_or_else(|| {
-            Error::invalid(
-                "Conv2d::new",
-                "shape",
-                format!("an image of {h} x {w} pixels is too large"),
-            )
-        })?;
-        let mut table = Vec::with_capacity(TAPS * hw);
-        for u in 0..3 {
-            for v in 0..3 {
-                for i in 0..h {
-                    for j in 0..w {
-                        let (si, sj) = ((i + u).checked_sub(1), (j + v).checked_sub(1));
-                        table.push(match (si, sj) {
-                            // hw < OUTSIDE, so the index fits a u32 and is never the marker.
-                            (Some(si), Some(sj)) if si < h && sj < w => (si * w + sj) as u32,
-                            _ => OUTSIDE,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(ShiftTable { table, hw })
+        let hw = h
+            .checked_mul(w)
+            .filter(|&hw| hw > 0 && hw < isize::MAX as usize / TAPS)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "Conv2d",
+                    "shape",
+                    format!("cannot convolve an image of {h} x {w} pixels"),
+                )
+            })?;
+        let tap = |r: usize| {
+            let (u, v) = (r / 3, r % 3);
+            // Output rows [i0, i1) read input rows inside the image.
+            let i0 = usize::from(u == 0);
+            let i1 = if u == 2 { h - 1 } else { h };
+            let lo = (i0 * w + usize::from(v == 0)).min(hw);
+            let hi = (i1 * w).saturating_sub(usize::from(v == 2)).clamp(lo, hw);
+            // lo + s_r >= 0 and hi + s_r <= H W whenever lo < hi (the first read is row
+            // i0 + u - 1 >= 0, column >= 0; the last is row i1 + u - 2 <= H - 1, column <= W - 1).
+            let src = if lo < hi { (lo + u * w + v) - (w + 1) } else { 0 };
+            let edge = match v {
+                0 => Some(0),
+                2 => Some(w - 1),
+                _ => None,
+            };
+            Tap { lo, hi, src, edge }
+        };
+        Ok(ShiftTable {
+            taps: std::array::from_fn(tap),
+            w,
+            hw,
+        })
     }
 
-    /// The im2col matrix of `z` (`[C, H W]`): `out[(c * 9 + r) * H W + q] = z[c, table[r, q]]`,
-    /// 0 at [`OUTSIDE`]. `out` holds `9 C H W` values, every one written.
+    /// The input pixel tap `r` reads for output pixel `q`, if inside the image (the formula, for
+    /// the tests).
+    #[cfg(test)]
+    fn source(&self, r: usize, q: usize) -> Option<usize> {
+        let (h, w) = (self.hw / self.w, self.w);
+        let (si, sj) = ((q / w + r / 3).checked_sub(1)?, (q % w + r % 3).checked_sub(1)?);
+        (si < h && sj < w).then_some(si * w + sj)
+    }
+
+    /// The im2col matrix of `z` (`[C, H W]`): `out[(c * 9 + r) * H W + q] = z[c, q + s_r]`, 0
+    /// outside the image. `out` holds `9 C H W` values, every one written.
     pub(crate) fn gather<T: Real>(&self, z: &[T], out: &mut [T]) {
         debug_assert_eq!(out.len(), TAPS * z.len());
         for (zc, oc) in z.chunks_exact(self.hw).zip(out.chunks_exact_mut(TAPS * self.hw)) {
-            for (o, &t) in oc.iter_mut().zip(&self.table) {
-                *o = zc.get(t as usize).copied().unwrap_or_else(T::zero);
-            }
-        }
-    }
-
-    /// The adjoint of [`ShiftTable::gather`]: `dz[c, table[r, q]] += dcol[(c * 9 + r) * H W + q]`
-    /// (entries at [`OUTSIDE`] dropped), added tap by tap in the order of `r`, then `q`.
-    pub(crate) fn scatter_add<T: Real>(&self, dcol: &[T], dz: &mut [T]) {
-        debug_assert_eq!(dcol.len(), TAPS * dz.len());
-        for (dc, gc) in dz.chunks_exact_mut(self.hw).zip(dcol.chunks_exact(TAPS * self.hw)) {
-            for (&g, &t) in gc.iter().zip(&self.table) {
-                if let Some(d) = dc.get_mut(t as usize) {
-                    *d += g;
+            for (tap, o) in self.taps.iter().zip(oc.chunks_exact_mut(self.hw)) {
+                o[..tap.lo].fill(T::zero());
+                o[tap.lo..tap.hi].copy_from_slice(&zc[tap.src..tap.src + tap.hi - tap.lo]);
+                o[tap.hi..].fill(T::zero());
+                if let Some(j) = tap.edge {
+                    o[j..].iter_mut().step_by(self.w).for_each(|e| *e = T::zero());
                 }
             }
         }
     }
 
-    /// The output side of a convolution: `y[o, q] += sum_r planes[(r * O + o), table[r, q]]`
-    /// for the `9 O` planes of `H W` values (tap-major), `y` holding `O` planes; the taps are
-    /// added in the order of `r`.
-    pub(crate) fn gather_add_taps<T: Real>(&self, planes: &[T], y: &mut [T]) {
+    /// The adjoint of [`ShiftTable::gather`]: `dz[c, q + s_r] += dcol[(c * 9 + r) * H W + q]`
+    /// for the reads inside the image, tap by tap in the order of `r`. `dcol` is scratch: its
+    /// entries outside the image are set to 0 and added as such (so a `-0` in `dz` may become
+    /// `+0`, no other value changes).
+    pub(crate) fn scatter_add<T: Real>(&self, dcol: &mut [T], dz: &mut [T]) {
+        debug_assert_eq!(dcol.len(), TAPS * dz.len());
+        for (dc, gc) in dz.chunks_exact_mut(self.hw).zip(dcol.chunks_exact_mut(TAPS * self.hw)) {
+            for (tap, g) in self.taps.iter().zip(gc.chunks_exact_mut(self.hw)) {
+                if let Some(j) = tap.edge {
+                    g[j..].iter_mut().step_by(self.w).for_each(|e| *e = T::zero());
+                }
+                let dst = &mut dc[tap.src..tap.src + tap.hi - tap.lo];
+                for (d, &e) in dst.iter_mut().zip(&g[tap.lo..tap.hi]) {
+                    *d += e;
+                }
+            }
+        }
+    }
+
+    /// The output side of a convolution: `y[o, q] += sum_r planes[(r * O + o), q + s_r]` over
+    /// the reads inside the image, for the `9 O` planes of `H W` values (tap-major), `y` holding
+    /// `O` planes; the taps are added in the order of `r`. `planes` is scratch: the column of
+    /// each plane that its tap never reads inside the image is set to 0 and added as such.
+    pub(crate) fn gather_add_taps<T: Real>(&self, planes: &mut [T], y: &mut [T]) {
         debug_assert_eq!(planes.len(), TAPS * y.len());
         let per_tap = y.len();
-        for (tap, taps) in self.table.chunks_exact(self.hw).zip(planes.chunks_exact(per_tap)) {
-            for (yo, plane) in y.chunks_exact_mut(self.hw).zip(taps.chunks_exact(self.hw)) {
-                for (e, &t) in yo.iter_mut().zip(tap) {
-                    if let Some(&p) = plane.get(t as usize) {
-                        *e += p;
-                    }
+        for (tap, taps) in self.taps.iter().zip(planes.chunks_exact_mut(per_tap)) {
+            for (yo, plane) in y.chunks_exact_mut(self.hw).zip(taps.chunks_exact_mut(self.hw)) {
+                if let Some(j) = tap.edge {
+                    plane[self.w - 1 - j..]
+                        .iter_mut()
+                        .step_by(self.w)
+                        .for_each(|e| *e = T::zero());
+                }
+                for (e, &p) in yo[tap.lo..tap.hi].iter_mut().zip(&plane[tap.src..]) {
+                    *e += p;
                 }
             }
         }
@@ -185,7 +224,7 @@ mod tests {
             let mut col = vec![0.0; d.len()];
             table.gather(&x, &mut col);
             let mut dx = vec![1.0; x.len()];
-            table.scatter_add(&d, &mut dx);
+            table.scatter_add(&mut d.clone(), &mut dx);
             let lhs: f64 = col.iter().zip(&d).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * (b - 1.0)).sum();
             assert!((lhs - rhs).abs() < 1e-12, "{h} x {w}: {lhs} against {rhs}");
@@ -201,7 +240,7 @@ mod tests {
             let outs = 2;
             let planes = values(9 * outs * h * w, 1.0);
             let mut y = vec![1.0; outs * h * w];
-            table.gather_add_taps(&planes, &mut y);
+            table.gather_add_taps(&mut planes.clone(), &mut y);
             for o in 0..outs {
                 for i in 0..h {
                     for j in 0..w {
@@ -220,16 +259,21 @@ mod tests {
     }
 
     #[test]
-    fn flipped_tap_is_the_opposite_shift() {
-        // table[8 - r] undoes table[r]: where tap r reads pixel p for q, tap 8 - r reads q for p.
+    fn taps_are_the_shifts_and_flipped_taps_undo_them() {
+        // Every output pixel inside a tap's copy range reads q + s_r, and inside the image
+        // unless it is the tap's edge column; every read inside the image is in the range; and
+        // tap 8 - r reads q where tap r reads p for q.
         for (h, w) in SIZES {
             let table = ShiftTable::new(h, w).unwrap();
-            let hw = h * w;
-            for r in 0..9 {
-                for q in 0..hw {
-                    let p = table.table[r * hw + q];
-                    if p != OUTSIDE {
-                        assert_eq!(table.table[(8 - r) * hw + p as usize], q as u32);
+            for (r, tap) in table.taps.iter().enumerate() {
+                for q in 0..h * w {
+                    let source = table.source(r, q);
+                    let in_range = (tap.lo..tap.hi).contains(&q);
+                    let on_edge = tap.edge == Some(q % w);
+                    assert_eq!(source.is_some(), in_range && !on_edge, "{h} x {w}, tap {r}, pixel {q}");
+                    if let Some(p) = source {
+                        assert_eq!(p, tap.src + q - tap.lo);
+                        assert_eq!(table.source(8 - r, p), Some(q));
                     }
                 }
             }
@@ -237,8 +281,9 @@ mod tests {
     }
 
     #[test]
-    fn huge_images_are_refused() {
-        assert!(ShiftTable::new(1 << 16, 1 << 16).is_err());
+    fn empty_and_huge_images_are_refused() {
+        assert!(ShiftTable::new(0, 3).is_err());
         assert!(ShiftTable::new(usize::MAX, 2).is_err());
+        assert!(ShiftTable::new(1 << 62, 1).is_err());
     }
 }
