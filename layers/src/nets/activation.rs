@@ -45,10 +45,10 @@ impl Activation {
     /// through its sign (which equals the input's for a positive slope), tanh as `1 - y^2`.
     pub fn backward_in_place<T: Real>(self, y: &[T], dy: &mut [T]) {
         match self {
+            // An unconditional store of a select (the same values as storing only where v <= 0),
+            // so that the loop vectorizes: the conditional store was 13% of a Glow f32 step.
             Activation::Relu => dy.iter_mut().zip(y).for_each(|(g, &v)| {
-                if v <= T::zero() {
-                    *g = T::zero()
-                }
+                *g = if v <= T::zero() { T::zero() } else { *g };
             }),
             Activation::LeakyRelu(a) => {
                 let a = T::lit(a);
