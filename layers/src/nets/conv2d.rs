@@ -6,7 +6,7 @@
 //! `y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * x[n, c, i + u - p, j + v - p]` with
 //! `p = k / 2` and `x` read as 0 outside the image (a cross-correlation, as in PyTorch).
 //!
-//! It is computed as one matrix product per sample: with `col = im2col(x_n)` the `[in*k*k, H*W]`
+//! It is computed as matrix products: with `col = im2col(x_n)` the `[in*k*k, H*W]`
 //! matrix whose row `(c, u, v)` holds the input shifted by `(u - p, v - p)`,
 //! `y_n = W_mat col + b 1^T` where `W_mat` is W read as `[out, in*k*k]` (its row-major layout).
 //! A 1x1 convolution needs no im2col: `col = x_n` viewed as `[in, H*W]`. The backward pass is
@@ -16,7 +16,10 @@
 //! im2col and col2im are a gather and a scatter through a table of the nine shifts, made once per
 //! layer (`shift_table`). A 3x3 layer with fewer output than input channels shifts on the output
 //! side instead (`Side::Output`): `y_n[o, q] = b[o] + sum_r (W_r x_n)[o, q + s_r]`, and its
-//! backward reads only the gather of `dy_n`, which has `9 out` rows instead of `9 in`.
+//! backward reads only the gather of `dy_n`, which has `9 out` rows instead of `9 in`. Several
+//! samples go through one product, side by side in its columns (`[rows, m H W]`), so that
+//! products on images of a few pixels are wide enough (`TARGET_COLUMNS`); one sample side by
+//! side is the sample itself and is multiplied in place.
 
 use std::sync::OnceLock;
 
@@ -69,6 +72,42 @@ fn check_len(op: &'static str, what: &'static str, expected: usize, found: usize
         });
     }
     Ok(())
+}
+
+/// Columns (samples times pixels) a layer's matrix product should have: a pass multiplies
+/// `ceil(64 / (H W))` samples at once, since on the digit flows' tiny images (4 and 16 pixels)
+/// one product per sample is too narrow for the matrix kernels to run at speed. Measured on
+/// Glow and multi-scale RealNVP on digit images (f32, one thread): 64 and 256 columns gave the
+/// same throughput, 1024 (or as many samples as [`CHUNK_ELEMENTS`] allows) was slower on the
+/// 8x8 images, 16 slower on Glow's 2x2 and 4x4 ones.
+pub(crate) const TARGET_COLUMNS: usize = 64;
+
+/// The most elements of an operand of one product (1 MiB of f32), whatever [`TARGET_COLUMNS`]
+/// asks.
+pub(crate) const CHUNK_ELEMENTS: usize = 1 << 18;
+
+/// `dst[c, s H W + q] = src[s, c, q]` for the `m` samples of `src` (NCHW, `C` channels of `hw`
+/// pixels): the samples side by side, `[C, m H W]`.
+fn to_samples_side_by_side<T: Copy>(src: &[T], channels: usize, hw: usize, dst: &mut [T]) {
+    let cols = src.len() / channels;
+    for (s, sample) in src.chunks_exact(channels * hw).enumerate() {
+        for (row, plane) in dst.chunks_exact_mut(cols).zip(sample.chunks_exact(hw)) {
+            row[s * hw..(s + 1) * hw].copy_from_slice(plane);
+        }
+    }
+}
+
+/// `dst[s, c, q] += src[c, s H W + q]`: the inverse layout of [`to_samples_side_by_side`],
+/// added.
+fn add_from_side_by_side<T: Real>(src: &[T], channels: usize, hw: usize, dst: &mut [T]) {
+    let cols = dst.len() / channels;
+    for (s, sample) in dst.chunks_exact_mut(channels * hw).enumerate() {
+        for (plane, row) in sample.chunks_exact_mut(hw).zip(src.chunks_exact(cols)) {
+            for (d, &v) in plane.iter_mut().zip(&row[s * hw..(s + 1) * hw]) {
+                *d += v;
+            }
+        }
+    }
 }
 
 /// The table in `cell`, made for `hw` if it is not there yet (a function of the field alone, so
@@ -186,10 +225,27 @@ impl<T: Real> Conv2d<T> {
     /// # Errors
     /// [`Error::LengthMismatch`] when `x` does not hold `n` samples.
     pub fn forward_batch(&self, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
-        self.forward_on(self.side(), x, n, par)
+        let side = self.side();
+        self.forward_on(side, self.chunk(side), x, n, par)
     }
 
-    fn forward_on(&self, side: Side, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
+    /// Samples per matrix product: enough for [`TARGET_COLUMNS`] columns, as many as keep its
+    /// largest operand within [`CHUNK_ELEMENTS`] (at least one).
+    fn chunk(&self, side: Side) -> usize {
+        let (cin, cout) = (self.in_channels(), self.out_channels());
+        let rows = match (self.kernel_size(), side) {
+            (1, _) => cin.max(cout),
+            (_, Side::Input) => (TAPS * cin).max(cout),
+            (_, Side::Output) => cin.max(TAPS * cout),
+        };
+        let hw = self.hw.0 * self.hw.1;
+        TARGET_COLUMNS
+            .div_ceil(hw)
+            .min(CHUNK_ELEMENTS / (rows * hw).max(1))
+            .max(1)
+    }
+
+    fn forward_on(&self, side: Side, chunk: usize, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
         let (h, w) = self.hw;
         let hw = h * w;
         let (cin, cout, k) = (self.in_channels(), self.out_channels(), self.kernel_size());
@@ -198,43 +254,58 @@ impl<T: Real> Conv2d<T> {
         for &b in self.bias.values().iter().cycle().take(n * cout) {
             y.extend(std::iter::repeat_n(b, hw));
         }
-        let samples = x.chunks_exact(cin * hw).zip(y.chunks_exact_mut(cout * hw));
-        if k == 1 {
-            let wmat = MatSlice::new(self.weight.values(), cout, cin)?;
-            for (xs, ys) in samples {
-                let xv = MatSlice::new(xs, cin, hw)?;
-                gemm(T::one(), wmat, xv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
+        let table = if k == 1 { None } else { Some(self.table()?) };
+        let side = if k == 1 { None } else { Some(side) };
+        // The product is `W_op a = p`, `a` and `p` holding the chunk's samples side by side
+        // (`[rows, m H W]`, sample s in columns s H W ..).
+        let wtap;
+        let (wop, a_rows, p_rows) = match side {
+            None => (self.weight.values(), cin, cout),
+            Some(Side::Input) => (self.weight.values(), TAPS * cin, cout),
+            Some(Side::Output) => {
+                wtap = self.weight_by_tap();
+                (&wtap[..], cin, TAPS * cout)
             }
-            return Ok(y);
-        }
-        let table = self.table()?;
-        match side {
-            Side::Input => {
-                let kk = TAPS * cin;
-                let wmat = MatSlice::new(self.weight.values(), cout, kk)?;
-                // Every entry is written by each gather.
-                let mut col = vec![T::zero(); kk * hw];
-                for (xs, ys) in samples {
-                    table.gather(xs, &mut col);
-                    let cv = MatSlice::new(&col, kk, hw)?;
-                    gemm(T::one(), wmat, cv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
+        };
+        let wv = MatSlice::new(wop, p_rows, a_rows)?;
+        let chunk = chunk.clamp(1, n.max(1));
+        let (mut a, mut p) = (
+            vec![T::zero(); a_rows * chunk * hw],
+            vec![T::zero(); p_rows * chunk * hw],
+        );
+        for start in (0..n).step_by(chunk) {
+            let m = chunk.min(n - start);
+            let cols = m * hw;
+            let xc = &x[start * cin * hw..(start + m) * cin * hw];
+            let yc = &mut y[start * cout * hw..(start + m) * cout * hw];
+            let (a, p) = (&mut a[..a_rows * cols], &mut p[..p_rows * cols]);
+            // One sample side by side is the sample itself: no copies then.
+            let a: &[T] = match (side, table) {
+                (Some(Side::Input), Some(t)) => {
+                    for (s, xs) in xc.chunks_exact(cin * hw).enumerate() {
+                        t.gather(xs, a, cols, s);
+                    }
+                    a
                 }
-            }
-            Side::Output => {
-                let wtap = self.weight_by_tap();
-                let wv = MatSlice::new(&wtap, TAPS * cout, cin)?;
-                let mut planes = vec![T::zero(); TAPS * cout * hw];
-                for (xs, ys) in samples {
-                    let xv = MatSlice::new(xs, cin, hw)?;
-                    gemm(
-                        T::one(),
-                        wv,
-                        xv,
-                        T::zero(),
-                        MatSliceMut::new(&mut planes, TAPS * cout, hw)?,
-                        par,
-                    )?;
-                    table.gather_add_taps(&mut planes, ys);
+                _ if m == 1 => xc,
+                _ => {
+                    to_samples_side_by_side(xc, cin, hw, a);
+                    a
+                }
+            };
+            let av = MatSlice::new(a, a_rows, cols)?;
+            match (side, table) {
+                (Some(Side::Output), Some(t)) => {
+                    gemm(T::one(), wv, av, T::zero(), MatSliceMut::new(p, p_rows, cols)?, par)?;
+                    for (s, ys) in yc.chunks_exact_mut(cout * hw).enumerate() {
+                        t.gather_add_taps(p, cols, s, ys);
+                    }
+                }
+                // y holds the bias.
+                _ if m == 1 => gemm(T::one(), wv, av, T::one(), MatSliceMut::new(yc, cout, cols)?, par)?,
+                _ => {
+                    gemm(T::one(), wv, av, T::zero(), MatSliceMut::new(p, p_rows, cols)?, par)?;
+                    add_from_side_by_side(p, cout, hw, yc);
                 }
             }
         }
@@ -255,12 +326,15 @@ impl<T: Real> Conv2d<T> {
         want_dx: bool,
         par: Parallelism,
     ) -> Result<Option<Vec<T>>> {
-        self.backward_on(self.side(), x, dy, n, want_dx, par)
+        let side = self.side();
+        self.backward_on(side, self.chunk(side), x, dy, n, want_dx, par)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn backward_on(
         &mut self,
         side: Side,
+        chunk: usize,
         x: &[T],
         dy: &[T],
         n: usize,
@@ -282,82 +356,120 @@ impl<T: Real> Conv2d<T> {
         } else {
             Vec::new()
         };
-        let samples = x.chunks_exact(cin * hw).zip(dy.chunks_exact(cout * hw));
-        if k == 1 {
-            for (s, (xs, dys)) in samples.enumerate() {
-                let dyv = MatSlice::new(dys, cout, hw)?;
-                let xt = MatSlice::new(xs, cin, hw)?.t();
-                let dw = MatSliceMut::new(self.weight.grad.as_mut_slice(), cout, cin)?;
-                gemm(T::one(), dyv, xt, T::one(), dw, par)?;
-                if want_dx {
-                    let wt = MatSlice::new(self.weight.values(), cout, cin)?.t();
-                    let dxs = MatSliceMut::new(&mut dx[s * cin * hw..(s + 1) * cin * hw], cin, hw)?;
-                    gemm(T::one(), wt, dyv, T::zero(), dxs, par)?;
+        let table = if k == 1 {
+            None
+        } else {
+            Some(table_of(&self.table, self.hw)?)
+        };
+        let side = if k == 1 { None } else { Some(side) };
+        let chunk = chunk.clamp(1, n.max(1));
+        // Per chunk, with the samples side by side: `d` = dy (1x1, input side) or its gather
+        // (output side), `a` = x (1x1, output side) or its im2col (input side); then
+        // `G += d a^T` and, for dx, `e = M d` with `M` = W^T (1x1, input side) or the flipped
+        // W (output side); `e` goes back to dx as it is (1x1, output side) or by col2im.
+        let (d_rows, a_rows, g_rows, g_cols) = match side {
+            None => (cout, cin, cout, cin),
+            Some(Side::Input) => (cout, TAPS * cin, cout, TAPS * cin),
+            Some(Side::Output) => (TAPS * cout, cin, TAPS * cout, cin),
+        };
+        let e_rows = a_rows;
+        let flip = |o: usize, r: usize, c: usize| (o * cin + c) * TAPS + (TAPS - 1 - r);
+        // The output side accumulates dW in the flipped layout `[(o, r), c]` (see below).
+        let mut flipped_grad = Vec::new();
+        let mut wflip = Vec::new();
+        if side == Some(Side::Output) {
+            // With g = gather(dy_n) ([(o, r), q] = dy_n[o, q + s_r]) and s_{8-r} = -s_r:
+            // dW[o, c, r] += sum_p g[(o, 8 - r), p] x_n[c, p] and
+            // dx_n[c, p] = sum_{o, r} W[o, c, 8 - r] g[(o, r), p], so neither the input's
+            // im2col nor a col2im is needed, only the gather of dy (9 O rows, fewer than 9 I).
+            let (gw, wv) = (self.weight.grad.as_slice(), self.weight.values());
+            flipped_grad = vec![T::zero(); g_rows * g_cols];
+            wflip = vec![T::zero(); cin * TAPS * cout];
+            for o in 0..cout {
+                for r in 0..TAPS {
+                    for c in 0..cin {
+                        flipped_grad[(o * TAPS + r) * cin + c] = gw[flip(o, r, c)];
+                        wflip[c * TAPS * cout + o * TAPS + r] = wv[flip(o, r, c)];
+                    }
                 }
             }
-            return Ok(want_dx.then_some(dx));
         }
-        let table = table_of(&self.table, self.hw)?;
-        match side {
-            Side::Input => {
-                let kk = TAPS * cin;
-                // Every entry of both is written before it is read.
-                let mut col = vec![T::zero(); kk * hw];
-                let mut dcol = if want_dx { vec![T::zero(); kk * hw] } else { Vec::new() };
-                for (s, (xs, dys)) in samples.enumerate() {
-                    table.gather(xs, &mut col);
-                    let dyv = MatSlice::new(dys, cout, hw)?;
-                    let colt = MatSlice::new(&col, kk, hw)?.t();
-                    let dw = MatSliceMut::new(self.weight.grad.as_mut_slice(), cout, kk)?;
-                    gemm(T::one(), dyv, colt, T::one(), dw, par)?;
-                    if want_dx {
-                        let wt = MatSlice::new(self.weight.values(), cout, kk)?.t();
-                        gemm(T::one(), wt, dyv, T::zero(), MatSliceMut::new(&mut dcol, kk, hw)?, par)?;
-                        table.scatter_add(&mut dcol, &mut dx[s * cin * hw..(s + 1) * cin * hw]);
+        let mop = match side {
+            Some(Side::Output) => MatSlice::new(&wflip, cin, TAPS * cout),
+            _ => MatSlice::new(self.weight.value.as_slice(), cout, e_rows).map(MatSlice::t),
+        }?;
+        let mut d = vec![T::zero(); d_rows * chunk * hw];
+        let mut a = vec![T::zero(); a_rows * chunk * hw];
+        let mut e = if want_dx {
+            vec![T::zero(); e_rows * chunk * hw]
+        } else {
+            Vec::new()
+        };
+        for start in (0..n).step_by(chunk) {
+            let m = chunk.min(n - start);
+            let cols = m * hw;
+            let xc = &x[start * cin * hw..(start + m) * cin * hw];
+            let dyc = &dy[start * cout * hw..(start + m) * cout * hw];
+            let (d, a) = (&mut d[..d_rows * cols], &mut a[..a_rows * cols]);
+            // One sample side by side is the sample itself: no copies then.
+            let d: &[T] = match (side, table) {
+                (Some(Side::Output), Some(t)) => {
+                    for (s, dys) in dyc.chunks_exact(cout * hw).enumerate() {
+                        t.gather(dys, d, cols, s);
+                    }
+                    d
+                }
+                _ if m == 1 => dyc,
+                _ => {
+                    to_samples_side_by_side(dyc, cout, hw, d);
+                    d
+                }
+            };
+            let a: &[T] = match (side, table) {
+                (Some(Side::Input), Some(t)) => {
+                    for (s, xs) in xc.chunks_exact(cin * hw).enumerate() {
+                        t.gather(xs, a, cols, s);
+                    }
+                    a
+                }
+                _ if m == 1 => xc,
+                _ => {
+                    to_samples_side_by_side(xc, cin, hw, a);
+                    a
+                }
+            };
+            let g = if side == Some(Side::Output) {
+                &mut flipped_grad[..]
+            } else {
+                self.weight.grad.as_mut_slice()
+            };
+            let dv = MatSlice::new(d, d_rows, cols)?;
+            let at = MatSlice::new(a, a_rows, cols)?.t();
+            gemm(T::one(), dv, at, T::one(), MatSliceMut::new(g, g_rows, g_cols)?, par)?;
+            if want_dx {
+                let e = &mut e[..e_rows * cols];
+                let dxc = &mut dx[start * cin * hw..(start + m) * cin * hw];
+                match (side, table) {
+                    (Some(Side::Input), Some(t)) => {
+                        gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
+                        for (s, dxs) in dxc.chunks_exact_mut(cin * hw).enumerate() {
+                            t.scatter_add(e, cols, s, dxs);
+                        }
+                    }
+                    _ if m == 1 => gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(dxc, cin, cols)?, par)?,
+                    _ => {
+                        gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
+                        add_from_side_by_side(e, cin, hw, dxc);
                     }
                 }
             }
-            Side::Output => {
-                // With g = gather(dy_n) ([(o, r), q] = dy_n[o, q + s_r]) and s_{8-r} = -s_r:
-                // dW[o, c, r] += sum_p g[(o, 8 - r), p] x_n[c, p] and
-                // dx_n[c, p] = sum_{o, r} W[o, c, 8 - r] g[(o, r), p], so neither the input's
-                // im2col nor a col2im is needed, only the gather of dy (9 O rows, fewer than 9 I).
-                let kk = TAPS * cout;
-                let flip = |o: usize, r: usize, c: usize| (o * cin + c) * TAPS + (TAPS - 1 - r);
-                let mut acc = vec![T::zero(); kk * cin];
-                let wv = self.weight.values();
-                let mut wflip = if want_dx { vec![T::zero(); cin * kk] } else { Vec::new() };
-                {
-                    let gw = self.weight.grad.as_slice();
-                    for o in 0..cout {
-                        for r in 0..TAPS {
-                            for c in 0..cin {
-                                acc[(o * TAPS + r) * cin + c] = gw[flip(o, r, c)];
-                                if want_dx {
-                                    wflip[c * kk + o * TAPS + r] = wv[flip(o, r, c)];
-                                }
-                            }
-                        }
-                    }
-                }
-                let mut g = vec![T::zero(); kk * hw];
-                for (s, (xs, dys)) in samples.enumerate() {
-                    table.gather(dys, &mut g);
-                    let gv = MatSlice::new(&g, kk, hw)?;
-                    let xt = MatSlice::new(xs, cin, hw)?.t();
-                    gemm(T::one(), gv, xt, T::one(), MatSliceMut::new(&mut acc, kk, cin)?, par)?;
-                    if want_dx {
-                        let wf = MatSlice::new(&wflip, cin, kk)?;
-                        let dxs = MatSliceMut::new(&mut dx[s * cin * hw..(s + 1) * cin * hw], cin, hw)?;
-                        gemm(T::one(), wf, gv, T::zero(), dxs, par)?;
-                    }
-                }
-                let gw = self.weight.grad.as_mut_slice();
-                for o in 0..cout {
-                    for r in 0..TAPS {
-                        for c in 0..cin {
-                            gw[flip(o, r, c)] = acc[(o * TAPS + r) * cin + c];
-                        }
+        }
+        if side == Some(Side::Output) {
+            let gw = self.weight.grad.as_mut_slice();
+            for o in 0..cout {
+                for r in 0..TAPS {
+                    for c in 0..cin {
+                        gw[flip(o, r, c)] = flipped_grad[(o * TAPS + r) * cin + c];
                     }
                 }
             }
@@ -581,15 +693,25 @@ mod tests {
     fn both_sides_match_direct_convolution() {
         // Each side of a 3x3 layer, whichever the layer would choose, against the direct sum:
         // sums of <= 9 * 6 + 1 products of magnitude <= 1, so 1e-13 is ~100 ulps of their size.
+        // Every chunk of samples per product (1, 2 and all at once) on each side, and the 1x1
+        // kernel (whose side is unused) likewise.
         let mut rng = StdRng::seed_from_u64(9);
-        for side in [Side::Input, Side::Output] {
-            for (n, ci, co, h, w) in SHAPES {
-                let conv = Conv2d::<f64>::new(ci, co, 3, (h, w), false, &mut rng).unwrap();
-                let x = random(n * ci * h * w, &mut rng);
-                let y = conv.forward_on(side, &x, n, Parallelism::Sequential).unwrap();
-                let r = naive(&conv, &x, n);
-                let err = y.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                assert!(err < 1e-13, "{side:?}, shape {:?}: error {err}", (n, ci, co, h, w));
+        for k in [1, 3] {
+            for side in [Side::Input, Side::Output] {
+                for (n, ci, co, h, w) in SHAPES {
+                    let conv = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
+                    let x = random(n * ci * h * w, &mut rng);
+                    let r = naive(&conv, &x, n);
+                    for chunk in [1, 2, n] {
+                        let y = conv.forward_on(side, chunk, &x, n, Parallelism::Sequential).unwrap();
+                        let err = y.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                        assert!(
+                            err < 1e-13,
+                            "k {k}, {side:?}, chunk {chunk}, shape {:?}: error {err}",
+                            (n, ci, co, h, w)
+                        );
+                    }
+                }
             }
         }
     }
@@ -597,21 +719,28 @@ mod tests {
     #[test]
     fn both_sides_give_the_same_gradients() {
         // The output side's backward (gather of dy, flipped kernel) against the input side's
-        // (im2col, col2im), from the same non-zero starting gradients (they accumulate): the
+        // (im2col, col2im), from the same non-zero starting gradients (they accumulate), with
+        // several samples per product against one: the
         // same sums in other orders, of <= 9 * 8 * 64 * 3 terms of magnitude <= 1 for dW, so
         // 1e-12 (the adjoint test above pins the input side to the forward map).
+        // Chunks of 1, 2 and all samples per product on each side, and for the 1x1 kernel.
         let mut rng = StdRng::seed_from_u64(10);
-        for (n, ci, co, h, w) in SHAPES {
+        for ((n, ci, co, h, w), k, chunk) in SHAPES
+            .into_iter()
+            .flat_map(|shape| [(1, 1), (1, 2), (3, 1), (3, 2), (3, usize::MAX)].map(|(k, c)| (shape, k, c)))
+        {
             for want_dx in [true, false] {
-                let mut a = Conv2d::<f64>::new(ci, co, 3, (h, w), false, &mut rng).unwrap();
-                a.weight.grad = Tensor::new(&[co, ci, 3, 3], random(co * ci * 9, &mut rng)).unwrap();
+                let mut a = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
+                a.weight.grad = Tensor::new(&[co, ci, k, k], random(co * ci * k * k, &mut rng)).unwrap();
                 a.bias.grad = Tensor::new(&[co], random(co, &mut rng)).unwrap();
                 let mut b = a.clone();
                 let x = random(n * ci * h * w, &mut rng);
                 let dy = random(n * co * h * w, &mut rng);
                 let par = Parallelism::Sequential;
-                let da = a.backward_on(Side::Input, &x, &dy, n, want_dx, par).unwrap();
-                let db = b.backward_on(Side::Output, &x, &dy, n, want_dx, par).unwrap();
+                // The reference: the input side (the 1x1 kernel: its only path), one sample per
+                // product.
+                let da = a.backward_on(Side::Input, 1, &x, &dy, n, want_dx, par).unwrap();
+                let db = b.backward_on(Side::Output, chunk, &x, &dy, n, want_dx, par).unwrap();
                 let close = |p: &[f64], q: &[f64]| p.iter().zip(q).all(|(u, v)| (u - v).abs() < 1e-12);
                 assert_eq!(da.is_some(), want_dx);
                 assert_eq!(db.is_some(), want_dx);

@@ -91,12 +91,15 @@ impl ShiftTable {
         (si < h && sj < w).then_some(si * w + sj)
     }
 
-    /// The im2col matrix of `z` (`[C, H W]`): `out[(c * 9 + r) * H W + q] = z[c, q + s_r]`, 0
-    /// outside the image. `out` holds `9 C H W` values, every one written.
-    pub(crate) fn gather<T: Real>(&self, z: &[T], out: &mut [T]) {
-        debug_assert_eq!(out.len(), TAPS * z.len());
-        for (zc, oc) in z.chunks_exact(self.hw).zip(out.chunks_exact_mut(TAPS * self.hw)) {
-            for (tap, o) in self.taps.iter().zip(oc.chunks_exact_mut(self.hw)) {
+    /// The im2col matrix of the sample `z` (`[C, H W]`) into the columns of sample `at` of a
+    /// `[9 C, cols]` matrix of several samples side by side:
+    /// `out[(c * 9 + r) * cols + at H W + q] = z[c, q + s_r]`, 0 outside the image; every one
+    /// of these entries is written.
+    pub(crate) fn gather<T: Real>(&self, z: &[T], out: &mut [T], cols: usize, at: usize) {
+        debug_assert!(out.len() >= TAPS * z.len() / self.hw * cols);
+        for (zc, oc) in z.chunks_exact(self.hw).zip(out.chunks_exact_mut(TAPS * cols)) {
+            for (tap, o) in self.taps.iter().zip(oc.chunks_exact_mut(cols)) {
+                let o = &mut o[at * self.hw..(at + 1) * self.hw];
                 o[..tap.lo].fill(T::zero());
                 o[tap.lo..tap.hi].copy_from_slice(&zc[tap.src..tap.src + tap.hi - tap.lo]);
                 o[tap.hi..].fill(T::zero());
@@ -107,14 +110,16 @@ impl ShiftTable {
         }
     }
 
-    /// The adjoint of [`ShiftTable::gather`]: `dz[c, q + s_r] += dcol[(c * 9 + r) * H W + q]`
-    /// for the reads inside the image, tap by tap in the order of `r`. `dcol` is scratch: its
-    /// entries outside the image are set to 0 and added as such (so a `-0` in `dz` may become
-    /// `+0`, no other value changes).
-    pub(crate) fn scatter_add<T: Real>(&self, dcol: &mut [T], dz: &mut [T]) {
-        debug_assert_eq!(dcol.len(), TAPS * dz.len());
-        for (dc, gc) in dz.chunks_exact_mut(self.hw).zip(dcol.chunks_exact_mut(TAPS * self.hw)) {
-            for (tap, g) in self.taps.iter().zip(gc.chunks_exact_mut(self.hw)) {
+    /// The adjoint of [`ShiftTable::gather`]:
+    /// `dz[c, q + s_r] += dcol[(c * 9 + r) * cols + at H W + q]` for the reads inside the
+    /// image, tap by tap in the order of `r`. `dcol` is scratch: its entries outside the image
+    /// are set to 0 and added as such (so a `-0` in `dz` may become `+0`, no other value
+    /// changes).
+    pub(crate) fn scatter_add<T: Real>(&self, dcol: &mut [T], cols: usize, at: usize, dz: &mut [T]) {
+        debug_assert!(dcol.len() >= TAPS * dz.len() / self.hw * cols);
+        for (dc, gc) in dz.chunks_exact_mut(self.hw).zip(dcol.chunks_exact_mut(TAPS * cols)) {
+            for (tap, g) in self.taps.iter().zip(gc.chunks_exact_mut(cols)) {
+                let g = &mut g[at * self.hw..(at + 1) * self.hw];
                 if let Some(j) = tap.edge {
                     g[j..].iter_mut().step_by(self.w).for_each(|e| *e = T::zero());
                 }
@@ -126,15 +131,18 @@ impl ShiftTable {
         }
     }
 
-    /// The output side of a convolution: `y[o, q] += sum_r planes[(r * O + o), q + s_r]` over
-    /// the reads inside the image, for the `9 O` planes of `H W` values (tap-major), `y` holding
-    /// `O` planes; the taps are added in the order of `r`. `planes` is scratch: the column of
-    /// each plane that its tap never reads inside the image is set to 0 and added as such.
-    pub(crate) fn gather_add_taps<T: Real>(&self, planes: &mut [T], y: &mut [T]) {
-        debug_assert_eq!(planes.len(), TAPS * y.len());
-        let per_tap = y.len();
-        for (tap, taps) in self.taps.iter().zip(planes.chunks_exact_mut(per_tap)) {
-            for (yo, plane) in y.chunks_exact_mut(self.hw).zip(taps.chunks_exact_mut(self.hw)) {
+    /// The output side of a convolution:
+    /// `y[o, q] += sum_r planes[(r * O + o) * cols + at H W + q + s_r]` over the reads inside
+    /// the image, for the `9 O` rows (tap-major) of a matrix of several samples side by side,
+    /// `y` holding the `O` planes of sample `at`; the taps are added in the order of `r`.
+    /// `planes` is scratch: the column of each plane that its tap never reads inside the image
+    /// is set to 0 and added as such.
+    pub(crate) fn gather_add_taps<T: Real>(&self, planes: &mut [T], cols: usize, at: usize, y: &mut [T]) {
+        let outs = y.len() / self.hw;
+        debug_assert!(planes.len() >= TAPS * outs * cols);
+        for (tap, taps) in self.taps.iter().zip(planes.chunks_exact_mut(outs * cols)) {
+            for (yo, plane) in y.chunks_exact_mut(self.hw).zip(taps.chunks_exact_mut(cols)) {
+                let plane = &mut plane[at * self.hw..(at + 1) * self.hw];
                 if let Some(j) = tap.edge {
                     plane[self.w - 1 - j..]
                         .iter_mut()
@@ -206,7 +214,7 @@ mod tests {
                 let table = ShiftTable::new(h, w).unwrap();
                 let x = values(c * h * w, 0.5);
                 let (mut a, mut b) = (vec![f64::NAN; 9 * x.len()], vec![f64::NAN; 9 * x.len()]);
-                table.gather(&x, &mut a);
+                table.gather(&x, &mut a, h * w, 0);
                 im2col_by_rows(h, w, &x, &mut b);
                 assert_eq!(a, b, "{c} x {h} x {w}");
             }
@@ -222,9 +230,9 @@ mod tests {
             let x = values(3 * h * w, 0.25);
             let d = values(27 * h * w, 2.0);
             let mut col = vec![0.0; d.len()];
-            table.gather(&x, &mut col);
+            table.gather(&x, &mut col, h * w, 0);
             let mut dx = vec![1.0; x.len()];
-            table.scatter_add(&mut d.clone(), &mut dx);
+            table.scatter_add(&mut d.clone(), h * w, 0, &mut dx);
             let lhs: f64 = col.iter().zip(&d).map(|(a, b)| a * b).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| a * (b - 1.0)).sum();
             assert!((lhs - rhs).abs() < 1e-12, "{h} x {w}: {lhs} against {rhs}");
@@ -240,7 +248,7 @@ mod tests {
             let outs = 2;
             let planes = values(9 * outs * h * w, 1.0);
             let mut y = vec![1.0; outs * h * w];
-            table.gather_add_taps(&mut planes.clone(), &mut y);
+            table.gather_add_taps(&mut planes.clone(), h * w, 0, &mut y);
             for o in 0..outs {
                 for i in 0..h {
                     for j in 0..w {
@@ -276,6 +284,43 @@ mod tests {
                         assert_eq!(table.source(8 - r, p), Some(q));
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn samples_side_by_side_match_one_at_a_time() {
+        // Three samples in the columns of one matrix give, column block by column block, what
+        // each gives alone (exact: the same operations on the same values), and touch nothing
+        // outside their block.
+        for (h, w) in SIZES {
+            let (hw, c) = (h * w, 2);
+            let table = ShiftTable::new(h, w).unwrap();
+            let cols = 3 * hw;
+            let xs: Vec<Vec<f64>> = (0..3).map(|s| values(c * hw, s as f64)).collect();
+            let mut wide = vec![f64::NAN; 9 * c * cols];
+            for (s, x) in xs.iter().enumerate() {
+                table.gather(x, &mut wide, cols, s);
+            }
+            let dwide = values(9 * c * cols, 7.0);
+            for (s, x) in xs.iter().enumerate() {
+                let mut one = vec![0.0; 9 * c * hw];
+                table.gather(x, &mut one, hw, 0);
+                let mut done: Vec<f64> = (0..9 * c)
+                    .flat_map(|row| dwide[row * cols + s * hw..][..hw].to_vec())
+                    .collect();
+                for (row, block) in one.chunks_exact(hw).enumerate() {
+                    assert_eq!(block, &wide[row * cols + s * hw..][..hw], "gather, {h} x {w}");
+                }
+                let (mut dz_one, mut dz_wide) = (x.clone(), x.clone());
+                table.scatter_add(&mut done.clone(), hw, 0, &mut dz_one);
+                table.scatter_add(&mut dwide.clone(), cols, s, &mut dz_wide);
+                assert_eq!(dz_one, dz_wide, "scatter_add, {h} x {w}");
+                // Nine taps of one output channel (c = 2 rows per tap read as O = 2 planes).
+                let (mut y_one, mut y_wide) = (x.clone(), x.clone());
+                table.gather_add_taps(&mut done, hw, 0, &mut y_one);
+                table.gather_add_taps(&mut dwide.clone(), cols, s, &mut y_wide);
+                assert_eq!(y_one, y_wide, "gather_add_taps, {h} x {w}");
             }
         }
     }
