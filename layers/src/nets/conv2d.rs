@@ -14,9 +14,10 @@
 //! shifted row back onto the pixels it was read from).
 //!
 //! im2col and col2im are a gather and a scatter through a table of the nine shifts, made once per
-//! layer (`shift_table`). A 3x3 layer with fewer output than input channels shifts on the output
-//! side instead (`Side::Output`): `y_n[o, q] = b[o] + sum_r (W_r x_n)[o, q + s_r]`, and its
-//! backward reads only the gather of `dy_n`, which has `9 out` rows instead of `9 in`. Several
+//! layer (`shift_table`). A 3x3 layer with no more output than input channels shifts on the
+//! output side instead (`Side::Output`): `y_n[o, q] = b[o] + sum_r (W_r x_n)[o, q + s_r]`, and
+//! its backward reads only the gather of `dy_n`, which has `9 out` rows, and needs no col2im.
+//! Several
 //! samples go through one product, side by side in its columns (`[rows, m H W]`), so that
 //! products on images of a few pixels are wide enough (`TARGET_COLUMNS`); one sample side by
 //! side is the sample itself and is multiplied in place.
@@ -57,8 +58,11 @@ enum Side {
     Input,
     /// The products of every tap on the unshifted input, `P = W_tap x_n` (`[9 O, H W]`),
     /// shifted and added into the output: `y_n[o, q] = b[o] + sum_r P[(r, o), q + s_r]`;
-    /// backward through the gather of `dy_n` (`9 O` rows): for a layer with fewer outputs than
-    /// inputs (a coupling network's last convolution) it moves `O / I` as much data.
+    /// backward through the gather of `dy_n` (`9 O` rows), with no im2col of `x_n` and no
+    /// col2im. Per sample the input side moves `9 I` values forward and `2 x 9 I` backward, the
+    /// output side `9 O` and `9 O`: the output side is chosen for `O <= I` (a coupling
+    /// network's last convolution, `O / I` as much data; the ResNet's `I = O` blocks, measured
+    /// 11% faster multi-scale RealNVP training on digit images than with the input side).
     Output,
 }
 
@@ -189,10 +193,10 @@ impl<T: Real> Conv2d<T> {
         self.hw
     }
 
-    /// Which side of the products a 3x3 convolution shifts (see [`Side`]): the input's when it
-    /// has no more channels than the output, else the output's.
+    /// Which side of the products a 3x3 convolution shifts (see [`Side`]): the output's when it
+    /// has no more output than input channels, else the input's.
     fn side(&self) -> Side {
-        if self.out_channels() < self.in_channels() {
+        if self.out_channels() <= self.in_channels() {
             Side::Output
         } else {
             Side::Input
@@ -767,7 +771,7 @@ mod tests {
         };
         assert_eq!(side(64, 4), Side::Output);
         assert_eq!(side(4, 64), Side::Input);
-        assert_eq!(side(32, 32), Side::Input);
+        assert_eq!(side(32, 32), Side::Output);
         // A layer and its cast share the table once it is made, and give the same outputs.
         let conv = Conv2d::<f64>::new(3, 2, 3, (3, 3), false, &mut rng).unwrap();
         let x = random(2 * 27, &mut rng);
