@@ -14,13 +14,13 @@
 //! shifted row back onto the pixels it was read from).
 //!
 //! im2col and col2im are a gather and a scatter through a table of the nine shifts, made once per
-//! layer (`shift_table`). A 3x3 layer with no more output than input channels shifts on the
-//! output side instead (`Side::Output`): `y_n[o, q] = b[o] + sum_r (W_r x_n)[o, q + s_r]`, and
-//! its backward reads only the gather of `dy_n`, which has `9 out` rows, and needs no col2im.
-//! Several
-//! samples go through one product, side by side in its columns (`[rows, m H W]`), so that
-//! products on images of a few pixels are wide enough (`TARGET_COLUMNS`); one sample side by
-//! side is the sample itself and is multiplied in place.
+//! layer (`shift_table`). The forward pass is one product per sample, in the order of the sums
+//! of every earlier version (checkpoints score bit for bit). The backward pass of a 3x3 layer
+//! with no more output than input channels works on the output side (`Side::Output`): from the
+//! gather of `dy_n` (`9 out` rows), with no im2col of `x_n` and no col2im. The backward pass
+//! multiplies several samples at once, side by side in the columns of its products
+//! (`[rows, m H W]`), so that products on images of a few pixels are wide enough
+//! (`TARGET_COLUMNS`); one sample side by side is the sample itself and is multiplied in place.
 
 use std::sync::OnceLock;
 
@@ -49,20 +49,20 @@ pub struct Conv2d<T: Real> {
     table: OnceLock<ShiftTable>,
 }
 
-/// Where a 3x3 convolution does its shifting, chosen by size (both give the formula; they add
-/// the same terms in different orders).
+/// Where the backward pass of a 3x3 convolution does its shifting, chosen by size (both give
+/// the formula's gradients; they add the same terms in different orders).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
-    /// im2col of the input (`9 I` rows of `H W`): `y_n = W_mat gather(x_n)`; backward
-    /// `dW += dy_n gather(x_n)^T`, `dx_n = scatter_add(W_mat^T dy_n)`.
+    /// The im2col of the input (`9 I` rows of `H W`): `dW += dy_n gather(x_n)^T`,
+    /// `dx_n = scatter_add(W_mat^T dy_n)`.
     Input,
-    /// The products of every tap on the unshifted input, `P = W_tap x_n` (`[9 O, H W]`),
-    /// shifted and added into the output: `y_n[o, q] = b[o] + sum_r P[(r, o), q + s_r]`;
-    /// backward through the gather of `dy_n` (`9 O` rows), with no im2col of `x_n` and no
-    /// col2im. Per sample the input side moves `9 I` values forward and `2 x 9 I` backward, the
-    /// output side `9 O` and `9 O`: the output side is chosen for `O <= I` (a coupling
-    /// network's last convolution, `O / I` as much data; the ResNet's `I = O` blocks, measured
-    /// 11% faster multi-scale RealNVP training on digit images than with the input side).
+    /// The gather of the output's gradient, `g_n = gather(dy_n)` (`9 O` rows; with
+    /// `s_{8 - r} = -s_r` it is the transposed convolution's im2col):
+    /// `dW[o, c, r] += sum_p g_n[(o, 8 - r), p] x_n[c, p]`,
+    /// `dx_n[c, p] = sum_{o, r} W[o, c, 8 - r] g_n[(o, r), p]`, with no im2col of `x_n` and no
+    /// col2im. Per sample the input side moves `2 x 9 I` values, the output side `9 O`: it is
+    /// chosen for `O <= I` (a coupling network's last convolution; the ResNet's `I = O` blocks,
+    /// measured 11% faster multi-scale RealNVP training on digit images than the input side).
     Output,
 }
 
@@ -78,12 +78,13 @@ fn check_len(op: &'static str, what: &'static str, expected: usize, found: usize
     Ok(())
 }
 
-/// Columns (samples times pixels) a layer's matrix product should have: a pass multiplies
-/// `ceil(64 / (H W))` samples at once, since on the digit flows' tiny images (4 and 16 pixels)
-/// one product per sample is too narrow for the matrix kernels to run at speed. Measured on
-/// Glow and multi-scale RealNVP on digit images (f32, one thread): 64 and 256 columns gave the
-/// same throughput, 1024 (or as many samples as [`CHUNK_ELEMENTS`] allows) was slower on the
-/// 8x8 images, 16 slower on Glow's 2x2 and 4x4 ones.
+/// Columns (samples times pixels) a backward matrix product should have: the backward pass
+/// multiplies `ceil(64 / (H W))` samples at once, since on the digit flows' tiny images (4 and
+/// 16 pixels) one product per sample is too narrow for the matrix kernels to run at speed.
+/// Measured on Glow and multi-scale RealNVP on digit images (f32, one thread, with the forward
+/// pass chunked the same way): 64 and 256 columns gave the same throughput, 1024 (or as many
+/// samples as [`CHUNK_ELEMENTS`] allows) was slower on the 8x8 images, 16 slower on Glow's 2x2
+/// and 4x4 ones.
 pub(crate) const TARGET_COLUMNS: usize = 64;
 
 /// The most elements of an operand of one product (1 MiB of f32), whatever [`TARGET_COLUMNS`]
@@ -193,8 +194,8 @@ impl<T: Real> Conv2d<T> {
         self.hw
     }
 
-    /// Which side of the products a 3x3 convolution shifts (see [`Side`]): the output's when it
-    /// has no more output than input channels, else the input's.
+    /// Which side of its backward products a 3x3 convolution shifts (see [`Side`]): the
+    /// output's when it has no more output than input channels, else the input's.
     fn side(&self) -> Side {
         if self.out_channels() <= self.in_channels() {
             Side::Output
@@ -209,28 +210,13 @@ impl<T: Real> Conv2d<T> {
         table_of(&self.table, self.hw)
     }
 
-    /// `W` with its taps first: `out[(r * O + o) * I + c] = W[o, c, r]` (`[9 O, I]`), so that
-    /// one product gives every tap's contribution on the unshifted input.
-    fn weight_by_tap(&self) -> Vec<T> {
-        let (cin, cout) = (self.in_channels(), self.out_channels());
-        let wv = self.weight.values();
-        let mut out = Vec::with_capacity(TAPS * cout * cin);
-        for r in 0..TAPS {
-            for o in 0..cout {
-                out.extend((0..cin).map(|c| wv[(o * cin + c) * TAPS + r]));
-            }
-        }
-        out
-    }
-
     /// `y = conv(x, W) + b` for `n` samples of `x` (NCHW, `n * in * H * W` long); returns the
     /// `n * out * H * W` outputs, NCHW.
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] when `x` does not hold `n` samples.
     pub fn forward_batch(&self, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
-        let side = self.side();
-        self.forward_on(side, self.chunk(side), x, n, par)
+        self.forward_per_sample(x, n, par)
     }
 
     /// Samples per matrix product: enough for [`TARGET_COLUMNS`] columns, as many as keep its
@@ -249,7 +235,12 @@ impl<T: Real> Conv2d<T> {
             .max(1)
     }
 
-    fn forward_on(&self, side: Side, chunk: usize, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
+    /// One product per sample, `y_n = W_mat col_n + b 1^T` with the bias as the product's
+    /// initial value: the order of the sums of every earlier exactflow, which checkpoints are
+    /// scored in bit for bit (`models/tests/checkpoint_compat.rs`). The output side and several
+    /// samples per product (as in the backward pass) made Glow's training 20% faster on digit
+    /// images, but change the last bits of `log p`.
+    fn forward_per_sample(&self, x: &[T], n: usize, par: Parallelism) -> Result<Vec<T>> {
         let (h, w) = self.hw;
         let hw = h * w;
         let (cin, cout, k) = (self.in_channels(), self.out_channels(), self.kernel_size());
@@ -258,60 +249,21 @@ impl<T: Real> Conv2d<T> {
         for &b in self.bias.values().iter().cycle().take(n * cout) {
             y.extend(std::iter::repeat_n(b, hw));
         }
+        let kk = cin * k * k;
+        let wmat = MatSlice::new(self.weight.values(), cout, kk)?;
         let table = if k == 1 { None } else { Some(self.table()?) };
-        let side = if k == 1 { None } else { Some(side) };
-        // The product is `W_op a = p`, `a` and `p` holding the chunk's samples side by side
-        // (`[rows, m H W]`, sample s in columns s H W ..).
-        let wtap;
-        let (wop, a_rows, p_rows) = match side {
-            None => (self.weight.values(), cin, cout),
-            Some(Side::Input) => (self.weight.values(), TAPS * cin, cout),
-            Some(Side::Output) => {
-                wtap = self.weight_by_tap();
-                (&wtap[..], cin, TAPS * cout)
-            }
-        };
-        let wv = MatSlice::new(wop, p_rows, a_rows)?;
-        let chunk = chunk.clamp(1, n.max(1));
-        let (mut a, mut p) = (
-            vec![T::zero(); a_rows * chunk * hw],
-            vec![T::zero(); p_rows * chunk * hw],
-        );
-        for start in (0..n).step_by(chunk) {
-            let m = chunk.min(n - start);
-            let cols = m * hw;
-            let xc = &x[start * cin * hw..(start + m) * cin * hw];
-            let yc = &mut y[start * cout * hw..(start + m) * cout * hw];
-            let (a, p) = (&mut a[..a_rows * cols], &mut p[..p_rows * cols]);
-            // One sample side by side is the sample itself: no copies then.
-            let a: &[T] = match (side, table) {
-                (Some(Side::Input), Some(t)) => {
-                    for (s, xs) in xc.chunks_exact(cin * hw).enumerate() {
-                        t.gather(xs, a, cols, s);
-                    }
-                    a
+        // Every entry is written by each gather.
+        let mut col = if k == 1 { Vec::new() } else { vec![T::zero(); kk * hw] };
+        for (xs, ys) in x.chunks_exact(cin * hw).zip(y.chunks_exact_mut(cout * hw)) {
+            let cols = match table {
+                Some(t) => {
+                    t.gather(xs, &mut col, hw, 0);
+                    &col
                 }
-                _ if m == 1 => xc,
-                _ => {
-                    to_samples_side_by_side(xc, cin, hw, a);
-                    a
-                }
+                None => xs,
             };
-            let av = MatSlice::new(a, a_rows, cols)?;
-            match (side, table) {
-                (Some(Side::Output), Some(t)) => {
-                    gemm(T::one(), wv, av, T::zero(), MatSliceMut::new(p, p_rows, cols)?, par)?;
-                    for (s, ys) in yc.chunks_exact_mut(cout * hw).enumerate() {
-                        t.gather_add_taps(p, cols, s, ys);
-                    }
-                }
-                // y holds the bias.
-                _ if m == 1 => gemm(T::one(), wv, av, T::one(), MatSliceMut::new(yc, cout, cols)?, par)?,
-                _ => {
-                    gemm(T::one(), wv, av, T::zero(), MatSliceMut::new(p, p_rows, cols)?, par)?;
-                    add_from_side_by_side(p, cout, hw, yc);
-                }
-            }
+            let cv = MatSlice::new(cols, kk, hw)?;
+            gemm(T::one(), wmat, cv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
         }
         Ok(y)
     }
@@ -694,28 +646,18 @@ mod tests {
     ];
 
     #[test]
-    fn both_sides_match_direct_convolution() {
-        // Each side of a 3x3 layer, whichever the layer would choose, against the direct sum:
-        // sums of <= 9 * 6 + 1 products of magnitude <= 1, so 1e-13 is ~100 ulps of their size.
-        // Every chunk of samples per product (1, 2 and all at once) on each side, and the 1x1
-        // kernel (whose side is unused) likewise.
+    fn matches_direct_convolution_on_more_shapes() {
+        // The shapes of the backward tests below (4x4 and 8x8 images, more channels), both
+        // kernels: sums of <= 9 * 6 + 1 products of magnitude <= 1, so 1e-13 is ~100 ulps.
         let mut rng = StdRng::seed_from_u64(9);
         for k in [1, 3] {
-            for side in [Side::Input, Side::Output] {
-                for (n, ci, co, h, w) in SHAPES {
-                    let conv = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
-                    let x = random(n * ci * h * w, &mut rng);
-                    let r = naive(&conv, &x, n);
-                    for chunk in [1, 2, n] {
-                        let y = conv.forward_on(side, chunk, &x, n, Parallelism::Sequential).unwrap();
-                        let err = y.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                        assert!(
-                            err < 1e-13,
-                            "k {k}, {side:?}, chunk {chunk}, shape {:?}: error {err}",
-                            (n, ci, co, h, w)
-                        );
-                    }
-                }
+            for (n, ci, co, h, w) in SHAPES {
+                let conv = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
+                let x = random(n * ci * h * w, &mut rng);
+                let y = conv.forward_batch(&x, n, Parallelism::Sequential).unwrap();
+                let r = naive(&conv, &x, n);
+                let err = y.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(err < 1e-13, "k {k}, shape {:?}: error {err}", (n, ci, co, h, w));
             }
         }
     }

@@ -130,31 +130,6 @@ impl ShiftTable {
             }
         }
     }
-
-    /// The output side of a convolution:
-    /// `y[o, q] += sum_r planes[(r * O + o) * cols + at H W + q + s_r]` over the reads inside
-    /// the image, for the `9 O` rows (tap-major) of a matrix of several samples side by side,
-    /// `y` holding the `O` planes of sample `at`; the taps are added in the order of `r`.
-    /// `planes` is scratch: the column of each plane that its tap never reads inside the image
-    /// is set to 0 and added as such.
-    pub(crate) fn gather_add_taps<T: Real>(&self, planes: &mut [T], cols: usize, at: usize, y: &mut [T]) {
-        let outs = y.len() / self.hw;
-        debug_assert!(planes.len() >= TAPS * outs * cols);
-        for (tap, taps) in self.taps.iter().zip(planes.chunks_exact_mut(outs * cols)) {
-            for (yo, plane) in y.chunks_exact_mut(self.hw).zip(taps.chunks_exact_mut(cols)) {
-                let plane = &mut plane[at * self.hw..(at + 1) * self.hw];
-                if let Some(j) = tap.edge {
-                    plane[self.w - 1 - j..]
-                        .iter_mut()
-                        .step_by(self.w)
-                        .for_each(|e| *e = T::zero());
-                }
-                for (e, &p) in yo[tap.lo..tap.hi].iter_mut().zip(&plane[tap.src..]) {
-                    *e += p;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -240,33 +215,6 @@ mod tests {
     }
 
     #[test]
-    fn gather_add_taps_sums_the_shifted_planes() {
-        // y[o, q] = 1 + sum_r planes[r, o][pixel q shifted by s_r], the shift written out with
-        // signed arithmetic; each side adds the same terms in the same order, so exactly equal.
-        for (h, w) in SIZES {
-            let table = ShiftTable::new(h, w).unwrap();
-            let outs = 2;
-            let planes = values(9 * outs * h * w, 1.0);
-            let mut y = vec![1.0; outs * h * w];
-            table.gather_add_taps(&mut planes.clone(), h * w, 0, &mut y);
-            for o in 0..outs {
-                for i in 0..h {
-                    for j in 0..w {
-                        let mut e = 1.0;
-                        for r in 0..9 {
-                            let (si, sj) = (i as isize + (r / 3) as isize - 1, j as isize + (r % 3) as isize - 1);
-                            if si >= 0 && sj >= 0 && (si as usize) < h && (sj as usize) < w {
-                                e += planes[((r * outs + o) * h + si as usize) * w + sj as usize];
-                            }
-                        }
-                        assert_eq!(y[(o * h + i) * w + j], e, "{h} x {w}, ({o}, {i}, {j})");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
     fn taps_are_the_shifts_and_flipped_taps_undo_them() {
         // Every output pixel inside a tap's copy range reads q + s_r, and inside the image
         // unless it is the tap's edge column; every read inside the image is in the range; and
@@ -306,7 +254,7 @@ mod tests {
             for (s, x) in xs.iter().enumerate() {
                 let mut one = vec![0.0; 9 * c * hw];
                 table.gather(x, &mut one, hw, 0);
-                let mut done: Vec<f64> = (0..9 * c)
+                let done: Vec<f64> = (0..9 * c)
                     .flat_map(|row| dwide[row * cols + s * hw..][..hw].to_vec())
                     .collect();
                 for (row, block) in one.chunks_exact(hw).enumerate() {
@@ -316,11 +264,6 @@ mod tests {
                 table.scatter_add(&mut done.clone(), hw, 0, &mut dz_one);
                 table.scatter_add(&mut dwide.clone(), cols, s, &mut dz_wide);
                 assert_eq!(dz_one, dz_wide, "scatter_add, {h} x {w}");
-                // Nine taps of one output channel (c = 2 rows per tap read as O = 2 planes).
-                let (mut y_one, mut y_wide) = (x.clone(), x.clone());
-                table.gather_add_taps(&mut done, hw, 0, &mut y_one);
-                table.gather_add_taps(&mut dwide.clone(), cols, s, &mut y_wide);
-                assert_eq!(y_one, y_wide, "gather_add_taps, {h} x {w}");
             }
         }
     }
