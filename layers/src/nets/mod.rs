@@ -13,6 +13,7 @@ mod linear;
 mod made;
 mod mlp;
 mod resnet;
+mod shift_table;
 
 pub use activation::Activation;
 pub use conv2d::Conv2d;
