@@ -8,8 +8,8 @@
 //!   ([`log_det`], [`log_det_with`]);
 //! - dense LU with partial pivoting ([`Lu`]): factor, log-det, solve, inverse, reconstruct;
 //! - [`gemm`](gemm::gemm) on row-major data (faer's for f32/f64, single- or multi-threaded);
-//! - coupling transforms ([`coupling`]) and a vectorized exp ([`simd`]) with runtime dispatch to
-//!   AVX-512 / AVX2;
+//! - coupling transforms ([`coupling`]), a vectorized exp ([`simd`]) and the elementwise work of
+//!   an optimizer step ([`optim`]), with runtime dispatch to AVX-512 / AVX2;
 //! - interval arithmetic ([`Interval`], a [`Real`] whose every operation encloses the exact
 //!   result) and certified log-determinants ([`certify_log_det`]: an interval guaranteed to
 //!   contain log|det A|, and the sign).
@@ -41,7 +41,8 @@
 //! 3. `faer_gemm`, `faer_lu` and `vectorized` (the SIMD kernels for f32/f64, [`simd::Backend`] and the
 //!    CPU-feature tokens without which no SIMD instruction can be reached);
 //! 4. [`real`], whose [`Real`] methods dispatch to 2 and 3;
-//! 5. the checked entry points: [`gemm`], [`simd`], then [`coupling`] and [`matrix`];
+//! 5. the checked entry points: [`gemm`], [`simd`], [`optim`] (Adam's update and the sum of
+//!    squares of a gradient norm), then [`coupling`] and [`matrix`];
 //!    `logdet_value` ([`LogDet`]);
 //! 6. [`triangular`] and [`lu`], which build a [`LogDet`] from `logdet_value`; then [`logdet`], the
 //!    dispatcher over both; then [`audit`];

@@ -259,8 +259,10 @@ fn signed_log_det<T: Real>(diagonal: impl Iterator<Item = T> + Clone, transposit
 /// faer's factorization (for f32/f64), kept in faer's column-major layout.
 struct NativeLu<T> {
     n: usize,
-    /// The packed factors, column-major: entry (i, j) at `j * n + i`.
+    /// The packed factors, column-major: entry (i, j) at `start + j * n + i`.
     col_major: Vec<T>,
+    /// Where the matrix starts in `col_major`: the first entry on a 64-byte boundary.
+    start: usize,
     perm: Vec<usize>,
     info: FactorInfo,
 }
@@ -285,14 +287,23 @@ impl<T: Real> NativeLu<T> {
             LuAlgorithm::Auto if n > AUTO_UNBLOCKED_MAX => T::lu_kernel()?,
             _ => return None,
         };
-        let mut col_major = Vec::with_capacity(n * n);
+        // faer's kernels load whole cache lines: a matrix that starts 16 bytes into one (where
+        // the allocator puts a large `Vec`) makes every column's loads straddle two. So the
+        // matrix starts at the buffer's first 64-byte boundary, as faer's own `Mat` does.
+        let mut col_major: Vec<T> = Vec::with_capacity(n * n + ALIGN_SLACK);
+        let start = match col_major.as_ptr().align_offset(64) {
+            k if k <= ALIGN_SLACK => k,
+            _ => 0,
+        };
+        col_major.resize(start, T::zero());
         fill(&mut col_major);
-        if !col_major.iter().all(|v| v.is_finite_value()) {
+        let a = &mut col_major[start..];
+        if !a.iter().all(|v| v.is_finite_value()) {
             return None;
         }
         let mut perm: Vec<usize> = (0..n).collect();
-        let transpositions = kernel(&mut col_major, n, &mut perm);
-        let diagonal = |i: usize| col_major[i * n + i];
+        let transpositions = kernel(a, n, &mut perm);
+        let diagonal = |i: usize| a[i * n + i];
         if !(0..n).all(|i| diagonal(i).is_finite_value()) {
             return None;
         }
@@ -303,6 +314,7 @@ impl<T: Real> NativeLu<T> {
         Some(NativeLu {
             n,
             col_major,
+            start,
             perm,
             info,
         })
@@ -310,7 +322,8 @@ impl<T: Real> NativeLu<T> {
 
     fn log_det(&self) -> LogDet<T> {
         let n = self.n;
-        signed_log_det((0..n).map(|i| self.col_major[i * n + i]), self.info.transpositions)
+        let a = &self.col_major[self.start..];
+        signed_log_det((0..n).map(|i| a[i * n + i]), self.info.transpositions)
     }
 
     /// The [`Lu`], with the factors transposed (in place) into its row-major layout.
@@ -318,9 +331,11 @@ impl<T: Real> NativeLu<T> {
         let NativeLu {
             n,
             mut col_major,
+            start,
             perm,
             info,
         } = self;
+        col_major.drain(..start);
         transpose_square_in_place(&mut col_major, n);
         Lu {
             n,
@@ -331,19 +346,25 @@ impl<T: Real> NativeLu<T> {
     }
 }
 
+/// Elements reserved before faer's working matrix so that it can start on a 64-byte boundary
+/// (16 f32 or 8 f64 at most are needed).
+const ALIGN_SLACK: usize = 16;
+
 /// Side of the square tiles the transpositions work on: two 32 x 32 tiles of f64 (16 KiB) stay
 /// in L1.
 const TILE: usize = 32;
 
-/// Appends the transpose of the row-major `n x n` `src` to the empty `dst`, tile by tile.
+/// Appends the transpose of the row-major `n x n` `src` to `dst`, tile by tile.
 fn transpose_into<T: Copy>(src: &[T], n: usize, dst: &mut Vec<T>) {
     let Some(&first) = src.first() else { return };
-    dst.resize(n * n, first);
+    let base = dst.len();
+    dst.resize(base + n * n, first);
+    let out = &mut dst[base..];
     for i0 in (0..n).step_by(TILE) {
         for j0 in (0..n).step_by(TILE) {
             for i in i0..(i0 + TILE).min(n) {
                 for j in j0..(j0 + TILE).min(n) {
-                    dst[j * n + i] = src[i * n + j];
+                    out[j * n + i] = src[i * n + j];
                 }
             }
         }
