@@ -1,8 +1,12 @@
 //! A numerical audit of a dense log-determinant: how far the computed `(sign, log|det|)` can be
 //! from the true one, with the evidence.
 //!
-//! [`audit_matrix`] computes the log-det as [`crate::log_det_with`] does and reports, in a
-//! [`MatrixAudit`] that serializes to JSON under stable keys:
+//! [`audit_matrix`] computes the log-det as [`crate::log_det_with`] does, the LU from
+//! `Lu::factor(A)` (the audit needs `A`'s own factors for the backward error; above n = 32,
+//! `log_det` itself factors `A^T` for f32/f64, whose determinant is the same, so its value agrees
+//! with the audited one within the two factorizations' bounds, and the audit of the transposed
+//! matrix reports it bit for bit), and reports, in a [`MatrixAudit`] that serializes to JSON
+//! under stable keys:
 //!
 //! 1. **Backward error** of the LU factorization `P A = L U`, as LAPACK's test ratio (xGET01)
 //!
@@ -188,8 +192,9 @@ fn finite_or_string<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, 
 }
 
 /// Audits the log-determinant of the `n x n` row-major matrix `values`, computed as
-/// [`crate::log_det`] with [`LogDetMethod::Auto`] (the diagonal of a triangular matrix, LU
-/// otherwise). See [`audit_matrix_with`].
+/// [`crate::log_det`] with [`LogDetMethod::Auto`] (the diagonal of a triangular matrix, LU of
+/// `A` otherwise; see the module documentation for `log_det`'s `A^T`). See
+/// [`audit_matrix_with`].
 ///
 /// # Errors
 /// As [`audit_matrix_with`].
