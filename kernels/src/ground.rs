@@ -145,7 +145,7 @@ pub fn additive_inverse<T: Float>(y: &[T], t: &[T], x: &mut [T]) {
 }
 
 /// The per-step constants of one Adam update (Kingma & Ba, 2015), in the parameters' scalar
-/// type: see [`adam`] for the formula they enter.
+/// type: see [`crate::optim::adam_update`] for the formula they enter.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamCoefficients<T> {
     /// The learning rate.
@@ -189,7 +189,7 @@ pub fn adam<T: Float>(value: &mut [T], grad: &[T], m: &mut [T], v: &mut [T], k: 
     finite
 }
 
-/// Partial sums in [`sum_of_squares`]: 16 independent accumulators (two AVX-512 registers of
+/// Partial sums in [`crate::optim::sum_of_squares`]: 16 independent accumulators (two AVX-512 registers of
 /// f64), so that the additions do not wait on each other and the order is the same on every
 /// backend.
 pub const SQUARES_LANES: usize = 16;
