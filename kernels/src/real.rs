@@ -172,6 +172,56 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
     }
 }
 
+// The fast paths of `f64` and `f32` are the same calls on the two element types.
+macro_rules! float_fast_paths {
+    ($E:ty) => {
+        fn lu_kernel() -> Option<LuKernel<Self>> {
+            Some(faer_lu::lu_in_place::<$E>)
+        }
+
+        fn gemm_kernel(
+            alpha: Self,
+            a: MatSlice<'_, Self>,
+            b: MatSlice<'_, Self>,
+            beta: Self,
+            c: MatSliceMut<'_, Self>,
+            par: Parallelism,
+        ) {
+            faer_gemm::gemm(alpha, a, b, beta, c, par);
+        }
+
+        fn exp_kernel(xs: &mut [Self]) {
+            <$E as VectorKernels>::exp(Backend::detect(), xs);
+        }
+
+        fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
+            <$E as VectorKernels>::affine(Backend::detect(), true, x, s, t, y, log_det);
+        }
+
+        fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
+            <$E as VectorKernels>::affine(Backend::detect(), false, y, s, t, x, log_det);
+        }
+
+        fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
+            <$E as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
+        }
+
+        fn adam_kernel(
+            value: &mut [Self],
+            grad: &[Self],
+            m: &mut [Self],
+            v: &mut [Self],
+            k: &AdamCoefficients<Self>,
+        ) -> bool {
+            <$E as VectorKernels>::adam(Backend::detect(), value, grad, m, v, k)
+        }
+
+        fn sum_of_squares_kernel(xs: &[Self]) -> f64 {
+            <$E as VectorKernels>::sum_of_squares(Backend::detect(), xs)
+        }
+    };
+}
+
 impl Real for f64 {
     const NAME: &'static str = "f64";
 
@@ -185,50 +235,7 @@ impl Real for f64 {
         x
     }
 
-    fn lu_kernel() -> Option<LuKernel<Self>> {
-        Some(faer_lu::lu_in_place::<f64>)
-    }
-
-    fn gemm_kernel(
-        alpha: Self,
-        a: MatSlice<'_, Self>,
-        b: MatSlice<'_, Self>,
-        beta: Self,
-        c: MatSliceMut<'_, Self>,
-        par: Parallelism,
-    ) {
-        faer_gemm::gemm(alpha, a, b, beta, c, par);
-    }
-
-    fn exp_kernel(xs: &mut [Self]) {
-        <f64 as VectorKernels>::exp(Backend::detect(), xs);
-    }
-
-    fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
-        <f64 as VectorKernels>::affine(Backend::detect(), true, x, s, t, y, log_det);
-    }
-
-    fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
-        <f64 as VectorKernels>::affine(Backend::detect(), false, y, s, t, x, log_det);
-    }
-
-    fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
-        <f64 as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
-    }
-
-    fn adam_kernel(
-        value: &mut [Self],
-        grad: &[Self],
-        m: &mut [Self],
-        v: &mut [Self],
-        k: &AdamCoefficients<Self>,
-    ) -> bool {
-        <f64 as VectorKernels>::adam(Backend::detect(), value, grad, m, v, k)
-    }
-
-    fn sum_of_squares_kernel(xs: &[Self]) -> f64 {
-        <f64 as VectorKernels>::sum_of_squares(Backend::detect(), xs)
-    }
+    float_fast_paths!(f64);
 }
 
 impl Real for f32 {
@@ -244,50 +251,7 @@ impl Real for f32 {
         x as f32
     }
 
-    fn lu_kernel() -> Option<LuKernel<Self>> {
-        Some(faer_lu::lu_in_place::<f32>)
-    }
-
-    fn gemm_kernel(
-        alpha: Self,
-        a: MatSlice<'_, Self>,
-        b: MatSlice<'_, Self>,
-        beta: Self,
-        c: MatSliceMut<'_, Self>,
-        par: Parallelism,
-    ) {
-        faer_gemm::gemm(alpha, a, b, beta, c, par);
-    }
-
-    fn exp_kernel(xs: &mut [Self]) {
-        <f32 as VectorKernels>::exp(Backend::detect(), xs);
-    }
-
-    fn affine_forward_kernel(x: &[Self], s: &[Self], t: &[Self], y: &mut [Self], log_det: &mut [Self]) {
-        <f32 as VectorKernels>::affine(Backend::detect(), true, x, s, t, y, log_det);
-    }
-
-    fn affine_inverse_kernel(y: &[Self], s: &[Self], t: &[Self], x: &mut [Self], log_det: &mut [Self]) {
-        <f32 as VectorKernels>::affine(Backend::detect(), false, y, s, t, x, log_det);
-    }
-
-    fn additive_kernel(forward: bool, a: &[Self], t: &[Self], out: &mut [Self]) {
-        <f32 as VectorKernels>::additive(Backend::detect(), forward, a, t, out);
-    }
-
-    fn adam_kernel(
-        value: &mut [Self],
-        grad: &[Self],
-        m: &mut [Self],
-        v: &mut [Self],
-        k: &AdamCoefficients<Self>,
-    ) -> bool {
-        <f32 as VectorKernels>::adam(Backend::detect(), value, grad, m, v, k)
-    }
-
-    fn sum_of_squares_kernel(xs: &[Self]) -> f64 {
-        <f32 as VectorKernels>::sum_of_squares(Backend::detect(), xs)
-    }
+    float_fast_paths!(f32);
 }
 
 /// The dual number runs every generic default, so that its derivative part follows exactly the

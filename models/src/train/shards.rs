@@ -149,11 +149,9 @@ impl<T: Real> Replicas<T> {
 
     /// Copies every parameter value of `flow` into each replica.
     fn sync_from(&mut self, flow: &Flow<T>) {
-        let values = &mut self.values;
-        values.clear();
-        flow.visit_params("", &mut |_, p| values.extend_from_slice(p.value.as_slice()));
+        gather_values(flow, &mut self.values);
         for r in &mut self.flows {
-            copy_values(r, values);
+            copy_values(r, &self.values);
         }
     }
 
@@ -183,9 +181,7 @@ impl<T: Real> Replicas<T> {
         }
         // The trained flow's parameters, gathered once; each replica copies them in its own
         // task, at the same time as the first shard's pass starts.
-        let values = &mut self.values;
-        values.clear();
-        flow.visit_params("", &mut |_, p| values.extend_from_slice(p.value.as_slice()));
+        gather_values(flow, &mut self.values);
         let values = &self.values;
         let rows = |k: usize| k * b / n..(k + 1) * b / n;
         let xs = (0..n)
@@ -239,6 +235,12 @@ impl<T: Real> Replicas<T> {
         }
         Ok(log_p)
     }
+}
+
+/// Every parameter value of `flow`, flat in visiting order, into `values` (cleared first).
+fn gather_values<T: Real>(flow: &Flow<T>, values: &mut Vec<T>) {
+    values.clear();
+    flow.visit_params("", &mut |_, p| values.extend_from_slice(p.value.as_slice()));
 }
 
 /// Copies the flat parameter `values` (in visiting order) into the replica `r`, which has the
