@@ -115,6 +115,16 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
         }
     }
 
+    /// `x = tanh(x)` elementwise. The default calls `Float::tanh`. `f32` uses the SIMD tanh of
+    /// [`crate::simd`] (at most [`crate::simd::TANH_F32_MAX_ULPS`] ULP from the correctly rounded
+    /// value, checked on every f32 input); `f64` keeps std's, so that f64 results, the reference
+    /// that old checkpoints score bit for bit in, stay as they were.
+    fn tanh_kernel(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.tanh();
+        }
+    }
+
     /// Affine coupling forward on rows of width `d`: `y = x * exp(s) + t`,
     /// `log_det[i] += sum_j s[i, j]`. Lengths must agree (`x`, `s`, `t`, `y`: `n * d`,
     /// `log_det`: `n`); the checked entry point is [`crate::coupling::affine_forward`].
@@ -249,6 +259,10 @@ impl Real for f32 {
     #[inline]
     fn lit(x: f64) -> Self {
         x as f32
+    }
+
+    fn tanh_kernel(xs: &mut [Self]) {
+        <f32 as VectorKernels>::tanh(Backend::detect(), xs);
     }
 
     float_fast_paths!(f32);

@@ -149,7 +149,8 @@ impl<T: Real> Affine<T> {
 
     fn log_scale(&self, d: usize, h: &[T]) -> AffineAux<T> {
         let sc = self.scale.values();
-        let tanh_h: Vec<T> = h.iter().map(|v| v.tanh()).collect();
+        let mut tanh_h = h.to_vec();
+        T::tanh_kernel(&mut tanh_h);
         let s = tanh_h.iter().enumerate().map(|(k, &t)| sc[k % d] * t).collect();
         AffineAux { tanh_h, s }
     }

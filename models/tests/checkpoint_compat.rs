@@ -1,6 +1,6 @@
 //! Checkpoints written by an earlier exactflow (main at 14dafde, format version 1) must keep
-//! loading and scoring exactly as they did: `log p(x)` and the latents bit for bit, in f64 and in
-//! f32. The fixtures (small NICE, vector and multi-scale RealNVP with batch norm, Glow with LU 1x1
+//! loading and scoring exactly as they did: `log p(x)` and the latents bit for bit in f64, and in
+//! f32 bit for bit too except where an f32 tanh runs (see `F32_TANH_FIXTURES`). The fixtures (small NICE, vector and multi-scale RealNVP with batch norm, Glow with LU 1x1
 //! convolutions, Glow with additive couplings and a shuffle) were trained for a few steps by that
 //! commit, which also wrote each `*.expected.safetensors`: the input batch `x`, its `log_p`, its
 //! flattened `latent`, and `log_p_f32` from the same file loaded in f32.
@@ -81,15 +81,40 @@ fn old_checkpoints_score_bit_for_bit_in_f64() {
     }
 }
 
+/// The fixtures whose RealNVP scale nets run tanh: since f32 tanh became the SIMD tanh of
+/// `exactflow_kernels::simd` (at most 2 ULP from the correctly rounded value, where the older
+/// build called the platform's `tanhf`, also 2 ULP), their f32 scores may differ from the
+/// fixtures' in the last bits. f64 keeps std's tanh and scores bit for bit (above).
+const F32_TANH_FIXTURES: [&str; 2] = ["realnvp_small", "realnvp_multiscale_small"];
+
 #[test]
-fn old_checkpoints_score_bit_for_bit_in_f32() {
+fn old_checkpoints_score_in_f32_as_they_did() {
     for name in FIXTURES {
         let e = expected(name);
         let loaded = checkpoint::load::<f32>(&fixture(&format!("{name}.safetensors"))).expect(name);
         let log_p = loaded.flow.log_prob(&e.x.cast::<f32>(), None).expect("log_prob");
-        let got: Vec<u32> = log_p.iter().map(|v| v.to_bits()).collect();
-        let want: Vec<u32> = e.log_p_f32.iter().map(|v| v.to_bits()).collect();
-        assert_eq!(got, want, "{name}: f32 log p(x) changed");
+        if !F32_TANH_FIXTURES.contains(&name) {
+            let got: Vec<u32> = log_p.iter().map(|v| v.to_bits()).collect();
+            let want: Vec<u32> = e.log_p_f32.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{name}: f32 log p(x) changed");
+            continue;
+        }
+        // The old f32 scores were an f32 evaluation of the f64 ones with some error; the new ones
+        // must be no less accurate: every sample within the largest error the old evaluation
+        // made on this batch (measured: 6.1e-7 and 6.1e-5 nats, unchanged by the new tanh).
+        let old_err = e
+            .log_p_f32
+            .iter()
+            .zip(&e.log_p)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        for (i, (got, want)) in log_p.iter().zip(&e.log_p).enumerate() {
+            let err = (*got as f64 - want).abs();
+            assert!(
+                err <= old_err,
+                "{name} sample {i}: f32 log p off by {err:e} (old f32: {old_err:e})"
+            );
+        }
     }
 }
 

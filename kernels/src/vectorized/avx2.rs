@@ -84,6 +84,27 @@ unsafe impl Lanes for F64x4 {
         F64x4 { v, ..self }
     }
     #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX.
+        let v = unsafe { _mm256_div_pd(self.v, o.v) };
+        F64x4 { v, ..self }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: `self.simd` proves AVX.
+        let v = unsafe { _mm256_andnot_pd(_mm256_set1_pd(-0.0), self.v) };
+        F64x4 { v, ..self }
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX.
+        let v = unsafe {
+            let m = _mm256_set1_pd(-0.0);
+            _mm256_or_pd(_mm256_andnot_pd(m, self.v), _mm256_and_pd(m, sign.v))
+        };
+        F64x4 { v, ..self }
+    }
+    #[inline(always)]
     fn max(self, o: Self) -> Self {
         // SAFETY: `self.simd` proves AVX.
         let v = unsafe { _mm256_max_pd(self.v, o.v) };
@@ -193,6 +214,27 @@ unsafe impl Lanes for F32x8 {
     fn neg(self) -> Self {
         // SAFETY: `self.simd` proves AVX.
         let v = unsafe { _mm256_xor_ps(self.v, _mm256_set1_ps(-0.0)) };
+        F32x8 { v, ..self }
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX.
+        let v = unsafe { _mm256_div_ps(self.v, o.v) };
+        F32x8 { v, ..self }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: `self.simd` proves AVX.
+        let v = unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), self.v) };
+        F32x8 { v, ..self }
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX.
+        let v = unsafe {
+            let m = _mm256_set1_ps(-0.0);
+            _mm256_or_ps(_mm256_andnot_ps(m, self.v), _mm256_and_ps(m, sign.v))
+        };
         F32x8 { v, ..self }
     }
     #[inline(always)]

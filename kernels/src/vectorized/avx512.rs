@@ -93,6 +93,28 @@ unsafe impl Lanes for F64x8 {
         F64x8 { v, ..self }
     }
     #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX-512F.
+        let v = unsafe { _mm512_div_pd(self.v, o.v) };
+        F64x8 { v, ..self }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: `self.simd` proves AVX-512F.
+        let v = unsafe { _mm512_abs_pd(self.v) };
+        F64x8 { v, ..self }
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX-512F (the integer and/or are AVX-512F, not DQ).
+        let v = unsafe {
+            let m = _mm512_set1_epi64(i64::MIN);
+            let mag = _mm512_andnot_si512(m, _mm512_castpd_si512(self.v));
+            _mm512_castsi512_pd(_mm512_or_si512(mag, _mm512_and_si512(m, _mm512_castpd_si512(sign.v))))
+        };
+        F64x8 { v, ..self }
+    }
+    #[inline(always)]
     fn max(self, o: Self) -> Self {
         // SAFETY: `self.simd` proves AVX-512F.
         let v = unsafe { _mm512_max_pd(self.v, o.v) };
@@ -204,6 +226,28 @@ unsafe impl Lanes for F32x16 {
         let v = unsafe {
             let sign = _mm512_set1_epi32(i32::MIN);
             _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(self.v), sign))
+        };
+        F32x16 { v, ..self }
+    }
+    #[inline(always)]
+    fn div(self, o: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX-512F.
+        let v = unsafe { _mm512_div_ps(self.v, o.v) };
+        F32x16 { v, ..self }
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: `self.simd` proves AVX-512F.
+        let v = unsafe { _mm512_abs_ps(self.v) };
+        F32x16 { v, ..self }
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        // SAFETY: `self.simd` proves AVX-512F (the integer and/or are AVX-512F, not DQ).
+        let v = unsafe {
+            let m = _mm512_set1_epi32(i32::MIN);
+            let mag = _mm512_andnot_si512(m, _mm512_castps_si512(self.v));
+            _mm512_castsi512_ps(_mm512_or_si512(mag, _mm512_and_si512(m, _mm512_castps_si512(sign.v))))
         };
         F32x16 { v, ..self }
     }

@@ -1,4 +1,4 @@
-//! A small vector abstraction and the vectorized exp written once against it.
+//! A small vector abstraction and the vectorized exp and tanh written once against it.
 //!
 //! Each instruction set implements [`Lanes`] for its `f32` and `f64` registers; the algorithms
 //! here are `#[inline(always)]` generic bodies that are compiled inside `#[target_feature]` entry
@@ -46,6 +46,12 @@ pub(crate) unsafe trait Lanes: Copy {
     /// `self * b + c` with a single rounding.
     fn fma(self, b: Self, c: Self) -> Self;
     fn neg(self) -> Self;
+    /// Lane-wise `self / o`, correctly rounded.
+    fn div(self, o: Self) -> Self;
+    /// `|self|` (clears the sign bit).
+    fn abs(self) -> Self;
+    /// The magnitude of `self` with the sign bit of `sign`.
+    fn copysign(self, sign: Self) -> Self;
     /// Lane-wise max; the result for a NaN lane is unspecified (the exp fixes NaN lanes itself).
     fn max(self, o: Self) -> Self;
     /// Lane-wise min; the result for a NaN lane is unspecified.
@@ -150,6 +156,107 @@ pub(crate) fn exp_f32<L: Lanes<E = f32>>(x: L) -> L {
     let k2 = k.sub(k1);
     let res = p.mul(k1.pow2i()).mul(k2.pow2i());
     L::keep_nan(x, res)
+}
+
+/// The constants of one precision for [`tanh_body`].
+struct TanhConsts<E: 'static> {
+    /// Inputs are clamped to `|x| <= clamp`, where tanh already rounds to 1 (see `tanh_f64`).
+    clamp: E,
+    log2e: E,
+    ln2_hi: E,
+    ln2_lo: E,
+    /// `1/(j + 2)!` from the highest power down: `expm1(r) = r + r^2 * sum_j r^j / (j + 2)!`.
+    poly: &'static [E],
+}
+
+/// tanh as `sign(x) * e / (e + 2)` with `e = expm1(2|x|)`.
+///
+/// `expm1` rather than `exp` so that nothing cancels: `e / (e + 2)` has a relative error of at most
+/// `e`'s plus two roundings for every `|x|` (`d(e/(e+2))/(e/(e+2)) = 2/(e+2) * de/e <= de/e`).
+/// `expm1(y) = 2^k (q + 1) - 1 = 2^k q + (2^k - 1)` with `y = k ln 2 + r`, `|r| <= ln 2 / 2` and
+/// `q = expm1(r)` by its Taylor polynomial written as `r + r^2 P(r)`, so that `q` keeps full
+/// relative accuracy as `r -> 0` (for k = 0, `e = q` exactly; tiny and subnormal `x` give `x`).
+/// `y = 2|x|` is exact, `k ln2_hi` is exact for the clamped range (`ln2_hi` has trailing zero
+/// bits) and `y - k ln2_hi` is exact by Sterbenz's lemma, as in the exp above. One FMA forms `e`
+/// from `q`, and for k >= 1 the term `2^k q` is at most 1.42 times `e` (`q >= expm1(-ln 2 / 2)`),
+/// so `q`'s error is not amplified further.
+#[inline(always)]
+fn tanh_body<L: Lanes>(x: L, c: &TanhConsts<L::E>, one: L::E, two: L::E) -> L
+where
+    L::E: 'static,
+{
+    let simd = x.token();
+    let a = x.abs().min(L::splat(simd, c.clamp));
+    let y = a.add(a);
+    let k = y.mul(L::splat(simd, c.log2e)).round();
+    let hi = k.neg().fma(L::splat(simd, c.ln2_hi), y);
+    let r = k.neg().fma(L::splat(simd, c.ln2_lo), hi);
+    let mut p = L::splat(simd, c.poly[0]);
+    for &coef in &c.poly[1..] {
+        p = p.fma(r, L::splat(simd, coef));
+    }
+    let q = r.mul(r).fma(p, r);
+    let s = k.pow2i();
+    let e = s.fma(q, s.sub(L::splat(simd, one)));
+    let t = e.div(e.add(L::splat(simd, two)));
+    L::keep_nan(x, t.copysign(x))
+}
+
+// Above 20, 1 - tanh(x) < 2e-17 is below half an ulp of 1 in f64 (the threshold is 19.06), and
+// there `e + 2` rounds to `e`, so the result is exactly 1; 2x = 40 keeps k = 58 where 2^k is normal.
+const TANH_64: TanhConsts<f64> = TanhConsts {
+    clamp: 20.0,
+    log2e: LOG2E_64,
+    ln2_hi: LN2_HI_64,
+    ln2_lo: LN2_LO_64,
+    // 1/(j+2)! for j = 11 down to 0: the polynomial ends at r^13 / 13!, and the first omitted term
+    // r^14 / 14! is below 1.2e-17 relative to q ~ r for |r| <= ln 2 / 2 (0.1 ulp).
+    poly: &[
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ],
+};
+
+// Above 10, 1 - tanh(x) < 4.2e-9 is below half an ulp of 1 in f32 (the threshold is 9.01), and
+// `e + 2` rounds to `e`; 2x = 20 keeps k = 29.
+const TANH_32: TanhConsts<f32> = TanhConsts {
+    clamp: 10.0,
+    log2e: LOG2E_32,
+    ln2_hi: LN2_HI_32,
+    ln2_lo: LN2_LO_32,
+    // Up to r^8 / 8!; the first omitted term is below 6e-10 relative (0.01 ulp).
+    poly: &[
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ],
+};
+
+/// tanh for `f64` lanes (see [`tanh_body`]; the accuracy is stated and tested in `crate::simd`).
+#[inline(always)]
+pub(crate) fn tanh_f64<L: Lanes<E = f64>>(x: L) -> L {
+    tanh_body(x, &TANH_64, 1.0, 2.0)
+}
+
+/// tanh for `f32` lanes (see [`tanh_body`]; checked against the f64 tanh on every f32 input, see
+/// `crate::simd`).
+#[inline(always)]
+pub(crate) fn tanh_f32<L: Lanes<E = f32>>(x: L) -> L {
+    tanh_body(x, &TANH_32, 1.0, 2.0)
 }
 
 /// Applies `f` to every element of `xs` in place, `W` at a time; the tail goes through a padded

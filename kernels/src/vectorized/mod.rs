@@ -135,6 +135,8 @@ enum Isa {
 trait Vectorize<E> {
     /// `x = exp(x)` elementwise.
     fn exp(self, xs: &mut [E]);
+    /// `x = tanh(x)` elementwise.
+    fn tanh(self, xs: &mut [E]);
     /// The affine coupling, as [`VectorKernels::affine`].
     fn affine(self, forward: bool, a: &[E], s: &[E], t: &[E], out: &mut [E], log_det: &mut [E]);
     /// The additive coupling, as [`VectorKernels::additive`].
@@ -145,9 +147,10 @@ trait Vectorize<E> {
     fn sum_of_squares(self, xs: &[E]) -> f64;
 }
 
-/// Registers that have a vectorized exp.
+/// Registers that have a vectorized exp and tanh.
 trait ExpLanes: Lanes {
     fn exp(self) -> Self;
+    fn tanh(self) -> Self;
 }
 
 /// Rows per block are chosen so that a block of `s` (about 16 KiB) stays in L1 between the
@@ -204,7 +207,7 @@ fn affine_body<L: Lanes>(
 /// `Vectorize` impl of the backend's token that is their only way in.
 #[cfg(target_arch = "x86_64")]
 macro_rules! entries {
-    ($modname:ident, $feat:literal, $Token:ty, $L:ty, $E:ty, $expfn:path) => {
+    ($modname:ident, $feat:literal, $Token:ty, $L:ty, $E:ty, $expfn:path, $tanhfn:path) => {
         mod $modname {
             use super::*;
 
@@ -213,11 +216,20 @@ macro_rules! entries {
                 fn exp(self) -> Self {
                     $expfn(self)
                 }
+                #[inline(always)]
+                fn tanh(self) -> Self {
+                    $tanhfn(self)
+                }
             }
 
             #[target_feature(enable = $feat)]
             fn exp_with_features(simd: $Token, xs: &mut [$E]) {
                 lanes::map_in_place::<$L>(simd, xs, |v: $L| v.exp())
+            }
+
+            #[target_feature(enable = $feat)]
+            fn tanh_with_features(simd: $Token, xs: &mut [$E]) {
+                lanes::map_in_place::<$L>(simd, xs, |v: $L| v.tanh())
             }
 
             #[target_feature(enable = $feat)]
@@ -280,6 +292,13 @@ macro_rules! entries {
                 }
 
                 #[inline(always)]
+                fn tanh(self, xs: &mut [$E]) {
+                    // SAFETY: `self` exists, so `try_new` found on this CPU the features the
+                    // function is compiled with.
+                    unsafe { tanh_with_features(self, xs) }
+                }
+
+                #[inline(always)]
                 fn affine(self, forward: bool, a: &[$E], s: &[$E], t: &[$E], out: &mut [$E], ld: &mut [$E]) {
                     // SAFETY: `self` exists, so `try_new` found on this CPU the features the
                     // function is compiled with.
@@ -319,19 +338,53 @@ macro_rules! entries {
 }
 
 #[cfg(target_arch = "x86_64")]
-entries!(avx2_f64, "avx2,fma", Avx2Fma, avx2::F64x4, f64, lanes::exp_f64);
+entries!(
+    avx2_f64,
+    "avx2,fma",
+    Avx2Fma,
+    avx2::F64x4,
+    f64,
+    lanes::exp_f64,
+    lanes::tanh_f64
+);
 #[cfg(target_arch = "x86_64")]
-entries!(avx2_f32, "avx2,fma", Avx2Fma, avx2::F32x8, f32, lanes::exp_f32);
+entries!(
+    avx2_f32,
+    "avx2,fma",
+    Avx2Fma,
+    avx2::F32x8,
+    f32,
+    lanes::exp_f32,
+    lanes::tanh_f32
+);
 #[cfg(target_arch = "x86_64")]
-entries!(avx512_f64, "avx512f", Avx512F, avx512::F64x8, f64, lanes::exp_f64);
+entries!(
+    avx512_f64,
+    "avx512f",
+    Avx512F,
+    avx512::F64x8,
+    f64,
+    lanes::exp_f64,
+    lanes::tanh_f64
+);
 #[cfg(target_arch = "x86_64")]
-entries!(avx512_f32, "avx512f", Avx512F, avx512::F32x16, f32, lanes::exp_f32);
+entries!(
+    avx512_f32,
+    "avx512f",
+    Avx512F,
+    avx512::F32x16,
+    f32,
+    lanes::exp_f32,
+    lanes::tanh_f32
+);
 
 /// The vectorized kernels of one element type (`f32`, `f64`) on a chosen backend, the scalar one
 /// if the CPU lacks it. Lengths must have been checked by the caller.
 pub(crate) trait VectorKernels: Sized {
     /// `x = exp(x)` elementwise.
     fn exp(backend: Backend, xs: &mut [Self]);
+    /// `x = tanh(x)` elementwise (the scalar backend: std's `tanh`).
+    fn tanh(backend: Backend, xs: &mut [Self]);
     /// Affine coupling (forward: `out = a * exp(s) + t`, `log_det += row sums of s`; inverse:
     /// `out = (a - t) * exp(-s)`, `log_det -= row sums of s`): `a`, `s`, `t`, `out` hold
     /// `log_det.len()` rows of equal width.
@@ -372,6 +425,16 @@ macro_rules! vector_kernels {
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2(simd) => Vectorize::<$E>::exp(simd, xs),
                     Isa::Scalar => xs.iter_mut().for_each(|v| *v = v.exp()),
+                }
+            }
+
+            fn tanh(backend: Backend, xs: &mut [Self]) {
+                match backend.isa() {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(simd) => Vectorize::<$E>::tanh(simd, xs),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(simd) => Vectorize::<$E>::tanh(simd, xs),
+                    Isa::Scalar => xs.iter_mut().for_each(|v| *v = v.tanh()),
                 }
             }
 

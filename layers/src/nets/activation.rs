@@ -33,7 +33,7 @@ impl Activation {
                 xs.iter_mut()
                     .for_each(|v| *v = if *v < T::zero() { *v * a } else { *v })
             }
-            Activation::Tanh => xs.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::Tanh => T::tanh_kernel(xs),
             Activation::Identity => {}
         }
     }
