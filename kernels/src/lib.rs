@@ -66,6 +66,7 @@ pub mod matrix;
 pub mod optim;
 pub mod real;
 pub mod simd;
+pub mod team;
 pub mod triangular;
 mod vectorized;
 mod view;

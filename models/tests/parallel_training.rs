@@ -92,9 +92,9 @@ fn concurrent_trainings_with_different_thread_counts_match_their_runs_alone() {
 }
 
 /// The thread rule by shape: this vector flow at 256 samples per batch trains in shards on two
-/// threads (128 samples each); below two shards of [`MIN_SHARD_ROWS`] rows it stays sequential
-/// (a batch of 64, as the digits presets: too little work per shard); one thread is
-/// sequential. Glow (ActNorm, no batch norm) on 8 x 8 images trains in shards at batch 64 (32
+/// threads (128 samples each); below two shards of [`MIN_SHARD_ROWS`] rows (a batch of 64, as
+/// the digits presets: too little work per shard) it splits its matrix products instead; one
+/// thread is sequential. Glow (ActNorm, no batch norm) on 8 x 8 images trains in shards at batch 64 (32
 /// samples of 64 pixels per shard); the multi-scale RealNVP of digit images holds batch norm, so
 /// it splits its products only from [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`) on.
 #[test]
@@ -102,8 +102,11 @@ fn the_strategy_follows_the_shape() {
     let flow = model().build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&flow, 1, 256), Strategy::Sequential);
     assert_eq!(Strategy::choose(&flow, 2, 256), Strategy::Shards);
-    assert_eq!(Strategy::choose(&flow, 2, 64), Strategy::Sequential);
-    assert_eq!(Strategy::choose(&flow, 2, 2 * MIN_SHARD_ROWS - 1), Strategy::Sequential);
+    assert_eq!(Strategy::choose(&flow, 2, 64), Strategy::ParallelGemm);
+    assert_eq!(
+        Strategy::choose(&flow, 2, 2 * MIN_SHARD_ROWS - 1),
+        Strategy::ParallelGemm
+    );
     let glow = ModelConfig::preset("glow", "tiny", &[1, 8, 8], 0).expect("preset");
     let glow = glow.build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&glow, 2, 64), Strategy::Shards);
@@ -211,4 +214,42 @@ fn glow_trains_in_shards_after_an_unsharded_actnorm_initialization() {
     assert_eq!(run_glow(&d, 2), two, "a two-thread run is reproducible bit for bit");
     let one = run_glow(&d, 1);
     assert_within_rounding(&one, &two);
+}
+
+/// Below the shard size a vector flow splits its products over two threads (one half on the
+/// team's helper), and a split product has the bits of the whole one, so the two-thread run
+/// reproduces the one-thread run bit for bit. The hidden width of 128 makes the products large
+/// enough to be split (64 x 128 x 128 multiply-adds).
+#[test]
+fn split_products_reproduce_one_thread_bit_for_bit() {
+    let d = data();
+    let model = {
+        let mut c = model();
+        if let ModelConfig::RealNvp(RealNvpConfig { hidden, .. }) = &mut c {
+            *hidden = vec![128, 128];
+        }
+        c
+    };
+    let run = |threads: usize| {
+        let mut flow = model.build::<f64>().expect("builds");
+        let cfg = TrainConfig {
+            steps: Some(30),
+            batch_size: 64,
+            threads,
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            Strategy::choose(&flow, threads, 64),
+            if threads == 1 {
+                Strategy::Sequential
+            } else {
+                Strategy::ParallelGemm
+            }
+        );
+        train(&mut flow, &model, &cfg, &d.train, Some(&d.val), &mut Silent, None).expect("trains");
+        param_bits(&flow)
+    };
+    let one = run(1);
+    assert_eq!(run(2), one, "two threads with split products");
+    assert_eq!(run(2), one, "again");
 }

@@ -11,6 +11,7 @@
 //! back the very values it saved.
 
 use exactflow_kernels::Real;
+use exactflow_kernels::gemm::Parallelism;
 use exactflow_kernels::optim::{self, AdamCoefficients};
 
 use crate::checkpoint::NamedValues;
@@ -54,7 +55,7 @@ struct Slot<T> {
 /// The moments are kept in the order in which the model visits its trainable parameters (one
 /// slot per tensor, created at the first step), so that a step looks nothing up by name; the
 /// names are checked against the slots on every step (a comparison, no allocation).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Adam<T: Real = f64> {
     /// Hyper-parameters.
     pub config: AdamConfig,
@@ -63,6 +64,16 @@ pub struct Adam<T: Real = f64> {
     slots: Vec<Slot<T>>,
     /// Moments given by name ([`Adam::with_moments`]) that no step has claimed yet.
     pending: (NamedValues, NamedValues),
+    /// How many threads an update may use ([`Adam::set_parallelism`]); not part of the state.
+    parallelism: Parallelism,
+}
+
+/// Equal states: the same hyper-parameters, step count and moments (the thread setting is not
+/// state, and does not change the updates' bits).
+impl<T: Real> PartialEq for Adam<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config && self.t == other.t && self.slots == other.slots && self.pending == other.pending
+    }
 }
 
 impl<T: Real> Default for Adam<T> {
@@ -79,6 +90,7 @@ impl<T: Real> Adam<T> {
             t: 0,
             slots: Vec::new(),
             pending: Default::default(),
+            parallelism: Parallelism::Sequential,
         }
     }
 
@@ -91,6 +103,7 @@ impl<T: Real> Adam<T> {
             t,
             slots: Vec::new(),
             pending: (m, v),
+            parallelism: Parallelism::Sequential,
         }
     }
 
@@ -116,6 +129,14 @@ impl<T: Real> Adam<T> {
             }
         });
         s.sqrt()
+    }
+
+    /// Lets the updates use two threads (`par` of two or more): large tensors are updated in two
+    /// halves at once ([`optim::adam_update_on`]), with the same bits as on one thread. The
+    /// trainer sets it when the run splits its matrix products ([`crate::train::Strategy`]), so
+    /// that the helper thread is already awake.
+    pub fn set_parallelism(&mut self, par: Parallelism) {
+        self.parallelism = par;
     }
 
     /// Gradient-norm clipping and one update, as a training step makes them: the norm `N` of
@@ -203,7 +224,7 @@ impl<T: Real> Adam<T> {
             eps: T::lit(eps),
             grad_scale: T::lit(grad_scale),
         };
-        let (slots, pending) = (&mut self.slots, &mut self.pending);
+        let (slots, pending, par) = (&mut self.slots, &mut self.pending, self.parallelism);
         let mut i = 0;
         let mut bad_value = None;
         let mut length_error = None;
@@ -227,7 +248,8 @@ impl<T: Real> Adam<T> {
             }
             let s = &mut slots[i];
             i += 1;
-            let finite = match optim::adam_update(p.value.as_mut_slice(), p.grad.as_slice(), &mut s.m, &mut s.v, &k) {
+            let (value, grad) = (p.value.as_mut_slice(), p.grad.as_slice());
+            let finite = match optim::adam_update_on(par, value, grad, &mut s.m, &mut s.v, &k) {
                 Ok(finite) => finite,
                 Err(e) => {
                     // A gradient whose length is not its parameter's: nothing of this tensor

@@ -496,6 +496,9 @@ impl<'a, T: Real> Run<'a, T> {
         // passes of the run skip their own scans of them.
         self.flow.check_params_finite("train")?;
         self.flow.set_params_checked(true);
+        if strategy == Strategy::ParallelGemm {
+            self.adam.set_parallelism(self.flow.parallelism());
+        }
         if strategy == Strategy::Shards {
             self.replicas = Some(Replicas::new(self.model, self.flow, self.cfg.threads)?);
             self.batch_init_pending = needs_batch_init(&*self.flow);
