@@ -88,7 +88,8 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 /// threads : int
 ///     Threads of the run (1): one shard of each minibatch per thread where every shard gets
 ///     at least 128 rows and no batch norm couples the samples, else (vector models, batch-norm
-///     models on large images) split matrix products, as `exactflow train --threads` describes. A given count is bit-for-bit reproducible.
+///     models on large images) split matrix products, as `exactflow train --threads` describes.
+///     A given count is bit-for-bit reproducible.
 /// precision : str
 ///     "f32" (the default, as PyTorch and every peer train) or "f64": the arithmetic of training
 ///     and of the checkpoint's tensors. The returned flow holds the trained parameters in f64
