@@ -8,6 +8,7 @@ use std::ops::MulAssign;
 
 use num_traits::Float;
 
+use crate::team::MIN_SPLIT_MULS;
 use crate::view::{MatSlice, MatSliceMut, Parallelism};
 
 fn faer_ref<'a, T>(s: MatSlice<'a, T>) -> faer::MatRef<'a, T> {
@@ -15,17 +16,13 @@ fn faer_ref<'a, T>(s: MatSlice<'a, T>) -> faer::MatRef<'a, T> {
     if s.transposed { view.transpose() } else { view }
 }
 
-/// The fewest multiply-adds (`m n k`) a product needs before more than one thread takes part:
-/// below (about 5 us of one core in f32), the handover costs more than half the product.
-pub(crate) const MIN_SPLIT_MULS: usize = 64 * 64 * 32;
-
 /// faer's gemm for `f32` and `f64`. Shapes must already be validated.
 ///
-/// With a [`Parallelism`] of two threads a product of at least [`MIN_SPLIT_MULS`] multiply-adds
-/// is split in two halves, one on the calling thread and one on the helper of [`crate::team`]
-/// (faer's own parallel gemm, on rayon, loses more to waking a sleeping worker than it gains on
-/// the 20-100 us products of a small model's step); with more threads faer's rayon-parallel gemm
-/// takes it. Either way the split depends on the shapes and the thread count alone.
+/// With a [`Parallelism`] of two or more threads a product of at least [`MIN_SPLIT_MULS`]
+/// multiply-adds is split in two halves, one on the calling thread and one on the helper of
+/// [`crate::team`], and gives the sequential bits (faer's own parallel gemm, on rayon, loses more
+/// to waking a sleeping worker than it gains on the 20-100 us products of a small model's step,
+/// and its bits depend on the thread count). So a split product uses two cores at most.
 pub(crate) fn gemm<T>(
     alpha: T,
     a: MatSlice<'_, T>,
@@ -62,7 +59,7 @@ pub(crate) fn gemm<T>(
     let threads = if muls < MIN_SPLIT_MULS { 1 } else { par.threads() };
     match threads {
         0 | 1 => faer::linalg::matmul::matmul(dst, accum, ar, br, alpha, faer::Par::Seq),
-        2 => {
+        _ => {
             // The columns of C when it is wider than tall, else its rows, split at a multiple of
             // 16 so that both halves keep whole vector registers.
             if n >= m {
@@ -83,7 +80,6 @@ pub(crate) fn gemm<T>(
                 );
             }
         }
-        t => faer::linalg::matmul::matmul(dst, accum, ar, br, alpha, faer::Par::rayon(t)),
     }
 }
 

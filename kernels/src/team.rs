@@ -25,6 +25,11 @@ use std::sync::{Mutex, OnceLock, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+/// The fewest multiply-adds a piece of work (a matrix product, a convolution over a batch)
+/// needs before two threads split it: below (about 5 us of one core in f32), the handover costs
+/// more than half the work.
+pub const MIN_SPLIT_MULS: usize = 64 * 64 * 32;
+
 /// How long the helper spins after a job before it parks: longer than the serial stretches
 /// between two products of a step, far shorter than the gaps between steps that hold evaluation
 /// and checkpoints.
@@ -49,6 +54,15 @@ struct Helper {
 }
 
 static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
+
+/// Joins that posted their second closure to the helper (whoever ran it in the end).
+static POSTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many [`join`]s of this process have posted their second closure to the helper, rather
+/// than run both closures on the caller: for tests that must know a split really happened.
+pub fn posted() -> u64 {
+    POSTED.load(Ordering::Relaxed)
+}
 
 thread_local! {
     static ON_HELPER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -144,6 +158,7 @@ pub fn join(a: impl FnOnce() + Send, b: impl FnOnce() + Send) {
         done: AtomicBool::new(false),
         panic: UnsafeCell::new(None),
     };
+    POSTED.fetch_add(1, Ordering::Relaxed);
     h.mailbox.store(&job as *const Job<'_> as *mut (), Ordering::SeqCst);
     if h.sleeping.load(Ordering::SeqCst) {
         h.thread.unpark();
@@ -174,6 +189,7 @@ mod tests {
 
     #[test]
     fn both_halves_run_and_may_borrow() {
+        let before = posted();
         let mut left = vec![0u64; 1000];
         let mut right = vec![0u64; 1000];
         for round in 0..2000u64 {
@@ -184,6 +200,13 @@ mod tests {
         }
         let s: u64 = (0..2000).sum();
         assert!(left.iter().all(|&v| v == s) && right.iter().all(|&v| v == 2 * s));
+        // Other tests of this binary may own the helper meanwhile (then a join runs both
+        // closures here); once they are done, a join posts.
+        let start = Instant::now();
+        while posted() == before && start.elapsed() < Duration::from_secs(30) {
+            join(|| {}, || {});
+        }
+        assert!(posted() > before, "the helper was used");
     }
 
     #[test]

@@ -5,9 +5,7 @@
 use exactflow_layers::Params;
 use exactflow_models::checkpoint::snapshot_params;
 use exactflow_models::data::{DataSpec, Splits};
-use exactflow_models::train::{
-    MIN_PARALLEL_GEMM_ROWS, MIN_SHARD_ROWS, Silent, Strategy, TrainConfig, needs_batch_init, train,
-};
+use exactflow_models::train::{MIN_SHARD_ROWS, Silent, Strategy, TrainConfig, needs_batch_init, train};
 use exactflow_models::{ModelConfig, RealNvpConfig};
 
 fn data() -> Splits {
@@ -96,7 +94,7 @@ fn concurrent_trainings_with_different_thread_counts_match_their_runs_alone() {
 /// the digits presets: too little work per shard) it splits its matrix products instead; one
 /// thread is sequential. Glow (ActNorm, no batch norm) on 8 x 8 images trains in shards at batch 64 (32
 /// samples of 64 pixels per shard); the multi-scale RealNVP of digit images holds batch norm, so
-/// it splits its products only from [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`) on.
+/// it splits its products (and its convolutions' samples) instead.
 #[test]
 fn the_strategy_follows_the_shape() {
     let flow = model().build::<f64>().expect("builds");
@@ -113,11 +111,9 @@ fn the_strategy_follows_the_shape() {
     let bn = ModelConfig::preset("realnvp", "digits-image", &[1, 8, 8], 0).expect("preset");
     let bn = bn.build::<f64>().expect("builds");
     assert!(bn.stages().iter().any(|s| s.kind() == "BatchNorm"));
-    assert_eq!(Strategy::choose(&bn, 2, 64), Strategy::Sequential);
-    assert_eq!(
-        Strategy::choose(&bn, 2, MIN_PARALLEL_GEMM_ROWS / 64),
-        Strategy::ParallelGemm
-    );
+    assert_eq!(Strategy::choose(&bn, 2, 64), Strategy::ParallelGemm);
+    assert_eq!(Strategy::choose(&bn, 2, 4096), Strategy::ParallelGemm);
+    assert_eq!(Strategy::choose(&bn, 1, 64), Strategy::Sequential);
     // A conditional vector flow trains in shards too: each shard takes its context rows.
     let mut conditional = model();
     conditional.set_context_dim(3).expect("conditional");
@@ -252,4 +248,43 @@ fn split_products_reproduce_one_thread_bit_for_bit() {
     let one = run(1);
     assert_eq!(run(2), one, "two threads with split products");
     assert_eq!(run(2), one, "again");
+}
+
+/// The multi-scale RealNVP of digit images (batch norm, convolutions) on two threads: its
+/// convolutions split their samples (forward) and dW from dx (backward), its other products
+/// split in halves, and every split gives the one-thread bits.
+#[test]
+fn batch_norm_images_on_two_threads_reproduce_one_thread_bit_for_bit() {
+    let d = "digits-image"
+        .parse::<DataSpec>()
+        .expect("spec")
+        .load(1, 256)
+        .expect("digits");
+    let model = ModelConfig::preset("realnvp", "digits-image", &[1, 8, 8], 0).expect("preset");
+    let run = |threads: usize| {
+        let mut flow = model.build::<f32>().expect("builds");
+        assert_eq!(
+            Strategy::choose(&flow, threads, 16),
+            if threads == 1 {
+                Strategy::Sequential
+            } else {
+                Strategy::ParallelGemm
+            }
+        );
+        let cfg = TrainConfig {
+            steps: Some(3),
+            batch_size: 16,
+            threads,
+            ..TrainConfig::default()
+        };
+        train(&mut flow, &model, &cfg, &d.train, Some(&d.val), &mut Silent, None).expect("trains");
+        let mut bits: Vec<(String, Vec<u32>)> = snapshot_params(&flow)
+            .into_iter()
+            .map(|(n, v)| (n, v.into_iter().map(|x| (x as f32).to_bits()).collect()))
+            .collect();
+        bits.sort();
+        bits
+    };
+    let one = run(1);
+    assert_eq!(run(2), one);
 }

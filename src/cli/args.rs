@@ -125,11 +125,10 @@ pub struct TrainArgs {
     pub seed: u64,
     /// Worker threads, 1 to 1024: a model trains one shard of each minibatch per thread when
     /// every shard gets at least 128 rows (samples times pixels) and no layer couples a batch's
-    /// samples (batch norm); otherwise a vector model (e.g. the digits presets at batch 64), or a
-    /// batch-norm image model on large images (batch x pixels >= 32768), splits its matrix
-    /// products instead (with two threads: the one-thread result, bit for bit); a batch-norm
-    /// model on small images stays on one thread, which is faster there. A given count gives
-    /// bit-for-bit reproducible runs.
+    /// samples (batch norm); otherwise (e.g. the digits presets at batch 64, or a batch-norm
+    /// image model) it splits its matrix products, convolutions and optimizer updates over two
+    /// threads, which gives the one-thread result bit for bit. A given count gives bit-for-bit
+    /// reproducible runs.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Arithmetic of training and of the checkpoint's tensors: f32 (as PyTorch and every peer

@@ -117,6 +117,11 @@ fn add_from_side_by_side<T: Real>(src: &[T], channels: usize, hw: usize, dst: &m
 
 /// The table in `cell`, made for `hw` if it is not there yet (a function of the field alone, so
 /// that the backward pass can hold it while it writes the gradients).
+/// `buf` when a chunk's operand was built in it, else the data it would have copied.
+fn built_or<'a, T>(built: bool, buf: &'a [T], direct: &'a [T]) -> &'a [T] {
+    if built { buf } else { direct }
+}
+
 fn table_of(cell: &OnceLock<ShiftTable>, (h, w): (usize, usize)) -> Result<&ShiftTable> {
     if let Some(t) = cell.get() {
         return Ok(t);
@@ -252,18 +257,39 @@ impl<T: Real> Conv2d<T> {
         let kk = cin * k * k;
         let wmat = MatSlice::new(self.weight.values(), cout, kk)?;
         let table = if k == 1 { None } else { Some(self.table()?) };
-        // Every entry is written by each gather.
-        let mut col = if k == 1 { Vec::new() } else { vec![T::zero(); kk * hw] };
-        for (xs, ys) in x.chunks_exact(cin * hw).zip(y.chunks_exact_mut(cout * hw)) {
-            let cols = match table {
-                Some(t) => {
-                    t.gather(xs, &mut col, hw, 0);
-                    &col
-                }
-                None => xs,
-            };
-            let cv = MatSlice::new(cols, kk, hw)?;
-            gemm(T::one(), wmat, cv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
+        let samples = |x: &[T], y: &mut [T], par: Parallelism| -> Result<()> {
+            // Every entry is written by each gather.
+            let mut col = if k == 1 { Vec::new() } else { vec![T::zero(); kk * hw] };
+            for (xs, ys) in x.chunks_exact(cin * hw).zip(y.chunks_exact_mut(cout * hw)) {
+                let cols = match table {
+                    Some(t) => {
+                        t.gather(xs, &mut col, hw, 0);
+                        &col
+                    }
+                    None => xs,
+                };
+                let cv = MatSlice::new(cols, kk, hw)?;
+                gemm(T::one(), wmat, cv, T::one(), MatSliceMut::new(ys, cout, hw)?, par)?;
+            }
+            Ok(())
+        };
+        let muls = n.saturating_mul(cout).saturating_mul(kk).saturating_mul(hw);
+        if par.threads() >= 2 && n >= 2 && muls >= 2 * exactflow_kernels::team::MIN_SPLIT_MULS {
+            // Two threads (the most a split uses: `exactflow_kernels::team` has one helper) take
+            // half of the samples each, every sample's product whole: the
+            // sequential bits, and each core gathers only its own samples' columns (splitting
+            // each product instead made multi-scale RealNVP train slower than on one thread).
+            let half = n / 2;
+            let (x0, x1) = x.split_at(half * cin * hw);
+            let (y0, y1) = y.split_at_mut(half * cout * hw);
+            let (mut r0, mut r1) = (Ok(()), Ok(()));
+            exactflow_kernels::team::join(
+                || r0 = samples(x0, y0, Parallelism::Sequential),
+                || r1 = samples(x1, y1, Parallelism::Sequential),
+            );
+            r0.and(r1)?;
+        } else {
+            samples(x, &mut y, par)?;
         }
         Ok(y)
     }
@@ -354,69 +380,135 @@ impl<T: Real> Conv2d<T> {
             Some(Side::Output) => MatSlice::new(&wflip, cin, TAPS * cout),
             _ => MatSlice::new(self.weight.value.as_slice(), cout, e_rows).map(MatSlice::t),
         }?;
-        let mut d = vec![T::zero(); d_rows * chunk * hw];
-        let mut a = vec![T::zero(); a_rows * chunk * hw];
-        let mut e = if want_dx {
-            vec![T::zero(); e_rows * chunk * hw]
-        } else {
-            Vec::new()
-        };
-        for start in (0..n).step_by(chunk) {
-            let m = chunk.min(n - start);
-            let cols = m * hw;
-            let xc = &x[start * cin * hw..(start + m) * cin * hw];
+        // The chunk's `d` (dy, or its gather on the output side) is built in `buf`, unless one
+        // sample side by side is the sample itself: then it is false and `d` is dy's slice.
+        let chunk_d = |start: usize, m: usize, buf: &'_ mut Vec<T>| -> bool {
             let dyc = &dy[start * cout * hw..(start + m) * cout * hw];
-            let (d, a) = (&mut d[..d_rows * cols], &mut a[..a_rows * cols]);
-            // One sample side by side is the sample itself: no copies then.
-            let d: &[T] = match (side, table) {
+            let cols = m * hw;
+            buf.resize(d_rows * chunk * hw, T::zero());
+            match (side, table) {
                 (Some(Side::Output), Some(t)) => {
                     for (s, dys) in dyc.chunks_exact(cout * hw).enumerate() {
-                        t.gather(dys, d, cols, s);
+                        t.gather(dys, &mut buf[..d_rows * cols], cols, s);
                     }
-                    d
                 }
-                _ if m == 1 => dyc,
-                _ => {
-                    to_samples_side_by_side(dyc, cout, hw, d);
-                    d
-                }
-            };
-            let a: &[T] = match (side, table) {
+                _ if m == 1 => return false,
+                _ => to_samples_side_by_side(dyc, cout, hw, &mut buf[..d_rows * cols]),
+            }
+            true
+        };
+        // The chunk's `a` (x, or its im2col on the input side), the same way.
+        let chunk_a = |start: usize, m: usize, buf: &'_ mut Vec<T>| -> bool {
+            let xc = &x[start * cin * hw..(start + m) * cin * hw];
+            let cols = m * hw;
+            buf.resize(a_rows * chunk * hw, T::zero());
+            match (side, table) {
                 (Some(Side::Input), Some(t)) => {
                     for (s, xs) in xc.chunks_exact(cin * hw).enumerate() {
-                        t.gather(xs, a, cols, s);
+                        t.gather(xs, &mut buf[..a_rows * cols], cols, s);
                     }
-                    a
                 }
-                _ if m == 1 => xc,
+                _ if m == 1 => return false,
+                _ => to_samples_side_by_side(xc, cin, hw, &mut buf[..a_rows * cols]),
+            }
+            true
+        };
+        let dy_of = |start: usize, m: usize| &dy[start * cout * hw..(start + m) * cout * hw];
+        // `G += d a^T` for one chunk.
+        let grad_step = |d: &[T], a: &[T], cols: usize, g: &mut [T], par: Parallelism| -> Result<()> {
+            let dv = MatSlice::new(&d[..d_rows * cols], d_rows, cols)?;
+            let at = MatSlice::new(&a[..a_rows * cols], a_rows, cols)?.t();
+            gemm(T::one(), dv, at, T::one(), MatSliceMut::new(g, g_rows, g_cols)?, par)
+        };
+        // `dx += col2im(M d)` (or its 1x1 and output-side forms) for one chunk of m samples.
+        let dx_step = |d: &[T], m: usize, e: &mut [T], dxc: &mut [T], par: Parallelism| -> Result<()> {
+            let cols = m * hw;
+            let dv = MatSlice::new(&d[..d_rows * cols], d_rows, cols)?;
+            let e = &mut e[..e_rows * cols];
+            match (side, table) {
+                (Some(Side::Input), Some(t)) => {
+                    gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
+                    for (s, dxs) in dxc.chunks_exact_mut(cin * hw).enumerate() {
+                        t.scatter_add(e, cols, s, dxs);
+                    }
+                }
+                _ if m == 1 => gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(dxc, cin, cols)?, par)?,
                 _ => {
-                    to_samples_side_by_side(xc, cin, hw, a);
-                    a
+                    gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
+                    add_from_side_by_side(e, cin, hw, dxc);
                 }
-            };
-            let g = if side == Some(Side::Output) {
-                &mut flipped_grad[..]
-            } else {
-                self.weight.grad.as_mut_slice()
-            };
-            let dv = MatSlice::new(d, d_rows, cols)?;
-            let at = MatSlice::new(a, a_rows, cols)?.t();
-            gemm(T::one(), dv, at, T::one(), MatSliceMut::new(g, g_rows, g_cols)?, par)?;
-            if want_dx {
-                let e = &mut e[..e_rows * cols];
-                let dxc = &mut dx[start * cin * hw..(start + m) * cin * hw];
-                match (side, table) {
-                    (Some(Side::Input), Some(t)) => {
-                        gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
-                        for (s, dxs) in dxc.chunks_exact_mut(cin * hw).enumerate() {
-                            t.scatter_add(e, cols, s, dxs);
+            }
+            Ok(())
+        };
+        let g: &mut [T] = if side == Some(Side::Output) {
+            &mut flipped_grad
+        } else {
+            self.weight.grad.as_mut_slice()
+        };
+        let starts = (0..n).step_by(chunk);
+        let e_len = if want_dx { e_rows * chunk * hw } else { 0 };
+        let muls = n.saturating_mul(d_rows).saturating_mul(a_rows).saturating_mul(hw);
+        if par.threads() >= 2 && want_dx && muls >= exactflow_kernels::team::MIN_SPLIT_MULS {
+            // Two threads: dW on one, dx on the other, each over all chunks in order with whole
+            // products, so both get the sequential bits (splitting each product instead made
+            // multi-scale RealNVP train slower than on one thread). Each builds its own `d`.
+            let (mut rg, mut rx) = (Ok(()), Ok(()));
+            exactflow_kernels::team::join(
+                || {
+                    rg = (|| {
+                        let (mut d, mut a) = (Vec::new(), Vec::new());
+                        for start in starts.clone() {
+                            let m = chunk.min(n - start);
+                            let built_d = chunk_d(start, m, &mut d);
+                            let built_a = chunk_a(start, m, &mut a);
+                            let xc = &x[start * cin * hw..(start + m) * cin * hw];
+                            let av = built_or(built_a, &a, xc);
+                            grad_step(
+                                built_or(built_d, &d, dy_of(start, m)),
+                                av,
+                                m * hw,
+                                g,
+                                Parallelism::Sequential,
+                            )?;
                         }
-                    }
-                    _ if m == 1 => gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(dxc, cin, cols)?, par)?,
-                    _ => {
-                        gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
-                        add_from_side_by_side(e, cin, hw, dxc);
-                    }
+                        Ok(())
+                    })()
+                },
+                || {
+                    rx = (|| {
+                        let (mut d, mut e) = (Vec::new(), vec![T::zero(); e_len]);
+                        for start in starts.clone() {
+                            let m = chunk.min(n - start);
+                            let built_d = chunk_d(start, m, &mut d);
+                            let dxc = &mut dx[start * cin * hw..(start + m) * cin * hw];
+                            dx_step(
+                                built_or(built_d, &d, dy_of(start, m)),
+                                m,
+                                &mut e,
+                                dxc,
+                                Parallelism::Sequential,
+                            )?;
+                        }
+                        Ok(())
+                    })()
+                },
+            );
+            rg.and(rx)?;
+        } else {
+            // One thread, or no dx: each chunk's `d` is built once and serves both products.
+            // Without dx, the products of dW stay whole: split ones were slower (see above).
+            let par = Parallelism::Sequential;
+            let (mut d, mut a, mut e) = (Vec::new(), Vec::new(), vec![T::zero(); e_len]);
+            for start in starts {
+                let m = chunk.min(n - start);
+                let built_d = chunk_d(start, m, &mut d);
+                let built_a = chunk_a(start, m, &mut a);
+                let dv = built_or(built_d, &d, dy_of(start, m));
+                let xc = &x[start * cin * hw..(start + m) * cin * hw];
+                grad_step(dv, built_or(built_a, &a, xc), m * hw, g, par)?;
+                if want_dx {
+                    let dxc = &mut dx[start * cin * hw..(start + m) * cin * hw];
+                    dx_step(dv, m, &mut e, dxc, par)?;
                 }
             }
         }
@@ -677,6 +769,68 @@ mod tests {
                     (n, ci, co, h, w)
                 );
                 assert_eq!(a.bias.grad.as_slice(), b.bias.grad.as_slice());
+            }
+        }
+    }
+
+    /// Two threads split the forward pass by samples and the backward pass into dW and dx, each
+    /// with whole products in the one-thread order: the same bits, on both sides, every chunk
+    /// size, with and without dx, in f32 and f64.
+    #[test]
+    fn two_threads_give_the_one_thread_bits() {
+        let mut rng = StdRng::seed_from_u64(12);
+        // SHAPES stay below the split threshold (they run on one thread); two shapes above it,
+        // one with an odd number of samples, split (forward and backward, 3x3 kernels).
+        let large = [(8, 16, 16, 8, 8), (5, 8, 24, 6, 6)];
+        for (n, ci, co, h, w) in large {
+            let hw = h * w;
+            let min = exactflow_kernels::team::MIN_SPLIT_MULS;
+            // The forward split needs twice the minimum (half for each thread), the backward one.
+            assert!(n * co * 9 * ci * hw >= 2 * min);
+        }
+        for ((n, ci, co, h, w), k, chunk) in SHAPES
+            .into_iter()
+            .chain(large)
+            .flat_map(|shape| [(1, 1), (1, 2), (3, 1), (3, 2), (3, usize::MAX)].map(|(k, c)| (shape, k, c)))
+        {
+            let conv = Conv2d::<f64>::new(ci, co, k, (h, w), false, &mut rng).unwrap();
+            let x = random(n * ci * h * w, &mut rng);
+            let dy = random(n * co * h * w, &mut rng);
+            let shape = (n, ci, co, h, w, k, chunk);
+            same_bits_on_two_threads(&conv, &x, &dy, n, chunk, shape);
+            let narrow = |v: &[f64]| v.iter().map(|&u| u as f32).collect::<Vec<f32>>();
+            same_bits_on_two_threads(&conv.cast::<f32>(), &narrow(&x), &narrow(&dy), n, chunk, shape);
+        }
+    }
+
+    /// The forward pass and every backward variant of `conv` on two threads against one.
+    fn same_bits_on_two_threads<T: Real>(
+        conv: &Conv2d<T>,
+        x: &[T],
+        dy: &[T],
+        n: usize,
+        chunk: usize,
+        shape: impl std::fmt::Debug,
+    ) {
+        let (one, two) = (Parallelism::Sequential, Parallelism::Rayon(2));
+        // Widening to f64 is exact, so equal bits there are equal bits in T.
+        let bits = |v: &[T]| v.iter().map(|u| u.as_f64().to_bits()).collect::<Vec<_>>();
+        let y1 = conv.forward_batch(x, n, one).unwrap();
+        let y2 = conv.forward_batch(x, n, two).unwrap();
+        assert_eq!(bits(&y2), bits(&y1), "forward {} {shape:?}", T::NAME);
+        for side in [Side::Input, Side::Output] {
+            for want_dx in [true, false] {
+                let (mut a, mut b) = (conv.clone(), conv.clone());
+                let da = a.backward_on(side, chunk, x, dy, n, want_dx, one).unwrap();
+                let db = b.backward_on(side, chunk, x, dy, n, want_dx, two).unwrap();
+                let what = format!("{} {side:?} {shape:?}", T::NAME);
+                assert_eq!(da.as_deref().map(bits), db.as_deref().map(bits), "dx {what}");
+                assert_eq!(
+                    bits(a.weight.grad.as_slice()),
+                    bits(b.weight.grad.as_slice()),
+                    "dW {what}"
+                );
+                assert_eq!(bits(a.bias.grad.as_slice()), bits(b.bias.grad.as_slice()), "db {what}");
             }
         }
     }

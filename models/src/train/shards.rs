@@ -27,21 +27,13 @@ use crate::flow::{Flow, TrainMode};
 /// faster, 2048 (Glow on 8 x 8 digits, batch 64) 1.6x; the threshold sits between.
 pub const MIN_SHARD_ROWS: usize = 128;
 
-/// Image flows that cannot train in shards (their batch norm couples a batch's samples) split
-/// their matrix products over the threads only when a convolution's products have at least this
-/// many rows (`B H W`, batch times pixels): below it too much of a step is elementwise work
-/// outside the products (im2col, batch norm, the couplings), whose data the second core must
-/// fetch for every split product, and a run on one thread is faster (measured in BENCHMARKS.md,
-/// "f32 and two threads": multi-scale RealNVP on digit images, B H W = 4096, trained at 0.6-0.8x
-/// of one thread with its products split).
-pub const MIN_PARALLEL_GEMM_ROWS: usize = 32_768;
-
 /// How a training run uses `threads > 1` (see [`Strategy::choose`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
     /// One thread: everything sequential.
     Sequential,
-    /// One pass over the whole minibatch, its matrix products split over the threads.
+    /// One pass over the whole minibatch, its matrix products (and a convolution's samples) split
+    /// over two threads.
     ParallelGemm,
     /// One shard of the minibatch per thread (see the module documentation).
     Shards,
@@ -58,14 +50,15 @@ impl Strategy {
     ///    MFLOP per product). ActNorm couples samples only in its data-dependent initialization:
     ///    the trainer runs that one step as a single pass over the whole minibatch (see
     ///    [`needs_batch_init`]), as a one-thread run does.
-    /// 2. **Parallel matrix products** for vector flows that cannot shard (shards too small, or
-    ///    batch norm), and for image flows that cannot shard when a convolution's products have
-    ///    at least [`MIN_PARALLEL_GEMM_ROWS`] rows (`B H W`). On two threads every product of
-    ///    at least `64 x 64 x 32` multiply-adds is split in two halves, one for each core, through
-    ///    the spinning helper of [`exactflow_kernels::team`], and gives the one-thread bits;
-    ///    smaller products stay whole. The digits presets (batch 64, MLPs of 256 units) train
-    ///    1.2-1.4x faster so (BENCHMARKS.md, "f32 and two threads").
-    /// 3. **Sequential** otherwise: more threads would make the run slower, not faster.
+    /// 2. **Parallel matrix products** otherwise: the flows that cannot shard (too few rows per
+    ///    shard, as the vector digits presets at batch 64; or batch norm). Every product of at
+    ///    least `64 x 64 x 32` multiply-adds is split in two halves, one for each of two cores,
+    ///    through the spinning helper of [`exactflow_kernels::team`]; a convolution splits its
+    ///    samples in the forward pass and puts dW and dx on the two cores in the backward pass
+    ///    (splitting its products instead trained slower than one thread); Adam splits its large
+    ///    tensors. Each split gives the one-thread bits, and uses two cores at most. Measured
+    ///    (BENCHMARKS.md, "f32 and two threads"): the digits presets 1.1-1.4x, the multi-scale
+    ///    RealNVP of digit images (batch norm) 1.3-1.4x of one thread.
     pub fn choose<T: Real>(flow: &Flow<T>, threads: usize, batch: usize) -> Self {
         if threads <= 1 {
             return Strategy::Sequential;
@@ -78,11 +71,7 @@ impl Strategy {
         if per_sample && (batch / threads).saturating_mul(pixels) >= MIN_SHARD_ROWS {
             return Strategy::Shards;
         }
-        if pixels == 1 || batch.saturating_mul(pixels) >= MIN_PARALLEL_GEMM_ROWS {
-            Strategy::ParallelGemm
-        } else {
-            Strategy::Sequential
-        }
+        Strategy::ParallelGemm
     }
 }
 
