@@ -56,30 +56,28 @@ pub(crate) fn gemm<T>(
     let (ar, br) = (faer_ref(a), faer_ref(b));
     let k = a.cols();
     let muls = m.saturating_mul(n).saturating_mul(k);
-    let threads = if muls < MIN_SPLIT_MULS { 1 } else { par.threads() };
-    match threads {
-        0 | 1 => faer::linalg::matmul::matmul(dst, accum, ar, br, alpha, faer::Par::Seq),
-        _ => {
-            // The columns of C when it is wider than tall, else its rows, split at a multiple of
-            // 16 so that both halves keep whole vector registers.
-            if n >= m {
-                let h = (n.div_ceil(32) * 16).min(n);
-                let (d0, d1) = dst.split_at_col_mut(h);
-                let (b0, b1) = br.split_at_col(h);
-                crate::team::join(
-                    || faer::linalg::matmul::matmul(d0, accum, ar, b0, alpha, faer::Par::Seq),
-                    || faer::linalg::matmul::matmul(d1, accum, ar, b1, alpha, faer::Par::Seq),
-                );
-            } else {
-                let h = (m.div_ceil(32) * 16).min(m);
-                let (d0, d1) = dst.split_at_row_mut(h);
-                let (a0, a1) = ar.split_at_row(h);
-                crate::team::join(
-                    || faer::linalg::matmul::matmul(d0, accum, a0, br, alpha, faer::Par::Seq),
-                    || faer::linalg::matmul::matmul(d1, accum, a1, br, alpha, faer::Par::Seq),
-                );
-            }
-        }
+    if muls < MIN_SPLIT_MULS || par.threads() < 2 {
+        faer::linalg::matmul::matmul(dst, accum, ar, br, alpha, faer::Par::Seq);
+        return;
+    }
+    // The columns of C when it is wider than tall, else its rows, split at a multiple of
+    // 16 so that both halves keep whole vector registers.
+    if n >= m {
+        let h = (n.div_ceil(32) * 16).min(n);
+        let (d0, d1) = dst.split_at_col_mut(h);
+        let (b0, b1) = br.split_at_col(h);
+        crate::team::join(
+            || faer::linalg::matmul::matmul(d0, accum, ar, b0, alpha, faer::Par::Seq),
+            || faer::linalg::matmul::matmul(d1, accum, ar, b1, alpha, faer::Par::Seq),
+        );
+    } else {
+        let h = (m.div_ceil(32) * 16).min(m);
+        let (d0, d1) = dst.split_at_row_mut(h);
+        let (a0, a1) = ar.split_at_row(h);
+        crate::team::join(
+            || faer::linalg::matmul::matmul(d0, accum, a0, br, alpha, faer::Par::Seq),
+            || faer::linalg::matmul::matmul(d1, accum, a1, br, alpha, faer::Par::Seq),
+        );
     }
 }
 

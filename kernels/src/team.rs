@@ -58,8 +58,9 @@ static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
 /// Joins that posted their second closure to the helper (whoever ran it in the end).
 static POSTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// How many [`join`]s of this process have posted their second closure to the helper, rather
-/// than run both closures on the caller: for tests that must know a split really happened.
+/// How many [`join`]s of this process have posted their second closure to the helper rather
+/// than run both closures on the caller: lets a test check that work it expects to be split
+/// really was.
 pub fn posted() -> u64 {
     POSTED.load(Ordering::Relaxed)
 }

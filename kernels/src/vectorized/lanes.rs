@@ -90,6 +90,38 @@ const LOG2E_32: f32 = std::f32::consts::LOG2_E;
 const LO_32: f32 = -104.0;
 const HI_32: f32 = 89.0;
 
+/// `1/n!` for n = 13 down to 0: the Taylor coefficients of exp (all of them) and of
+/// `(expm1(r) - r) / r^2` (the first twelve, `1/13!` to `1/2!`) in f64.
+const INV_FACTORIALS_64: [f64; 14] = [
+    1.0 / 6_227_020_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
+/// `1/n!` for n = 8 down to 0 in f32: exp takes `1/7!` to `1/0!`, tanh's expm1 `1/8!` to `1/2!`.
+const INV_FACTORIALS_32: [f32; 9] = [
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
 /// exp for `f64` lanes: at most 4 ULP from std's exp over the whole range (measured ~1 ULP).
 ///
 /// x = k ln 2 + r with |r| <= ln 2 / 2, exp(r) by its Taylor polynomial of degree 13 (truncation
@@ -103,25 +135,8 @@ pub(crate) fn exp_f64<L: Lanes<E = f64>>(x: L) -> L {
     let k = xc.mul(L::splat(simd, LOG2E_64)).round();
     let hi = k.neg().fma(L::splat(simd, LN2_HI_64), xc);
     let r = k.neg().fma(L::splat(simd, LN2_LO_64), hi);
-    // 1/n! for n = 13 down to 0.
-    const C: [f64; 14] = [
-        1.0 / 6_227_020_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ];
-    let mut p = L::splat(simd, C[0]);
-    for &c in &C[1..] {
+    let mut p = L::splat(simd, INV_FACTORIALS_64[0]);
+    for &c in &INV_FACTORIALS_64[1..] {
         p = p.fma(r, L::splat(simd, c));
     }
     let k1 = k.mul(L::splat(simd, 0.5)).floor();
@@ -138,18 +153,9 @@ pub(crate) fn exp_f32<L: Lanes<E = f32>>(x: L) -> L {
     let k = xc.mul(L::splat(simd, LOG2E_32)).round();
     let hi = k.neg().fma(L::splat(simd, LN2_HI_32), xc);
     let r = k.neg().fma(L::splat(simd, LN2_LO_32), hi);
-    const C: [f32; 8] = [
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ];
-    let mut p = L::splat(simd, C[0]);
-    for &c in &C[1..] {
+    // Degree 7: 1/7! down to 1/0!.
+    let mut p = L::splat(simd, INV_FACTORIALS_32[1]);
+    for &c in &INV_FACTORIALS_32[2..] {
         p = p.fma(r, L::splat(simd, c));
     }
     let k1 = k.mul(L::splat(simd, 0.5)).floor();
@@ -211,20 +217,7 @@ const TANH_64: TanhConsts<f64> = TanhConsts {
     ln2_lo: LN2_LO_64,
     // 1/(j+2)! for j = 11 down to 0: the polynomial ends at r^13 / 13!, and the first omitted term
     // r^14 / 14! is below 1.2e-17 relative to q ~ r for |r| <= ln 2 / 2 (0.1 ulp).
-    poly: &[
-        1.0 / 6_227_020_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-    ],
+    poly: INV_FACTORIALS_64.split_at(12).0,
 };
 
 // Above 10, 1 - tanh(x) < 4.2e-9 is below half an ulp of 1 in f32 (the threshold is 9.01), and
@@ -235,15 +228,7 @@ const TANH_32: TanhConsts<f32> = TanhConsts {
     ln2_hi: LN2_HI_32,
     ln2_lo: LN2_LO_32,
     // Up to r^8 / 8!; the first omitted term is below 6e-10 relative (0.01 ulp).
-    poly: &[
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-    ],
+    poly: INV_FACTORIALS_32.split_at(7).0,
 };
 
 /// tanh for `f64` lanes (see [`tanh_body`]; the accuracy is stated and tested in `crate::simd`).

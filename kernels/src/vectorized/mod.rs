@@ -148,7 +148,7 @@ trait Vectorize<E> {
 }
 
 /// Registers that have a vectorized exp and tanh.
-trait ExpLanes: Lanes {
+trait ElementaryLanes: Lanes {
     fn exp(self) -> Self;
     fn tanh(self) -> Self;
 }
@@ -211,7 +211,7 @@ macro_rules! entries {
         mod $modname {
             use super::*;
 
-            impl ExpLanes for $L {
+            impl ElementaryLanes for $L {
                 #[inline(always)]
                 fn exp(self) -> Self {
                     $expfn(self)

@@ -380,10 +380,12 @@ impl<T: Real> Conv2d<T> {
             Some(Side::Output) => MatSlice::new(&wflip, cin, TAPS * cout),
             _ => MatSlice::new(self.weight.value.as_slice(), cout, e_rows).map(MatSlice::t),
         }?;
+        let dy_of = |start: usize, m: usize| &dy[start * cout * hw..(start + m) * cout * hw];
+        let x_of = |start: usize, m: usize| &x[start * cin * hw..(start + m) * cin * hw];
         // The chunk's `d` (dy, or its gather on the output side) is built in `buf`, unless one
         // sample side by side is the sample itself: then it is false and `d` is dy's slice.
         let chunk_d = |start: usize, m: usize, buf: &'_ mut Vec<T>| -> bool {
-            let dyc = &dy[start * cout * hw..(start + m) * cout * hw];
+            let dyc = dy_of(start, m);
             let cols = m * hw;
             buf.resize(d_rows * chunk * hw, T::zero());
             match (side, table) {
@@ -399,7 +401,7 @@ impl<T: Real> Conv2d<T> {
         };
         // The chunk's `a` (x, or its im2col on the input side), the same way.
         let chunk_a = |start: usize, m: usize, buf: &'_ mut Vec<T>| -> bool {
-            let xc = &x[start * cin * hw..(start + m) * cin * hw];
+            let xc = x_of(start, m);
             let cols = m * hw;
             buf.resize(a_rows * chunk * hw, T::zero());
             match (side, table) {
@@ -413,28 +415,30 @@ impl<T: Real> Conv2d<T> {
             }
             true
         };
-        let dy_of = |start: usize, m: usize| &dy[start * cout * hw..(start + m) * cout * hw];
+        // Every product below is whole and sequential, on one thread or two: splitting a
+        // convolution's products made multi-scale RealNVP train slower than one thread.
+        let whole = Parallelism::Sequential;
         // `G += d a^T` for one chunk.
-        let grad_step = |d: &[T], a: &[T], cols: usize, g: &mut [T], par: Parallelism| -> Result<()> {
+        let grad_step = |d: &[T], a: &[T], cols: usize, g: &mut [T]| -> Result<()> {
             let dv = MatSlice::new(&d[..d_rows * cols], d_rows, cols)?;
             let at = MatSlice::new(&a[..a_rows * cols], a_rows, cols)?.t();
-            gemm(T::one(), dv, at, T::one(), MatSliceMut::new(g, g_rows, g_cols)?, par)
+            gemm(T::one(), dv, at, T::one(), MatSliceMut::new(g, g_rows, g_cols)?, whole)
         };
         // `dx += col2im(M d)` (or its 1x1 and output-side forms) for one chunk of m samples.
-        let dx_step = |d: &[T], m: usize, e: &mut [T], dxc: &mut [T], par: Parallelism| -> Result<()> {
+        let dx_step = |d: &[T], m: usize, e: &mut [T], dxc: &mut [T]| -> Result<()> {
             let cols = m * hw;
             let dv = MatSlice::new(&d[..d_rows * cols], d_rows, cols)?;
             let e = &mut e[..e_rows * cols];
             match (side, table) {
                 (Some(Side::Input), Some(t)) => {
-                    gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
+                    gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, whole)?;
                     for (s, dxs) in dxc.chunks_exact_mut(cin * hw).enumerate() {
                         t.scatter_add(e, cols, s, dxs);
                     }
                 }
-                _ if m == 1 => gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(dxc, cin, cols)?, par)?,
+                _ if m == 1 => gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(dxc, cin, cols)?, whole)?,
                 _ => {
-                    gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, par)?;
+                    gemm(T::one(), mop, dv, T::zero(), MatSliceMut::new(e, e_rows, cols)?, whole)?;
                     add_from_side_by_side(e, cin, hw, dxc);
                 }
             }
@@ -449,9 +453,8 @@ impl<T: Real> Conv2d<T> {
         let e_len = if want_dx { e_rows * chunk * hw } else { 0 };
         let muls = n.saturating_mul(d_rows).saturating_mul(a_rows).saturating_mul(hw);
         if par.threads() >= 2 && want_dx && muls >= exactflow_kernels::team::MIN_SPLIT_MULS {
-            // Two threads: dW on one, dx on the other, each over all chunks in order with whole
-            // products, so both get the sequential bits (splitting each product instead made
-            // multi-scale RealNVP train slower than on one thread). Each builds its own `d`.
+            // Two threads: dW on one, dx on the other, each over all chunks in order, so both
+            // get the sequential bits. Each builds its own `d`.
             let (mut rg, mut rx) = (Ok(()), Ok(()));
             exactflow_kernels::team::join(
                 || {
@@ -461,15 +464,8 @@ impl<T: Real> Conv2d<T> {
                             let m = chunk.min(n - start);
                             let built_d = chunk_d(start, m, &mut d);
                             let built_a = chunk_a(start, m, &mut a);
-                            let xc = &x[start * cin * hw..(start + m) * cin * hw];
-                            let av = built_or(built_a, &a, xc);
-                            grad_step(
-                                built_or(built_d, &d, dy_of(start, m)),
-                                av,
-                                m * hw,
-                                g,
-                                Parallelism::Sequential,
-                            )?;
+                            let dv = built_or(built_d, &d, dy_of(start, m));
+                            grad_step(dv, built_or(built_a, &a, x_of(start, m)), m * hw, g)?;
                         }
                         Ok(())
                     })()
@@ -481,13 +477,7 @@ impl<T: Real> Conv2d<T> {
                             let m = chunk.min(n - start);
                             let built_d = chunk_d(start, m, &mut d);
                             let dxc = &mut dx[start * cin * hw..(start + m) * cin * hw];
-                            dx_step(
-                                built_or(built_d, &d, dy_of(start, m)),
-                                m,
-                                &mut e,
-                                dxc,
-                                Parallelism::Sequential,
-                            )?;
+                            dx_step(built_or(built_d, &d, dy_of(start, m)), m, &mut e, dxc)?;
                         }
                         Ok(())
                     })()
@@ -496,19 +486,16 @@ impl<T: Real> Conv2d<T> {
             rg.and(rx)?;
         } else {
             // One thread, or no dx: each chunk's `d` is built once and serves both products.
-            // Without dx, the products of dW stay whole: split ones were slower (see above).
-            let par = Parallelism::Sequential;
             let (mut d, mut a, mut e) = (Vec::new(), Vec::new(), vec![T::zero(); e_len]);
             for start in starts {
                 let m = chunk.min(n - start);
                 let built_d = chunk_d(start, m, &mut d);
                 let built_a = chunk_a(start, m, &mut a);
                 let dv = built_or(built_d, &d, dy_of(start, m));
-                let xc = &x[start * cin * hw..(start + m) * cin * hw];
-                grad_step(dv, built_or(built_a, &a, xc), m * hw, g, par)?;
+                grad_step(dv, built_or(built_a, &a, x_of(start, m)), m * hw, g)?;
                 if want_dx {
                     let dxc = &mut dx[start * cin * hw..(start + m) * cin * hw];
-                    dx_step(dv, m, &mut e, dxc, par)?;
+                    dx_step(dv, m, &mut e, dxc)?;
                 }
             }
         }
@@ -800,6 +787,27 @@ mod tests {
             same_bits_on_two_threads(&conv, &x, &dy, n, chunk, shape);
             let narrow = |v: &[f64]| v.iter().map(|&u| u as f32).collect::<Vec<f32>>();
             same_bits_on_two_threads(&conv.cast::<f32>(), &narrow(&x), &narrow(&dy), n, chunk, shape);
+        }
+        // The large shapes really were split: forward and backward each post to the helper
+        // (unless another test owns it at that moment, so retry for a while).
+        let (n, ci, co, h, w) = large[0];
+        let mut conv = Conv2d::<f64>::new(ci, co, 3, (h, w), false, &mut rng).unwrap();
+        let x = random(n * ci * h * w, &mut rng);
+        let dy = random(n * co * h * w, &mut rng);
+        let two = Parallelism::Rayon(2);
+        for (what, pass) in [("forward", 0), ("backward", 1)] {
+            let (before, start) = (exactflow_kernels::team::posted(), std::time::Instant::now());
+            while exactflow_kernels::team::posted() == before && start.elapsed().as_secs() < 30 {
+                if pass == 0 {
+                    conv.forward_batch(&x, n, two).unwrap();
+                } else {
+                    conv.backward_batch(&x, &dy, n, true, two).unwrap();
+                }
+            }
+            assert!(
+                exactflow_kernels::team::posted() > before,
+                "the {what} pass was not split"
+            );
         }
     }
 
