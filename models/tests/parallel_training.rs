@@ -5,7 +5,9 @@
 use exactflow_layers::Params;
 use exactflow_models::checkpoint::snapshot_params;
 use exactflow_models::data::{DataSpec, Splits};
-use exactflow_models::train::{MIN_SHARD_ROWS, Silent, Strategy, TrainConfig, needs_batch_init, train};
+use exactflow_models::train::{
+    MIN_SHARD_ROWS, SPLINE_ROW_WEIGHT, Silent, Strategy, TrainConfig, needs_batch_init, train,
+};
 use exactflow_models::{ModelConfig, RealNvpConfig};
 
 fn data() -> Splits {
@@ -94,7 +96,8 @@ fn concurrent_trainings_with_different_thread_counts_match_their_runs_alone() {
 /// the digits presets: too little work per shard) it splits its matrix products instead; one
 /// thread is sequential. Glow (ActNorm, no batch norm) on 8 x 8 images trains in shards at batch 64 (32
 /// samples of 64 pixels per shard); the multi-scale RealNVP of digit images holds batch norm, so
-/// it splits its products (and its convolutions' samples) instead.
+/// it splits its products (and its convolutions' samples) instead. A spline row weighs
+/// [`SPLINE_ROW_WEIGHT`] rows and an IAF row one per dimension.
 #[test]
 fn the_strategy_follows_the_shape() {
     let flow = model().build::<f64>().expect("builds");
@@ -119,6 +122,25 @@ fn the_strategy_follows_the_shape() {
     conditional.set_context_dim(3).expect("conditional");
     let conditional = conditional.build::<f64>().expect("builds");
     assert_eq!(Strategy::choose(&conditional, 2, 256), Strategy::Shards);
+    // Heavier rows: at batch 64 (32 rows per shard) the spline and IAF digits presets shard,
+    // the MAF of the same shape (one conditioner pass per row) splits its products; a batch
+    // too small for even a spline's weight splits too.
+    let digits = |family: &str, preset: &str| {
+        let m = ModelConfig::preset(family, preset, &[64], 0).expect("preset");
+        m.build::<f64>().expect("builds")
+    };
+    let (nsf, nsf_ar) = (digits("nsf", "digits"), digits("nsf", "digits-autoregressive"));
+    let (iaf, maf) = (digits("iaf", "digits"), digits("maf", "digits"));
+    assert_eq!(Strategy::choose(&nsf, 2, 64), Strategy::Shards);
+    assert_eq!(Strategy::choose(&nsf_ar, 2, 64), Strategy::Shards);
+    assert_eq!(Strategy::choose(&iaf, 2, 64), Strategy::Shards);
+    assert_eq!(Strategy::choose(&maf, 2, 64), Strategy::ParallelGemm);
+    let spline_min = 2 * MIN_SHARD_ROWS / SPLINE_ROW_WEIGHT;
+    assert_eq!(Strategy::choose(&nsf, 2, spline_min), Strategy::Shards);
+    assert_eq!(Strategy::choose(&nsf, 2, spline_min - 2), Strategy::ParallelGemm);
+    // An IAF of 64 dimensions weighs 64 rows per row: 2 rows per shard reach 128.
+    assert_eq!(Strategy::choose(&iaf, 2, 4), Strategy::Shards);
+    assert_eq!(Strategy::choose(&iaf, 2, 2), Strategy::ParallelGemm);
 }
 
 /// Trains a conditional RealNVP on `sim:gaussian-linear` pairs with `threads` and returns every

@@ -87,7 +87,8 @@ fn opt_count(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usiz
 ///     Seed of the initialization, the splits, the batch order and the noise (0).
 /// threads : int
 ///     Threads of the run (1): one shard of each minibatch per thread where every shard gets
-///     at least 128 rows and no batch norm couples the samples, else split matrix products over
+///     at least 128 rows (a spline row counts 4, an IAF row one per dimension) and no batch
+///     norm couples the samples, else split matrix products over
 ///     two threads, as `exactflow train --threads` describes.
 ///     A given count is bit-for-bit reproducible.
 /// precision : str

@@ -124,8 +124,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Worker threads, 1 to 1024: a model trains one shard of each minibatch per thread when
-    /// every shard gets at least 128 rows (samples times pixels) and no layer couples a batch's
-    /// samples (batch norm); otherwise (e.g. the digits presets at batch 64, or a batch-norm
+    /// every shard gets at least 128 rows (samples times pixels; a spline layer's row counts 4, an
+    /// IAF layer's as many as its dimensions) and no layer couples a batch's samples (batch
+    /// norm); otherwise (e.g. the digits presets at batch 64, or a batch-norm
     /// image model) it splits its matrix products, convolutions and optimizer updates over two
     /// threads, which gives the one-thread result bit for bit. A given count gives bit-for-bit
     /// reproducible runs.

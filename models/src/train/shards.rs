@@ -5,14 +5,16 @@
 //! per thread (shard k holds rows `k B / N .. (k + 1) B / N` of the data and, for a conditional
 //! flow, the same rows of the context, so that every sample keeps its own context row), runs the training forward and
 //! backward passes of every shard at once (shard 0 on the trained flow itself, the others on
-//! replicas holding copies of its parameters, every pass single-threaded), and adds the
+//! replicas holding copies of its parameters, every pass single-threaded; two shards on the
+//! calling thread and the helper of [`exactflow_kernels::team`], more in the run's rayon pool),
+//! and adds the
 //! replicas' gradients into the trained flow's in shard order: `g = ((g_0 + g_1) + g_2) + ...`.
 //! Each sample's weight is `-1 / B`, so the sum is the gradient of the whole minibatch's loss.
 //! The shards, the passes and the order of the sum depend only on N, so a run with N threads is
 //! reproducible bit for bit; with one thread nothing here runs.
 
 use exactflow_kernels::Real;
-use exactflow_layers::{ParamKind, Params, Tensor};
+use exactflow_layers::{ParamKind, Params, Stage, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -26,6 +28,14 @@ use crate::flow::{Flow, TrainMode};
 /// 64) trained no faster or slower than one thread, 256 rows (two moons, batch 512) 1.45-1.6x
 /// faster, 2048 (Glow on 8 x 8 digits, batch 64) 1.6x; the threshold sits between.
 pub const MIN_SHARD_ROWS: usize = 128;
+
+/// How many rows of a plain coupling's conditioner one row of a spline layer weighs in
+/// [`Strategy::choose`]: its elementwise work (the bins' softmax, the search, the rational
+/// quadratic and their backward passes) outweighs its products. Measured on two cores
+/// (BENCHMARKS.md, "Heavy rows"): the NSF digits presets at batch 64 (32 rows per shard) trained
+/// 1.3-1.4x faster in shards than with split products, so 32 spline rows count as the 128 rows
+/// of [`MIN_SHARD_ROWS`].
+pub const SPLINE_ROW_WEIGHT: usize = 4;
 
 /// How a training run uses `threads > 1` (see [`Strategy::choose`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +54,11 @@ impl Strategy {
     ///
     /// 1. **Shards** when no stage couples the samples of a batch (batch norm's batch statistics
     ///    do) and every shard gets at least [`MIN_SHARD_ROWS`] rows: vector and image data,
-    ///    with or without a context (a shard takes its rows of both). A shard runs whole passes
+    ///    with or without a context (a shard takes its rows of both). A row of a heavier layer
+    ///    counts as several: D for an inverse autoregressive layer of D dimensions (it scores
+    ///    by D conditioner passes), [`SPLINE_ROW_WEIGHT`] for a spline layer, the heaviest stage
+    ///    deciding. So the IAF and NSF digits presets shard at batch 64, where the other vector
+    ///    digits presets split their products. A shard runs whole passes
     ///    with one synchronization per step, where a split product synchronizes on every
     ///    product, and the products of these flows are small (a batch of 512 by 128 units is 8
     ///    MFLOP per product). ActNorm couples samples only in its data-dependent initialization:
@@ -68,10 +82,26 @@ impl Strategy {
             [_, h, w] => h.saturating_mul(*w),
             _ => 1,
         };
-        if per_sample && (batch / threads).saturating_mul(pixels) >= MIN_SHARD_ROWS {
+        let weight = flow.stages().iter().map(|s| row_weight(s.as_ref())).max().unwrap_or(1);
+        let rows = (batch / threads).saturating_mul(pixels).saturating_mul(weight);
+        if per_sample && rows >= MIN_SHARD_ROWS {
             return Strategy::Shards;
         }
         Strategy::ParallelGemm
+    }
+}
+
+/// The training work of one row of `stage`, in rows of a plain coupling's conditioner (see
+/// [`Strategy::choose`]): an inverse autoregressive layer scores a sample by solving for it, one
+/// conditioner pass per dimension (D passes, and D + 1 in its backward pass), and a spline
+/// layer's row weighs [`SPLINE_ROW_WEIGHT`].
+fn row_weight<T: Real>(stage: &dyn Stage<T>) -> usize {
+    let dims = || stage.sample_shapes().0.iter().product::<usize>().max(1);
+    match stage.kind() {
+        "InverseAffineAutoregressive" => dims(),
+        "InverseSplineAutoregressive" => dims().saturating_mul(SPLINE_ROW_WEIGHT),
+        "SplineCoupling" | "SplineAutoregressive" => SPLINE_ROW_WEIGHT,
+        _ => 1,
     }
 }
 
@@ -176,7 +206,10 @@ impl<T: Real> Replicas<T> {
             ));
         }
         // The trained flow's parameters, gathered once; each replica copies them in its own
-        // task, at the same time as the first shard's pass starts.
+        // task, at the same time as the first shard's pass starts. Two shards run on the
+        // spinning helper of `team`, which is awake from the previous step where a rayon worker
+        // would have gone to sleep (measured on two moons: 1.6-1.7x of one thread through rayon,
+        // 1.7-1.9x through the team); more shards run in the run's rayon pool.
         gather_values(flow, &mut self.values);
         let values = &self.values;
         let rows = |k: usize| k * b / n..(k + 1) * b / n;
@@ -190,27 +223,25 @@ impl<T: Real> Replicas<T> {
         let mut outs: Vec<Option<Result<Vec<T>>>> = (0..n).map(|_| None).collect();
         self.grads.resize_with(n - 1, Vec::new);
         let trained = &mut *flow;
-        rayon::scope(|s| {
+        if n == 2 {
             let (first, others) = outs.split_at_mut(1);
-            let (x0, c0) = (&xs[0], &cs[0]);
-            s.spawn(move |_| first[0] = Some(shard_pass(trained, x0, c0.as_ref(), mode, w)));
-            let replicas = self.flows.iter_mut().zip(self.grads.iter_mut());
-            for ((((r, grads), x), c), out) in replicas.zip(&xs[1..]).zip(&cs[1..]).zip(others.iter_mut()) {
-                s.spawn(move |_| {
-                    copy_values(r, values);
-                    let pass = shard_pass(r, x, c.as_ref(), mode, w);
-                    // The replica's gradients, gathered here so that the serial sum below
-                    // reads one flat vector.
-                    grads.clear();
-                    r.visit_params("", &mut |_, p| {
-                        if p.kind == ParamKind::Trainable {
-                            grads.extend_from_slice(p.grad.as_slice());
-                        }
-                    });
-                    *out = Some(pass);
-                });
-            }
-        });
+            let (r, grads) = (&mut self.flows[0], &mut self.grads[0]);
+            let (x0, c0, x1, c1) = (&xs[0], &cs[0], &xs[1], &cs[1]);
+            exactflow_kernels::team::join(
+                || first[0] = Some(shard_pass(trained, x0, c0.as_ref(), mode, w)),
+                || others[0] = Some(replica_pass(r, values, grads, x1, c1.as_ref(), mode, w)),
+            );
+        } else {
+            rayon::scope(|s| {
+                let (first, others) = outs.split_at_mut(1);
+                let (x0, c0) = (&xs[0], &cs[0]);
+                s.spawn(move |_| first[0] = Some(shard_pass(trained, x0, c0.as_ref(), mode, w)));
+                let replicas = self.flows.iter_mut().zip(self.grads.iter_mut());
+                for ((((r, grads), x), c), out) in replicas.zip(&xs[1..]).zip(&cs[1..]).zip(others.iter_mut()) {
+                    s.spawn(move |_| *out = Some(replica_pass(r, values, grads, x, c.as_ref(), mode, w)));
+                }
+            });
+        }
         let mut log_p = Vec::with_capacity(b);
         for out in outs {
             // invariant: the scope ran every shard's task.
@@ -248,6 +279,28 @@ fn copy_values<T: Real>(r: &mut Flow<T>, values: &[T]) {
         p.value.as_mut_slice().copy_from_slice(&values[at..at + n]);
         at += n;
     });
+}
+
+/// A replica's shard: copies the parameter `values` in, runs the passes and gathers the
+/// replica's gradients into `grads` (flat, trainable ones in visiting order).
+fn replica_pass<T: Real>(
+    r: &mut Flow<T>,
+    values: &[T],
+    grads: &mut Vec<T>,
+    x: &Tensor<T>,
+    c: Option<&Tensor<T>>,
+    mode: TrainMode,
+    w: T,
+) -> Result<Vec<T>> {
+    copy_values(r, values);
+    let pass = shard_pass(r, x, c, mode, w);
+    grads.clear();
+    r.visit_params("", &mut |_, p| {
+        if p.kind == ParamKind::Trainable {
+            grads.extend_from_slice(p.grad.as_slice());
+        }
+    });
+    pass
 }
 
 /// One shard's passes on one flow: the gradient of `w * sum log p(x | c)` over the shard, and
@@ -377,6 +430,36 @@ mod tests {
                 "{transform}: the context rows matter ({diff:e})"
             );
         }
+    }
+
+    /// Two shards run on the calling thread and the team's helper, and give the bits of the two
+    /// shard passes run one after the other on one thread (the first on the flow, the second on
+    /// a copy of it) with the second's gradients added to the first's: where a shard runs does
+    /// not change its bits.
+    #[test]
+    fn two_shards_on_the_team_give_the_bits_of_their_passes_in_turn() {
+        let b = 150;
+        let (model, mut flow, x, c) = conditional("coupling", b);
+        let w = -1.0 / b as f64;
+        let mut copy: Flow<f64> = model.build().expect("copy");
+        let mut values = Vec::new();
+        gather_values(&flow, &mut values);
+        copy_values(&mut copy, &values);
+        let (x0, x1) = (x.slice_batch(0..75).expect("x0"), x.slice_batch(75..150).expect("x1"));
+        let (c0, c1) = (c.slice_batch(0..75).expect("c0"), c.slice_batch(75..150).expect("c1"));
+        let mut lp = shard_pass(&mut flow, &x0, Some(&c0), TrainMode::Cached, w).expect("shard 0");
+        lp.extend(shard_pass(&mut copy, &x1, Some(&c1), TrainMode::Cached, w).expect("shard 1"));
+        let expected: Vec<f64> = grads(&flow).iter().zip(grads(&copy)).map(|(a, b)| a + b).collect();
+
+        let mut replicas = Replicas::new(&model, &flow, 2).expect("replicas");
+        let before = exactflow_kernels::team::posted();
+        let lp_sh = replicas
+            .forward_backward(&mut flow, &x, Some(&c), TrainMode::Cached)
+            .expect("shards");
+        assert!(exactflow_kernels::team::posted() > before, "the second shard went to the team");
+        let bits = |v: &[f64]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&lp_sh), bits(&lp), "log p");
+        assert_eq!(bits(&grads(&flow)), bits(&expected), "gradients");
     }
 
     /// A context with another row count than the minibatch is refused, naming both.
