@@ -71,8 +71,8 @@ impl Strategy {
     ///    samples in the forward pass and puts dW and dx on the two cores in the backward pass
     ///    (splitting its products instead trained slower than one thread); Adam splits its large
     ///    tensors. Each split gives the one-thread bits, and uses two cores at most. Measured
-    ///    (BENCHMARKS.md, "f32 and two threads"): the digits presets 1.1-1.4x, the multi-scale
-    ///    RealNVP of digit images (batch norm) 1.3-1.4x of one thread.
+    ///    (BENCHMARKS.md, "Fourth round"): the digits presets 1.2-1.4x, the multi-scale
+    ///    RealNVP of digit images (batch norm) 1.5x of one thread.
     pub fn choose<T: Real>(flow: &Flow<T>, threads: usize, batch: usize) -> Self {
         if threads <= 1 {
             return Strategy::Sequential;
@@ -456,7 +456,10 @@ mod tests {
         let lp_sh = replicas
             .forward_backward(&mut flow, &x, Some(&c), TrainMode::Cached)
             .expect("shards");
-        assert!(exactflow_kernels::team::posted() > before, "the second shard went to the team");
+        assert!(
+            exactflow_kernels::team::posted() > before,
+            "the second shard went to the team"
+        );
         let bits = |v: &[f64]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&lp_sh), bits(&lp), "log p");
         assert_eq!(bits(&grads(&flow)), bits(&expected), "gradients");
