@@ -83,7 +83,7 @@ pub struct TrainArgs {
     pub data: String,
     /// The context of a conditional model, paired row for row with the --data samples: a
     /// npy:PATH or csv:PATH file of shape [N, C] with as many rows as the data. The model is
-    /// then built conditional on it (realnvp, maf, iaf, nsf), modelling p(data | context).
+    /// then built conditional on it (every family but nice), modelling p(data | context).
     #[arg(long, conflicts_with = "context_cols")]
     pub context: Option<String>,
     /// Take the last K columns of the --data file as the context of a conditional model (the
@@ -171,8 +171,8 @@ pub struct EvalArgs {
     #[arg(long, default_value = "test")]
     pub split: String,
     /// The context of a conditional model, paired row for row with the --data samples: a
-    /// npy:PATH or csv:PATH file of shape [N, C] with as many rows as the data. The model is
-    /// then built conditional on it (realnvp, maf, iaf, nsf), modelling p(data | context).
+    /// npy:PATH or csv:PATH file of shape [N, C] with as many rows as the data, C the context
+    /// width the model was trained with. The model scores p(data | context).
     #[arg(long, conflicts_with = "context_cols")]
     pub context: Option<String>,
     /// Take the last K columns of the --data file as the context of a conditional model (the
