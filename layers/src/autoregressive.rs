@@ -196,7 +196,7 @@ impl<T: Real, I: Inner<T>> Autoregressive<T, I> {
         for _ in 0..n {
             out.extend_from_slice(row.as_slice());
         }
-        Ok(Tensor::new(&shape, out)?)
+        Tensor::new(&shape, out)
     }
 
     /// The one-pass map at `u` with everything its backward needs.
