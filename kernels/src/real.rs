@@ -115,6 +115,17 @@ pub trait Real: Float + FromPrimitive + NumAssign + Send + Sync + Debug + 'stati
         }
     }
 
+    /// `x = exp(x)` elementwise where only `f32` trades bits for speed: `f32` uses the SIMD exp
+    /// of [`crate::simd`] (at most 4 ULP from std's), every other type (`f64` included) its own
+    /// `exp`. For the layers whose f64 path has always called std's exp (the splines' bins), so
+    /// that f64 results, the reference that old checkpoints score bit for bit in, stay as they
+    /// were.
+    fn exp_f32_fast_kernel(xs: &mut [Self]) {
+        for x in xs {
+            *x = x.exp();
+        }
+    }
+
     /// `x = tanh(x)` elementwise. The default calls `Float::tanh`. `f32` uses the SIMD tanh of
     /// [`crate::simd`] (at most [`crate::simd::TANH_F32_MAX_ULPS`] ULP from the correctly rounded
     /// value, checked on every f32 input); `f64` keeps std's, so that f64 results, the reference
@@ -263,6 +274,10 @@ impl Real for f32 {
 
     fn tanh_kernel(xs: &mut [Self]) {
         <f32 as VectorKernels>::tanh(Backend::detect(), xs);
+    }
+
+    fn exp_f32_fast_kernel(xs: &mut [Self]) {
+        <f32 as VectorKernels>::exp(Backend::detect(), xs);
     }
 
     float_fast_paths!(f32);

@@ -117,6 +117,39 @@ pub fn tanh_in_place<T: crate::Real>(xs: &mut [T]) {
 mod tests {
     use super::*;
 
+    /// `Real::exp_f32_fast_kernel` is the SIMD exp in f32 (the bits of [`exp_in_place`]) and
+    /// std's exp in f64 (its bits), on both signs, the underflow and overflow ranges and
+    /// non-finite inputs.
+    #[test]
+    fn the_f32_only_exp_is_simd_in_f32_and_std_in_f64() {
+        use crate::Real;
+        let mut xs: Vec<f64> = (-2400..=1000).map(|i| i as f64 * 0.0437).collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            -104.0,
+            89.0,
+            -746.0,
+            710.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ]);
+        let xs32: Vec<f32> = xs.iter().map(|&x| x as f32).collect();
+        let mut fast = xs32.clone();
+        f32::exp_f32_fast_kernel(&mut fast);
+        let mut simd = xs32.clone();
+        exp_in_place(&mut simd);
+        let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits32(&fast), bits32(&simd));
+        let mut fast = xs.clone();
+        f64::exp_f32_fast_kernel(&mut fast);
+        for (x, y) in xs.iter().zip(&fast) {
+            let e = x.exp();
+            assert!(e.to_bits() == y.to_bits() || (e.is_nan() && y.is_nan()), "exp({x})");
+        }
+    }
+
     /// Distance in units in the last place, on bit patterns ordered like the numbers (so +inf is
     /// one ulp above MAX and -0 equals +0). NaN is at distance 0 from NaN, and infinitely far
     /// (u64::MAX) from anything else.

@@ -272,30 +272,42 @@ impl<T: Real> RqSpline<T> {
 /// before (`as_f64`/`lit` round-trip exactly).
 fn softmax<T: Real>(u: &[T], p: &mut [T]) {
     let m = T::lit(u.iter().map(|v| v.as_f64()).fold(f64::NEG_INFINITY, f64::max));
-    let mut sum = T::zero();
     for (pi, &ui) in p.iter_mut().zip(u) {
-        *pi = (ui - m).exp();
-        sum += *pi;
+        *pi = ui - m;
+    }
+    // f32 takes the SIMD exp here (the bins' exps were a fifth of a spline flow's samples);
+    // f64 and intervals keep their own exp.
+    T::exp_f32_fast_kernel(p);
+    let mut sum = T::zero();
+    for &pi in p.iter() {
+        sum += pi;
     }
     p.iter_mut().for_each(|v| *v /= sum);
 }
 
-/// `ln(1 + e^t)` without overflow.
-fn softplus<T: Real>(t: T) -> T {
-    t.max(T::zero()) + (-t.abs()).exp().ln_1p()
-}
-
-/// `1 / (1 + e^-t)` without overflow.
-///
-/// The two forms are the same function, so the branch is chosen on the plain value (see
+/// `(softplus(t), sigmoid(t))` = `(ln(1 + e^t), 1 / (1 + e^-t))` without overflow:
+/// `max(t, 0) + ln_1p(e^-|t|)`, and `1 / (1 + e^-t)` for `t >= 0`, `e^t / (1 + e^t)` otherwise.
+/// The sigmoid's two forms are the same function, so the branch is chosen on the plain value (see
 /// [`softmax`] for why that matters on intervals).
-fn sigmoid<T: Real>(t: T) -> T {
-    if t.as_f64() >= 0.0 {
-        T::one() / (T::one() + (-t).exp())
+///
+/// For a float the sigmoid's exp argument (`-t` for `t >= 0`, `t` otherwise) is `-|t|`, the
+/// softplus's, so one exp serves both (the exponentials were a fifth of a spline flow's samples
+/// in a profile, BENCHMARKS.md), with the bits of the two functions computed apart (tested).
+/// An enclosure takes its own: an interval that straddles 0 has another `-t` than `-|t|`, and
+/// `1 / (1 + e^-|t|)` does not enclose the sigmoid on its negative part. So does `t = 0`, where
+/// a dual number's `|t|` has another derivative than `t` or `-t`.
+fn softplus_and_sigmoid<T: Real>(t: T) -> (T, T) {
+    let e = (-t.abs()).exp();
+    let soft = t.max(T::zero()) + e.ln_1p();
+    let shared = !T::ENCLOSURE && t.as_f64() != 0.0;
+    let sig = if t.as_f64() >= 0.0 {
+        let en = if shared { e } else { (-t).exp() };
+        T::one() / (T::one() + en)
     } else {
-        let e = t.exp();
-        e / (T::one() + e)
-    }
+        let ep = if shared { e } else { t.exp() };
+        ep / (T::one() + ep)
+    };
+    (soft, sig)
 }
 
 /// Knots `(X_k, Y_k, D_k)` of one element's spline, computed from its `3K - 1` unnormalized
@@ -417,8 +429,9 @@ impl<T: Real> Knots<T> {
         cum(&self.ph, sp.min_h, sp.free_h, &mut self.ys);
         for i in 1..k {
             let u = sp.beta * raw[2 * k + i - 1];
-            self.ds[i] = sp.min_d + softplus(u) / sp.beta;
-            self.sig[i] = sigmoid(u);
+            let (soft, sig) = softplus_and_sigmoid(u);
+            self.ds[i] = sp.min_d + soft / sp.beta;
+            self.sig[i] = sig;
         }
     }
 
@@ -670,6 +683,63 @@ impl<T: Real> Knots<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ln(1 + e^t)`, as `Knots::set` computed it before the exps were shared.
+    fn softplus<T: Real>(t: T) -> T {
+        t.max(T::zero()) + (-t.abs()).exp().ln_1p()
+    }
+
+    /// `1 / (1 + e^-t)`, as `Knots::set` computed it before the exps were shared.
+    fn sigmoid<T: Real>(t: T) -> T {
+        if t.as_f64() >= 0.0 {
+            T::one() / (T::one() + (-t).exp())
+        } else {
+            let e = t.exp();
+            e / (T::one() + e)
+        }
+    }
+
+    /// The shared exponential gives the bits of [`softplus`] and [`sigmoid`] called apart, on f64
+    /// and f32 (signed zeros, subnormals, the overflow and underflow ranges of exp, infinities,
+    /// NaN), and on intervals: one straddling 0 gives the enclosures of the two functions called
+    /// apart (the shared `e^-|t|` would not enclose `sigmoid` on its negative part), and both
+    /// enclose the functions at points inside it.
+    #[test]
+    fn softplus_and_sigmoid_share_an_exp_with_the_bits_of_each() {
+        let mut points = vec![0.0, -0.0, 1e-300, -1e-300, 5e-324, 0.5, -0.5, 1.0, -1.0, 3.7, -3.7];
+        points.extend([20.0, -20.0, 88.0, -88.0, 104.0, -104.0, 709.0, -709.0, 746.0, -746.0]);
+        points.extend([f64::MAX, -f64::MAX, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]);
+        points.extend((0..2000).map(|i| (i as f64 - 1000.0) * 0.0173));
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for &t in &points {
+            let (soft, sig) = softplus_and_sigmoid(t);
+            assert!(same(soft, softplus(t)) && same(sig, sigmoid(t)), "f64 {t}");
+            let t32 = t as f32;
+            let (soft, sig) = softplus_and_sigmoid(t32);
+            assert!(
+                same(soft.into(), softplus(t32).into()) && same(sig.into(), sigmoid(t32).into()),
+                "f32 {t32}"
+            );
+        }
+        for (lo, hi) in [(-0.75, 0.5), (-2.0, 3.0), (0.25, 1.5), (-1.5, -0.25), (-1e-3, 0.0)] {
+            let t = exactflow_kernels::Interval::new(lo, hi).expect("interval");
+            let (soft, sig) = softplus_and_sigmoid(t);
+            let (soft_apart, sig_apart) = (softplus(t), sigmoid(t));
+            assert_eq!(
+                (soft.lo(), soft.hi()),
+                (soft_apart.lo(), soft_apart.hi()),
+                "[{lo}, {hi}]"
+            );
+            assert_eq!((sig.lo(), sig.hi()), (sig_apart.lo(), sig_apart.hi()), "[{lo}, {hi}]");
+            for k in 0..=20 {
+                let x = lo + (hi - lo) * k as f64 / 20.0;
+                assert!(
+                    soft.contains(softplus(x)) && sig.contains(sigmoid(x)),
+                    "{x} in [{lo}, {hi}]"
+                );
+            }
+        }
+    }
 
     fn spline(bins: usize, b: f64) -> RqSpline<f64> {
         RqSpline::new(SplineConfig::new(bins, b).unwrap()).unwrap()
