@@ -189,14 +189,9 @@ impl<T: Real, I: Inner<T>> Autoregressive<T, I> {
     /// masks zero. So the solution keeps the bits of D full passes (tested).
     fn first_pass(&self, n: usize, cx: Ctx<'_, T>) -> Result<Tensor<T>> {
         let row = Conditioner::forward(&self.made, &Tensor::zeros(&[1, self.dim()])?, cx)?;
-        let width = row.len();
         let mut shape = row.shape().to_vec();
         shape[0] = n;
-        let mut out = Vec::with_capacity(n.saturating_mul(width));
-        for _ in 0..n {
-            out.extend_from_slice(row.as_slice());
-        }
-        Tensor::new(&shape, out)
+        Tensor::new(&shape, row.as_slice().repeat(n))
     }
 
     /// The one-pass map at `u` with everything its backward needs.

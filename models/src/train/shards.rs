@@ -225,6 +225,7 @@ impl<T: Real> Replicas<T> {
         let trained = &mut *flow;
         if n == 2 {
             let (first, others) = outs.split_at_mut(1);
+            // invariant: n == 2 is one replica and one gradient buffer (resized above).
             let (r, grads) = (&mut self.flows[0], &mut self.grads[0]);
             let (x0, c0, x1, c1) = (&xs[0], &cs[0], &xs[1], &cs[1]);
             exactflow_kernels::team::join(
@@ -294,13 +295,18 @@ fn replica_pass<T: Real>(
 ) -> Result<Vec<T>> {
     copy_values(r, values);
     let pass = shard_pass(r, x, c, mode, w);
+    gather_grads(r, grads);
+    pass
+}
+
+/// Every trainable gradient of `flow`, flat in visiting order, into `grads` (cleared first).
+fn gather_grads<T: Real>(flow: &Flow<T>, grads: &mut Vec<T>) {
     grads.clear();
-    r.visit_params("", &mut |_, p| {
+    flow.visit_params("", &mut |_, p| {
         if p.kind == ParamKind::Trainable {
             grads.extend_from_slice(p.grad.as_slice());
         }
     });
-    pass
 }
 
 /// One shard's passes on one flow: the gradient of `w * sum log p(x | c)` over the shard, and
@@ -339,11 +345,7 @@ mod tests {
 
     fn grads(flow: &Flow<f64>) -> Vec<f64> {
         let mut g = Vec::new();
-        flow.visit_params("", &mut |_, p| {
-            if p.kind == ParamKind::Trainable {
-                g.extend_from_slice(p.grad.as_slice());
-            }
-        });
+        gather_grads(flow, &mut g);
         g
     }
 

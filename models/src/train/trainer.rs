@@ -496,18 +496,19 @@ impl<'a, T: Real> Run<'a, T> {
         // passes of the run skip their own scans of them.
         self.flow.check_params_finite("train")?;
         self.flow.set_params_checked(true);
-        if strategy == Strategy::ParallelGemm {
-            self.adam.set_parallelism(self.flow.parallelism());
-        }
-        // Two shards run on the team's helper (see `Replicas::forward_backward`), which is then
-        // awake for Adam's large tensors too; with more shards the team would compete with the
-        // rayon workers, so Adam stays on one thread.
-        if strategy == Strategy::Shards && self.cfg.threads == 2 {
-            self.adam.set_parallelism(Parallelism::from_threads(2));
-        }
-        if strategy == Strategy::Shards {
-            self.replicas = Some(Replicas::new(self.model, self.flow, self.cfg.threads)?);
-            self.batch_init_pending = needs_batch_init(&*self.flow);
+        match strategy {
+            Strategy::ParallelGemm => self.adam.set_parallelism(self.flow.parallelism()),
+            Strategy::Shards => {
+                // Two shards run on the team's helper (see `Replicas::forward_backward`), which
+                // is then awake for Adam's large tensors too; with more shards the team would
+                // compete with the rayon workers, so Adam stays on one thread.
+                if self.cfg.threads == 2 {
+                    self.adam.set_parallelism(Parallelism::from_threads(2));
+                }
+                self.replicas = Some(Replicas::new(self.model, self.flow, self.cfg.threads)?);
+                self.batch_init_pending = needs_batch_init(&*self.flow);
+            }
+            Strategy::Sequential => {}
         }
         let mut stopped_early = false;
         while self.st.step < self.plan.total {
